@@ -1,0 +1,111 @@
+"""Turns validated Settings into ready parts (model, engine, cameras, publisher) and runs the daemon.
+
+All set-up work happens here, before the first frame: exporting/loading the model and opening the
+engine. Nothing here runs per frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from edge_daemon.camera import Backoff, DropPolicy, open_source
+from edge_daemon.engine import InferenceEngine, load_engine
+from edge_daemon.model import model_info, resolve_onnx
+from edge_daemon.pipeline import CameraPlan, Pipeline, PipelineStats, ResultHook
+from edge_daemon.postprocess import DecodeParams
+from edge_daemon.publish.mqtt import MqttPublisher, Publisher
+from edge_daemon.publish.payload import ModelTag
+from edge_daemon.settings import Settings
+from edge_daemon.types import ModelInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    engine: InferenceEngine
+    info: ModelInfo
+    tag: ModelTag
+
+
+def load_model(settings: Settings) -> LoadedModel:
+    """Resolve the model file (exporting .pt once), open the configured engine, read the metadata."""
+    onnx_path, sha = resolve_onnx(settings.model.path, settings.model.imgsz, settings.model.cache_dir)
+    engine = load_engine(settings.engine, onnx_path, settings.model.imgsz)
+    try:
+        info = model_info(engine.info.metadata, engine.info.input_hw, settings.model.path, sha)
+    except Exception:
+        engine.close()
+        raise
+    tag = ModelTag(info.model_id, engine.info.precision, engine.info.backend, engine.info.input_hw)
+    log.info(
+        "model %s: task %s, %d classes, input %dx%d, %s %s",
+        info.model_id,
+        info.task,
+        info.num_classes,
+        *info.input_hw,
+        tag.backend,
+        tag.precision,
+    )
+    return LoadedModel(engine, info, tag)
+
+
+def decode_params(settings: Settings, info: ModelInfo) -> DecodeParams:
+    d = settings.detect
+    return DecodeParams(
+        num_classes=info.num_classes,
+        conf=d.conf,
+        iou=d.iou,
+        classes=tuple(d.classes) if d.classes is not None else None,
+        max_det=d.max_det,
+    )
+
+
+def camera_plans(settings: Settings) -> list[CameraPlan]:
+    return [
+        CameraPlan(
+            name=cam.name,
+            source=open_source(cam),
+            policy=DropPolicy(cam.drop_policy),
+            queue_size=cam.queue_size,
+            backoff=Backoff(cam.reconnect_initial_s, cam.reconnect_max_s),
+            max_frames=cam.max_frames,
+        )
+        for cam in settings.cameras
+    ]
+
+
+def build_pipeline(
+    settings: Settings,
+    model: LoadedModel,
+    publisher: Publisher | None = None,
+    on_result: ResultHook | None = None,
+) -> Pipeline:
+    return Pipeline(
+        cameras=camera_plans(settings),
+        engine=model.engine,
+        decode_params=decode_params(settings, model.info),
+        names=model.info.names,
+        model_tag=model.tag,
+        publisher=publisher or MqttPublisher.from_config(settings.mqtt, settings.device_id),
+        device_id=settings.device_id,
+        stats_interval_s=settings.log.stats_interval_s,
+        on_result=on_result,
+    )
+
+
+def run_daemon(
+    settings: Settings, stop: threading.Event, on_result: ResultHook | None = None
+) -> PipelineStats:
+    """The main job: serve every camera until ``stop`` is set (or all finite sources end)."""
+    model = load_model(settings)
+    try:
+        pipeline = build_pipeline(settings, model, on_result=on_result)
+        stats = pipeline.run(stop)
+        if pipeline.error is not None:
+            raise pipeline.error
+        return stats
+    finally:
+        model.engine.close()

@@ -1,0 +1,70 @@
+"""Camera sources behind one interface (:class:`FrameSource`), built from typed camera settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+
+from edge_daemon.camera.base import (
+    Backoff,
+    CameraReader,
+    DropPolicy,
+    DropQueue,
+    FrameSource,
+    QueueClosed,
+)
+from edge_daemon.camera.gstreamer import csi_pipeline, rtsp_hw_pipeline
+from edge_daemon.camera.opencv import OpenCVSource, ffmpeg_timeouts, with_credentials
+from edge_daemon.logs import redact_url
+
+__all__ = [
+    "Backoff",
+    "CameraReader",
+    "DropPolicy",
+    "DropQueue",
+    "FrameSource",
+    "QueueClosed",
+    "open_source",
+]
+
+
+def _secret(value: Any) -> str | None:
+    return None if value is None else str(value.get_secret_value())
+
+
+def open_source(cfg: Any) -> FrameSource:
+    """Build (not yet open) the FrameSource for one camera settings model (see settings.CameraConfig)."""
+    if cfg.type == "file":
+        return OpenCVSource(
+            str(cfg.path),
+            cv2.CAP_FFMPEG,
+            f"file {cfg.path}",
+            finite=True,
+            loop=cfg.loop,
+            realtime=cfg.realtime,
+        )
+    if cfg.type == "v4l2":
+        props: dict[int, float] = {}
+        if cfg.fourcc:
+            props[cv2.CAP_PROP_FOURCC] = cv2.VideoWriter.fourcc(*cfg.fourcc)
+        if cfg.width:
+            props[cv2.CAP_PROP_FRAME_WIDTH] = cfg.width
+        if cfg.height:
+            props[cv2.CAP_PROP_FRAME_HEIGHT] = cfg.height
+        if cfg.fps:
+            props[cv2.CAP_PROP_FPS] = cfg.fps
+        return OpenCVSource(cfg.device, cv2.CAP_V4L2, f"V4L2 device {cfg.device}", props=props)
+    if cfg.type == "url":
+        url = with_credentials(cfg.url, cfg.username, _secret(cfg.password))
+        return OpenCVSource(
+            url, cv2.CAP_FFMPEG, f"stream {redact_url(url)}", params=ffmpeg_timeouts(cfg.read_timeout_s)
+        )
+    if cfg.type == "csi":
+        pipeline = csi_pipeline(cfg.sensor_id, cfg.width, cfg.height, cfg.fps, cfg.flip_method)
+        return OpenCVSource(pipeline, cv2.CAP_GSTREAMER, f"CSI sensor {cfg.sensor_id}")
+    if cfg.type == "rtsp-hw":
+        url = with_credentials(cfg.url, cfg.username, _secret(cfg.password))
+        pipeline = rtsp_hw_pipeline(url, cfg.codec, cfg.latency_ms)
+        return OpenCVSource(pipeline, cv2.CAP_GSTREAMER, f"hw-decoded stream {redact_url(url)}")
+    raise ValueError(f"unknown camera type {cfg.type!r}")

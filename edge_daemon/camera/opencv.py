@@ -1,0 +1,102 @@
+"""Frame sources backed by ``cv2.VideoCapture``: files, V4L2 devices, RTSP/HTTP URLs, GStreamer pipelines."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edge_daemon.camera.base import FrameSource
+from edge_daemon.errors import CameraError
+
+
+class OpenCVSource(FrameSource):
+    """A ``cv2.VideoCapture`` opened from ``target`` with backend ``api`` and open/read ``params``.
+
+    ``loop``: rewind a finite source at its end instead of finishing. ``realtime``: pace reads at the
+    stream's native FPS (a file then behaves like a camera). ``description`` is what logs show.
+    """
+
+    def __init__(
+        self,
+        target: str | int,
+        api: int,
+        description: str,
+        params: list[int] | None = None,
+        finite: bool = False,
+        loop: bool = False,
+        realtime: bool = False,
+        props: dict[int, float] | None = None,
+    ) -> None:
+        self.target = target
+        self.api = api
+        self.description = description
+        self.params = params or []
+        self.finite = finite and not loop
+        self.loop = loop
+        self.realtime = realtime
+        self.props = props or {}
+        self._cap: Any = None
+        self._period = 0.0
+        self._next_due = 0.0
+
+    def open(self) -> None:
+        self.close()
+        cap = cv2.VideoCapture(self.target, self.api, self.params)
+        if not cap.isOpened():
+            cap.release()
+            raise CameraError(f"cannot open {self.description}")
+        for prop, value in self.props.items():
+            cap.set(prop, value)
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self._period = 1.0 / fps if self.realtime and fps and 0 < fps < 1000 else 0.0
+        self._next_due = time.monotonic()
+        self._cap = cap
+
+    def read(self) -> npt.NDArray[np.uint8] | None:
+        if self._cap is None:
+            raise CameraError(f"{self.description} is not open")
+        ok, image = self._cap.read()
+        if not ok and self.loop:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = self._cap.read()
+        if not ok or image is None:
+            if self.finite:
+                return None
+            raise CameraError(f"no frame from {self.description} (read failed or timed out)")
+        if self._period:
+            self._next_due += self._period
+            delay = self._next_due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                self._next_due = time.monotonic()  # running late: don't try to catch up in a burst
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        return np.ascontiguousarray(image, dtype=np.uint8)
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+def ffmpeg_timeouts(timeout_s: float) -> list[int]:
+    """VideoCapture params that bound how long opening and each read may block (FFmpeg backend)."""
+    ms = int(timeout_s * 1000)
+    return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+
+
+def with_credentials(url: str, username: str | None, password: str | None) -> str:
+    """Insert credentials into ``url`` (percent-encoded) when they are configured separately."""
+    if username is None:
+        return url
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    userinfo = quote(username, safe="") + (f":{quote(password, safe='')}" if password is not None else "")
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, f"{userinfo}@{host}", parts.path, parts.query, parts.fragment))

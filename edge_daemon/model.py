@@ -1,0 +1,123 @@
+"""Model files: hash them, export ``.pt`` weights to ONNX once (cached), read the model's own metadata.
+
+Cache layout: ``<cache_dir>/onnx/<stem>-<sha256[:16]>-<H>x<W>.onnx``. The key is the weights' content hash
+and the input size, so replacing the weights or changing ``model.imgsz`` exports again, and nothing else
+does. Exports are written to a temporary directory and renamed into place, so an interrupted export never
+leaves a half-written ONNX file under the final name.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from edge_daemon.errors import ModelError
+from edge_daemon.types import ModelInfo
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IMGSZ = (640, 640)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's content."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            while block := fh.read(chunk):
+                digest.update(block)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read model file: {exc}") from None
+    return digest.hexdigest()
+
+
+def exported_onnx_path(pt_path: Path, sha256: str, imgsz: tuple[int, int], cache_dir: Path) -> Path:
+    return cache_dir / "onnx" / f"{pt_path.stem}-{sha256[:16]}-{imgsz[0]}x{imgsz[1]}.onnx"
+
+
+def resolve_onnx(model_path: Path, imgsz: tuple[int, int] | None, cache_dir: Path) -> tuple[Path, str]:
+    """Return (ONNX path to load, sha256 of the file the user configured).
+
+    ``.onnx`` files are used as they are. ``.pt`` files are exported through Ultralytics on first use and
+    then served from the cache.
+    """
+    sha = sha256_file(model_path)
+    if model_path.suffix.lower() == ".onnx":
+        return model_path, sha
+    size = imgsz or DEFAULT_IMGSZ
+    target = exported_onnx_path(model_path, sha, size, cache_dir)
+    if target.is_file():
+        log.info("using cached ONNX export %s", target)
+        return target, sha
+    export_pt(model_path, size, target)
+    return target, sha
+
+
+def export_pt(pt_path: Path, imgsz: tuple[int, int], target: Path) -> None:
+    """Export Ultralytics weights to a static-shape ONNX at ``target`` (atomic)."""
+    os.environ.setdefault("YOLO_VERBOSE", "False")  # keep Ultralytics' banner out of the daemon's log
+    try:
+        from ultralytics import YOLO
+    except ImportError:
+        raise ModelError(
+            f"{pt_path}: exporting .pt weights needs Ultralytics; install the extra "
+            "(pip install 'edge-daemon[export]') or point model.path at an .onnx file"
+        ) from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("exporting %s to ONNX at %dx%d (first use only) ...", pt_path.name, *imgsz)
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=target.parent) as tmp:
+        work = Path(tmp) / pt_path.name
+        shutil.copyfile(pt_path, work)  # Ultralytics writes next to the weights; keep that in our temp dir
+        try:
+            out = YOLO(str(work)).export(format="onnx", imgsz=list(imgsz), dynamic=False, verbose=False)
+        except Exception as exc:  # Ultralytics raises many types; all mean "this export failed"
+            raise ModelError(f"{pt_path}: ONNX export at imgsz {imgsz} failed: {exc}") from None
+        exported = Path(str(out))
+        with exported.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(exported, target)
+    log.info("exported %s", target)
+
+
+def model_info(metadata: dict[str, str], input_hw: tuple[int, int], source: Path, sha256: str) -> ModelInfo:
+    """Build ModelInfo from Ultralytics' metadata keys (names, stride, task), with safe fallbacks."""
+    names = _parse_names(metadata.get("names"))
+    if not names:
+        raise ModelError(
+            f"{source}: the model carries no class names (metadata key 'names'); "
+            "export it with Ultralytics so that its metadata is kept"
+        )
+    task = metadata.get("task", "detect")
+    if task not in {"detect", "pose"}:
+        raise ModelError(f"{source}: task {task!r} is not supported (detect and pose models are)")
+    try:
+        stride = int(metadata.get("stride", "32"))
+    except ValueError:
+        stride = 32
+    return ModelInfo(
+        model_id=f"{source.stem}-{sha256[:12]}",
+        task=task,
+        names=names,
+        stride=stride,
+        input_hw=input_hw,
+        sha256=sha256,
+    )
+
+
+def _parse_names(raw: str | None) -> dict[int, str]:
+    if not raw:
+        return {}
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return {}
+    if isinstance(value, dict):
+        return {int(k): str(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return {i: str(v) for i, v in enumerate(value)}
+    return {}

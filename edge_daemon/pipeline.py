@@ -1,0 +1,295 @@
+"""Wires the rooms together; the only module that knows all of them.
+
+Threads and queues, data flowing one way::
+
+    camera-<name> (one per camera)      inference (one)              publish (one)
+    read frame -> letterbox -> [DropQueue per camera] -> engine.infer -> [bounded queue] -> decode + NMS
+                  (named drop policy)                                                      -> payload -> MQTT
+
+The camera threads pre-process so that the inference thread does nothing but run the engine; OpenCV and
+ONNX Runtime release the GIL, so decoding frame N+1 overlaps inference of frame N. Post-processing and
+publishing run on their own thread for the same reason. Stopping is a drain: cameras stop first, frames
+already captured are inferred and published, then ``offline`` is published and MQTT disconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, FrameSource, QueueClosed
+from edge_daemon.engine import InferenceEngine
+from edge_daemon.errors import EdgeError
+from edge_daemon.postprocess import DecodeParams, decode_one
+from edge_daemon.preprocess import preprocess
+from edge_daemon.publish.mqtt import Publisher
+from edge_daemon.publish.payload import ModelTag, build_payload, encode
+from edge_daemon.types import Detections, Frame, LetterboxMeta
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CameraPlan:
+    """Everything the pipeline needs to run one camera, resolved from its settings."""
+
+    name: str
+    source: FrameSource
+    policy: DropPolicy
+    queue_size: int
+    backoff: Backoff
+    max_frames: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    frame: Frame
+    tensor: npt.NDArray[np.float32]
+    meta: LetterboxMeta
+
+
+@dataclass(frozen=True, slots=True)
+class _Inferred:
+    prepared: _Prepared
+    output: npt.NDArray[np.float32]
+    inference_ms: float
+
+
+@dataclass
+class PipelineStats:
+    """Counters and latency samples (milliseconds), readable while the pipeline runs."""
+
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    inferred: int = 0
+    published: int = 0
+    detections: int = 0
+    first_publish: float | None = None
+    end_to_end_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    dropped: dict[str, int] = field(default_factory=dict)
+    captured: dict[str, int] = field(default_factory=dict)
+
+    def fps(self) -> float:
+        """Published frames per second, from the first publication to the last (or now)."""
+        if self.first_publish is None or self.published < 2:
+            return 0.0
+        end = self.finished or time.monotonic()
+        return (self.published - 1) / max(end - self.first_publish, 1e-9)
+
+
+# Called for every published frame: (frame, detections). Tests and the demo use it to observe results.
+ResultHook = Callable[[Frame, Detections], None]
+
+
+class Pipeline:
+    """Runs cameras -> engine -> publisher until stopped or until every finite camera ends."""
+
+    def __init__(
+        self,
+        cameras: Sequence[CameraPlan],
+        engine: InferenceEngine,
+        decode_params: DecodeParams,
+        names: dict[int, str],
+        model_tag: ModelTag,
+        publisher: Publisher,
+        device_id: str,
+        stats_interval_s: float = 10.0,
+        on_result: ResultHook | None = None,
+    ) -> None:
+        if not cameras:
+            raise ValueError("at least one camera is needed")
+        self.engine = engine
+        self.publisher = publisher
+        self.stats = PipelineStats()
+        self.error: BaseException | None = None
+        self._decode = decode_params
+        self._names = names
+        self._tag = model_tag
+        self._device_id = device_id
+        self._stats_interval = stats_interval_s
+        self._on_result = on_result
+        self._input_hw = engine.info.input_hw
+        self._cond = threading.Condition()
+        self._queues: dict[str, DropQueue[_Prepared]] = {}
+        self._ended: set[str] = set()
+        self._results: DropQueue[_Inferred] = DropQueue(8, DropPolicy.BLOCK)
+        self._readers: list[CameraReader] = []
+        for plan in cameras:
+            queue: DropQueue[_Prepared] = DropQueue(plan.queue_size, plan.policy)
+            self._queues[plan.name] = queue
+            self._readers.append(
+                CameraReader(
+                    plan.name,
+                    plan.source,
+                    self._camera_sink(queue),
+                    plan.backoff,
+                    max_frames=plan.max_frames,
+                    on_end=self._camera_ended(plan.name),
+                )
+            )
+        self._workers = [
+            threading.Thread(target=self._guard(self._infer_loop), name="inference", daemon=True),
+            threading.Thread(target=self._guard(self._publish_loop), name="publish", daemon=True),
+        ]
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    def run(self, stop: threading.Event, drain_timeout_s: float = 10.0) -> PipelineStats:
+        """Block until ``stop`` is set or all cameras ended; then drain and close the publisher."""
+        self.publisher.start()
+        for worker in self._workers:
+            worker.start()
+        for reader in self._readers:
+            reader.start()
+        next_log = time.monotonic() + self._stats_interval
+        while not stop.is_set() and any(w.is_alive() for w in self._workers):
+            stop.wait(0.2)
+            if time.monotonic() >= next_log:
+                self._log_stats()
+                next_log += self._stats_interval
+        self.shutdown(drain_timeout_s)
+        return self.stats
+
+    def shutdown(self, drain_timeout_s: float) -> None:
+        """Stop cameras, let queued frames finish (bounded), then close the publisher."""
+        deadline = time.monotonic() + drain_timeout_s
+        for reader in self._readers:
+            reader.stop()
+        for reader in self._readers:
+            if not reader.join(max(0.0, deadline - time.monotonic())):
+                log.warning("camera %s did not stop in time", reader.name)
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                log.warning("%s thread still busy at the drain deadline; abandoning it", worker.name)
+        self.stats.finished = time.monotonic()
+        for name, queue in self._queues.items():
+            self.stats.dropped[name] = queue.dropped
+        for reader in self._readers:
+            self.stats.captured[reader.name] = reader.stats.frames
+        self.publisher.close(timeout=max(1.0, deadline - time.monotonic()))
+        self._log_stats()
+
+    def _abort(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        for reader in self._readers:
+            reader.stop()
+        for queue in self._queues.values():
+            queue.close()
+        self._results.close()
+
+    def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                loop()
+            except EdgeError as exc:
+                log.error("%s", exc)
+                self._abort(exc)
+            except Exception as exc:
+                log.exception("pipeline thread %s crashed", threading.current_thread().name)
+                self._abort(exc)
+
+        return run
+
+    # ----------------------------------------------------------------------------------- the stages
+
+    def _camera_sink(self, queue: DropQueue[_Prepared]) -> Callable[[Frame], None]:
+        input_hw = self._input_hw
+        cond = self._cond
+
+        def sink(frame: Frame) -> None:
+            tensor, meta = preprocess(frame.image, input_hw)
+            queue.put(_Prepared(frame, tensor, meta))
+            with cond:
+                cond.notify_all()
+
+        return sink
+
+    def _camera_ended(self, name: str) -> Callable[[], None]:
+        def ended() -> None:
+            self._queues[name].close()
+            with self._cond:
+                self._ended.add(name)
+                self._cond.notify_all()
+
+        return ended
+
+    def _next_prepared(self) -> _Prepared | None:
+        """The waiting frame captured first across all cameras; None once every camera ended and drained."""
+        while True:
+            with self._cond:
+                self._cond.wait_for(
+                    lambda: (
+                        any(len(q) for q in self._queues.values()) or len(self._ended) == len(self._queues)
+                    ),
+                    timeout=0.5,
+                )
+            heads = [(q, q.peek()) for q in self._queues.values()]
+            ready = [(q, head.frame.captured_mono) for q, head in heads if head is not None]
+            if ready:
+                queue = min(ready, key=lambda pair: pair[1])[0]
+                try:
+                    item = queue.get(timeout=0)
+                except QueueClosed:
+                    continue
+                if item is not None:
+                    return item
+            elif len(self._ended) == len(self._queues):
+                return None
+
+    def _infer_loop(self) -> None:
+        try:
+            while (item := self._next_prepared()) is not None:
+                t0 = time.perf_counter()
+                output = self.engine.infer(item.tensor)
+                ms = (time.perf_counter() - t0) * 1000.0
+                self.stats.inferred += 1
+                self.stats.inference_ms.append(ms)
+                self._results.put(_Inferred(item, output, ms))
+        finally:
+            self._results.close()
+
+    def _publish_loop(self) -> None:
+        while True:
+            try:
+                item = self._results.get(timeout=1.0)
+            except QueueClosed:
+                return
+            if item is None:
+                continue
+            frame = item.prepared.frame
+            dets = decode_one(item.output[0], item.prepared.meta, self._decode)
+            e2e_ms = (time.monotonic() - frame.captured_mono) * 1000.0
+            payload = build_payload(
+                self._device_id, frame, dets, self._names, self._tag, item.inference_ms, e2e_ms
+            )
+            self.publisher.publish_detections(frame.camera, encode(payload))
+            now = time.monotonic()
+            if self.stats.first_publish is None:
+                self.stats.first_publish = now
+            self.stats.published += 1
+            self.stats.detections += len(dets)
+            self.stats.end_to_end_ms.append((now - frame.captured_mono) * 1000.0)
+            if self._on_result is not None:
+                self._on_result(frame, dets)
+
+    def _log_stats(self) -> None:
+        e2e = list(self.stats.end_to_end_ms)[-1000:]
+        p50 = float(np.percentile(e2e, 50)) if e2e else 0.0
+        dropped = sum(q.dropped for q in self._queues.values())
+        log.info(
+            "running: %d frames published, %.1f fps, end-to-end p50 %.1f ms, %d dropped by policy",
+            self.stats.published,
+            self.stats.fps(),
+            p50,
+            dropped,
+        )

@@ -1,0 +1,73 @@
+"""CPU pre-processing: Ultralytics-identical letterbox and the NCHW float tensor the model takes.
+
+Pure functions, no state. The arithmetic copies ``ultralytics.data.augment.LetterBox`` (center=True,
+scaleup=True, pad value 114, bilinear resize) so that detections match Ultralytics' own predictions.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edge_daemon.types import LetterboxMeta
+
+PAD_VALUE = 114
+
+
+def letterbox_meta(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> LetterboxMeta:
+    """Scale and padding that fit a ``src_hw`` frame into ``dst_hw`` keeping its aspect ratio."""
+    src_h, src_w = src_hw
+    dst_h, dst_w = dst_hw
+    if min(src_h, src_w, dst_h, dst_w) <= 0:
+        raise ValueError(f"sizes must be positive, got src {src_hw} dst {dst_hw}")
+    r = min(dst_h / src_h, dst_w / src_w)
+    new_w, new_h = max(round(src_w * r), 1), max(round(src_h * r), 1)
+    pad_x = round((dst_w - new_w) / 2 - 0.1)
+    pad_y = round((dst_h - new_h) / 2 - 0.1)
+    return LetterboxMeta(
+        src_w=src_w,
+        src_h=src_h,
+        dst_w=dst_w,
+        dst_h=dst_h,
+        gain_x=new_w / src_w,
+        gain_y=new_h / src_h,
+        pad_x=pad_x,
+        pad_y=pad_y,
+    )
+
+
+def letterbox(
+    image: npt.NDArray[np.uint8], dst_hw: tuple[int, int]
+) -> tuple[npt.NDArray[np.uint8], LetterboxMeta]:
+    """Resize ``image`` (BGR uint8 HWC) into ``dst_hw`` with grey (114) borders. Returns BGR uint8 HWC."""
+    meta = letterbox_meta((image.shape[0], image.shape[1]), dst_hw)
+    new_w = round(meta.src_w * meta.gain_x)
+    new_h = round(meta.src_h * meta.gain_y)
+    resized = image
+    if (new_w, new_h) != (meta.src_w, meta.src_h):
+        resized = np.asarray(cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR), np.uint8)
+    bottom = meta.dst_h - new_h - meta.pad_y
+    right = meta.dst_w - new_w - meta.pad_x
+    out = cv2.copyMakeBorder(
+        resized, meta.pad_y, bottom, meta.pad_x, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
+    )
+    return np.ascontiguousarray(out, dtype=np.uint8), meta
+
+
+def to_tensor(
+    images: list[npt.NDArray[np.uint8]], dtype: type[np.floating] = np.float32
+) -> npt.NDArray[np.floating]:
+    """Letterboxed BGR uint8 HWC images -> RGB, /255, NCHW tensor of ``dtype`` (one OpenCV call)."""
+    blob = np.asarray(
+        cv2.dnn.blobFromImages(images, scalefactor=1.0 / 255.0, swapRB=True, crop=False), np.float32
+    )
+    return blob if dtype is np.float32 else blob.astype(dtype)
+
+
+def preprocess(
+    image: npt.NDArray[np.uint8], dst_hw: tuple[int, int]
+) -> tuple[npt.NDArray[np.floating], LetterboxMeta]:
+    """One frame -> (1, 3, H, W) float32 model input and the letterbox that produced it."""
+    boxed, meta = letterbox(image, dst_hw)
+    return to_tensor([boxed]), meta

@@ -1,0 +1,1 @@
+"""Publishing detections: the versioned payload and the MQTT client."""

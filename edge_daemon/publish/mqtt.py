@@ -1,0 +1,208 @@
+"""MQTT publisher on paho-mqtt 2.x.
+
+Topics: detections on ``<prefix>/<device_id>/<camera>/detections`` at the configured QoS; availability on
+``<prefix>/<device_id>/status``: retained ``online`` once connected, and ``offline`` both as the Last Will
+(the broker sends it if the daemon dies) and on a clean shutdown.
+
+paho's network loop runs in its own thread and reconnects by itself (exponential backoff, 1 s to 60 s).
+``publish`` never blocks: paho queues messages, bounded by ``max_queued_messages``; QoS 1/2 messages
+published while the broker is away are kept in that queue and sent after reconnecting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+import threading
+import time
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_daemon.errors import PublishError
+from edge_daemon.publish.payload import detections_topic, status_topic
+
+log = logging.getLogger(__name__)
+
+ONLINE = b"online"
+OFFLINE = b"offline"
+
+
+class Publisher(Protocol):
+    """What the pipeline needs from a publisher."""
+
+    def start(self) -> None: ...
+
+    def publish_detections(self, camera: str, payload: bytes) -> None: ...
+
+    def close(self, timeout: float = 5.0) -> None: ...
+
+
+class NullPublisher:
+    """Accepts payloads and counts them; used by ``edge-daemon bench --no-mqtt``."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.bytes = 0
+
+    def start(self) -> None:
+        return None
+
+    def publish_detections(self, camera: str, payload: bytes) -> None:
+        self.messages += 1
+        self.bytes += len(payload)
+
+    def close(self, timeout: float = 5.0) -> None:
+        return None
+
+
+class MqttPublisher:
+    """Publishes detections and availability. Build with :meth:`from_config`; tests may pass a client."""
+
+    def __init__(
+        self,
+        client: mqtt.Client,
+        host: str,
+        port: int,
+        keepalive: int,
+        prefix: str,
+        device_id: str,
+        qos: int,
+        connect_timeout: float,
+    ) -> None:
+        self.client = client
+        self.host, self.port, self.keepalive = host, port, keepalive
+        self.prefix, self.device_id, self.qos = prefix, device_id, qos
+        self.connect_timeout = connect_timeout
+        self.status_topic = status_topic(prefix, device_id)
+        self.published = 0
+        self.rejected = 0
+        self._connected = threading.Event()
+        self._last: mqtt.MQTTMessageInfo | None = None
+        self._topics: dict[str, str] = {}
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        self._fails = 0
+        client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
+
+    @classmethod
+    def from_config(cls, cfg: Any, device_id: str) -> MqttPublisher:
+        """Create the paho client from an MqttConfig (TLS files and credentials are checked here)."""
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id or f"edge-daemon-{device_id}",
+            clean_session=True,
+        )
+        client.max_queued_messages_set(cfg.max_queued_messages)
+        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        if cfg.username is not None:
+            password = cfg.password.get_secret_value() if cfg.password is not None else None
+            client.username_pw_set(cfg.username, password)
+        if cfg.tls is not None:
+            try:
+                client.tls_set(
+                    ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+                    certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+                    keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+                    cert_reqs=ssl.CERT_NONE if cfg.tls.insecure_skip_verify else ssl.CERT_REQUIRED,
+                )
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise PublishError(f"mqtt.tls: cannot load certificates: {exc}") from None
+            if cfg.tls.insecure_skip_verify:
+                client.tls_insecure_set(True)
+                log.warning("mqtt: TLS certificate verification is OFF (mqtt.tls.insecure_skip_verify)")
+        return cls(
+            client,
+            cfg.host,
+            cfg.port,
+            cfg.keepalive_s,
+            cfg.topic_prefix,
+            device_id,
+            cfg.qos,
+            cfg.connect_timeout_s,
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        """Connect in the background; wait up to ``connect_timeout`` for the first connection.
+
+        If the broker is not there yet the daemon keeps running: paho keeps trying, and QoS >= 1 messages
+        wait in its queue.
+        """
+        try:
+            self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
+        except (OSError, ValueError) as exc:
+            raise PublishError(f"mqtt: cannot connect to {self.host}:{self.port}: {exc}") from None
+        self.client.loop_start()
+        if not self._connected.wait(self.connect_timeout):
+            log.warning(
+                "mqtt: no connection to %s:%d after %.0fs; continuing, messages are queued",
+                self.host,
+                self.port,
+                self.connect_timeout,
+            )
+
+    def publish_detections(self, camera: str, payload: bytes) -> None:
+        topic = self._topics.get(camera)
+        if topic is None:
+            topic = self._topics[camera] = detections_topic(self.prefix, self.device_id, camera)
+        info = self.client.publish(topic, payload, qos=self.qos)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            self.rejected += 1
+            if self.rejected in (1, 10, 100) or self.rejected % 1000 == 0:
+                log.warning("mqtt: outgoing queue full, %d messages rejected so far", self.rejected)
+            return
+        self.published += 1
+        self._last = info
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush what was published (bounded by ``timeout``), publish ``offline``, disconnect."""
+        deadline = time.monotonic() + timeout
+        if self.connected:
+            if self._last is not None and self.qos > 0:
+                _wait(self._last, deadline)
+            _wait(self.client.publish(self.status_topic, OFFLINE, qos=1, retain=True), deadline)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._connected.clear()
+
+    # paho callbacks, run on paho's network thread --------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            log.error("mqtt: broker %s:%d refused the connection: %s", self.host, self.port, reason)
+            return
+        log.info("mqtt: connected to %s:%d", self.host, self.port)
+        self._fails = 0
+        client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+        self._connected.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._fails += 1
+        if self._fails in (1, 10) or self._fails % 100 == 0:
+            log.warning(
+                "mqtt: cannot reach %s:%d (%d failed attempts); still trying",
+                self.host,
+                self.port,
+                self._fails,
+            )
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was and reason.is_failure:
+            log.warning("mqtt: disconnected (%s); reconnecting", reason)
+
+
+def _wait(info: mqtt.MQTTMessageInfo, deadline: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0 or info.rc != mqtt.MQTT_ERR_SUCCESS:
+        return
+    with contextlib.suppress(RuntimeError, ValueError):  # not connected / queue full: nothing to wait for
+        info.wait_for_publish(timeout=remaining)

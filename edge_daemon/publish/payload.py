@@ -1,0 +1,97 @@
+"""The detections message: a versioned JSON document, described by ``schema/detections-v1.json``.
+
+Topic: ``<prefix>/<device_id>/<camera>/detections``. Bump SCHEMA_VERSION on any change that is not a
+pure addition of optional fields; consumers should check it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any
+
+from edge_daemon.types import Detections, Frame
+
+SCHEMA_ID = "edge-daemon/detections"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTag:
+    """Identifies the model and how it runs, published with every message."""
+
+    model_id: str
+    precision: str
+    backend: str
+    input_hw: tuple[int, int]
+
+
+def detections_topic(prefix: str, device_id: str, camera: str) -> str:
+    return f"{prefix}/{device_id}/{camera}/detections"
+
+
+def status_topic(prefix: str, device_id: str) -> str:
+    return f"{prefix}/{device_id}/status"
+
+
+def build_payload(
+    device_id: str,
+    frame: Frame,
+    detections: Detections,
+    names: dict[int, str],
+    model: ModelTag,
+    inference_ms: float,
+    end_to_end_ms: float,
+) -> dict[str, Any]:
+    """The message for one frame. Boxes: pixels of the original frame and normalised to [0, 1]."""
+    w, h = frame.width, frame.height
+    items = []
+    for (x1, y1, x2, y2), conf, cls in zip(
+        detections.xyxy.tolist(), detections.confidence.tolist(), detections.class_id.tolist(), strict=True
+    ):
+        items.append(
+            {
+                "class_id": cls,
+                "label": names.get(cls, str(cls)),
+                "confidence": round(conf, 4),
+                "box": {"x1": round(x1, 1), "y1": round(y1, 1), "x2": round(x2, 1), "y2": round(y2, 1)},
+                "box_norm": {
+                    "x1": round(x1 / w, 5),
+                    "y1": round(y1 / h, 5),
+                    "x2": round(x2 / w, 5),
+                    "y2": round(y2 / h, 5),
+                },
+            }
+        )
+    return {
+        "schema": SCHEMA_ID,
+        "schema_version": SCHEMA_VERSION,
+        "device_id": device_id,
+        "camera": frame.camera,
+        "seq": frame.seq,
+        "captured_at": datetime.fromtimestamp(frame.captured_at, tz=timezone.utc).isoformat(
+            timespec="milliseconds"
+        ),
+        "image": {"width": w, "height": h},
+        "model": {
+            "id": model.model_id,
+            "precision": model.precision,
+            "backend": model.backend,
+            "input": {"height": model.input_hw[0], "width": model.input_hw[1]},
+        },
+        "latency_ms": {"inference": round(inference_ms, 2), "end_to_end": round(end_to_end_ms, 2)},
+        "detections": items,
+    }
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the detections message."""
+    text = resources.files("edge_daemon.publish").joinpath("schema/detections-v1.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema

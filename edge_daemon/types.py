@@ -1,0 +1,118 @@
+"""Frozen data types that flow between the rooms: camera -> preprocess -> engine -> postprocess -> publish.
+
+Only numpy is imported here, so every room can depend on this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded camera frame.
+
+    image: BGR, uint8, shape (H, W, 3), C-contiguous; owned by this frame (never reused by the camera).
+    seq: per-camera sequence number, starting at 0 and increasing by one per captured frame
+        (frames dropped by the drop policy keep their numbers, so gaps are visible downstream).
+    captured_at: wall-clock capture time, seconds since the Unix epoch.
+    captured_mono: time.monotonic() at capture, for latency measurements.
+    """
+
+    camera: str
+    seq: int
+    image: npt.NDArray[np.uint8]
+    captured_at: float
+    captured_mono: float
+
+    def __post_init__(self) -> None:
+        img = self.image
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"Frame.image must be uint8 (H, W, 3), got {img.dtype} {img.shape}")
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass(frozen=True, slots=True)
+class LetterboxMeta:
+    """How a frame was mapped into the model input, so boxes can be mapped back.
+
+    A point (x, y) in frame pixels lands at (x * gain_x + pad_x, y * gain_y + pad_y) in the input tensor.
+    src_* is the frame size and dst_* the model input size, both in pixels.
+    """
+
+    src_w: int
+    src_h: int
+    dst_w: int
+    dst_h: int
+    gain_x: float
+    gain_y: float
+    pad_x: int
+    pad_y: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What the daemon knows about the model, read from the model's own metadata.
+
+    input_hw: model input (height, width) in pixels. names: class id -> label.
+    model_id: stable identifier published with every message: file stem plus the first 12 hex digits
+    of the file's sha256.
+    """
+
+    model_id: str
+    task: str
+    names: dict[int, str]
+    stride: int
+    input_hw: tuple[int, int]
+    sha256: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Detections:
+    """Detections of one frame, in frame pixels.
+
+    xyxy: float32 (N, 4), corners x1, y1, x2, y2, clipped to the frame; confidence: float32 (N,) in [0, 1];
+    class_id: int32 (N,). Rows are sorted by confidence, highest first.
+    """
+
+    xyxy: npt.NDArray[np.float32]
+    confidence: npt.NDArray[np.float32]
+    class_id: npt.NDArray[np.int32]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.confidence)
+        if self.xyxy.shape != (n, 4):
+            raise ValueError(f"xyxy must be (N, 4) with N={n}, got {self.xyxy.shape}")
+        if self.class_id.shape != (n,) or self.confidence.shape != (n,):
+            raise ValueError("confidence and class_id must be 1-D arrays of the same length")
+        if self.xyxy.dtype != np.float32 or self.confidence.dtype != np.float32:
+            raise ValueError("xyxy and confidence must be float32")
+        if self.class_id.dtype != np.int32:
+            raise ValueError("class_id must be int32")
+
+    def __len__(self) -> int:
+        return len(self.confidence)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32),
+            confidence=np.zeros((0,), np.float32),
+            class_id=np.zeros((0,), np.int32),
+        )
