@@ -56,6 +56,8 @@ class OnnxRuntimeEngine(InferenceEngine):
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
+        if not config.spin_wait:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
         except Exception as exc:  # ORT raises its own untyped errors for corrupt/unsupported files
