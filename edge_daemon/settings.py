@@ -185,7 +185,7 @@ class OnnxRuntimeEngineConfig(_Strict):
     spin_wait: bool = Field(
         False,
         description="Let ONNX Runtime's worker threads busy-wait between operators. A few percent faster "
-        "on an otherwise idle machine, slower in the daemon, whose camera and publish threads need the cores.",
+        "on an otherwise idle machine, slower in the daemon, whose camera and publish threads need cores.",
     )
 
 
