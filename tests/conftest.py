@@ -89,11 +89,11 @@ class Broker:
     conf: Path
 
 
-def start_mosquitto(tmp: Path, extra: str = "") -> Broker:
+def start_mosquitto(tmp: Path, extra: str = "", port: int | None = None) -> Broker:
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(exe).exists():
         pytest.fail("mosquitto is not installed: `apt-get install mosquitto` (make test does)")
-    port = free_port()
+    port = port or free_port()
     conf = tmp / f"mosquitto-{port}.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}", encoding="utf-8"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,9 @@ from edge_daemon.types import Detections
 IDENTITY = letterbox_meta((640, 640), (640, 640))
 
 
-def head(boxes: list[tuple[float, float, float, float, int, float]], nc: int = 3, extra: int = 0) -> np.ndarray:
+def head(
+    boxes: Sequence[tuple[float, float, float, float, int, float]], nc: int = 3, extra: int = 0
+) -> np.ndarray:
     """Build a (4+nc+extra, N) head output from (cx, cy, w, h, class, score) rows."""
     out = np.zeros((4 + nc + extra, len(boxes)), np.float32)
     for i, (cx, cy, w, h, cls, score) in enumerate(boxes):

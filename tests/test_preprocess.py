@@ -16,7 +16,12 @@ from edge_daemon.preprocess import letterbox, letterbox_meta, preprocess
         ((1080, 1920), (384, 640), (1 / 3, 360 / 1080), (0, 12)),  # 16:9 camera, 640x384 engine
         ((480, 640), (480, 640), (1.0, 1.0), (0, 0)),  # exact fit: no resize, no padding
         ((100, 50), (64, 64), (32 / 50, 64 / 100), (16, 0)),  # portrait: bars left/right
-        ((7, 5), (64, 64), (46 / 5, 64 / 7), (9, 0)),  # tiny frame: upscaled, odd padding rounds like Ultralytics
+        (
+            (7, 5),
+            (64, 64),
+            (46 / 5, 64 / 7),
+            (9, 0),
+        ),  # tiny frame: upscaled, odd padding rounds like Ultralytics
     ],
 )
 def test_letterbox_meta_table(src_hw, dst_hw, gain, pad) -> None:
@@ -48,7 +53,7 @@ def test_letterbox_equals_ultralytics_on_real_frames(frames, dst_hw) -> None:
 def test_preprocess_tensor_layout(frames) -> None:
     tensor, meta = preprocess(frames[0], (480, 576))
     assert tensor.shape == (1, 3, 480, 576) and tensor.dtype == np.float32
-    assert 0.0 <= tensor.min() and tensor.max() <= 1.0
+    assert tensor.min() >= 0.0 and tensor.max() <= 1.0
     boxed, _ = letterbox(frames[0], (480, 576))
     # channel 0 is red: the BGR frame's channel 2, scaled to [0, 1]
     np.testing.assert_allclose(tensor[0, 0], boxed[:, :, 2] / 255.0, atol=1e-6)

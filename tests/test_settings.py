@@ -72,8 +72,14 @@ def test_camera_discriminator_picks_the_model(write) -> None:
         ({"mqtt": {"port": 70000}}, "mqtt.port: Input should be less than or equal to 65535"),
         ({"detect": {"conf": 1.5}}, "detect.conf: Input should be less than or equal to 1"),
         ({"model": {"path": "/nonexistent/model.onnx"}}, "model.path: Path does not point to a file"),
-        ({"cameras": [{"type": "webcam"}]}, "cameras.0: Input tag 'webcam' found using 'type' does not match"),
-        ({"cameras": [{"type": "url", "url": "rtsp://x/a b"}]}, "cameras.0.url: Value error, must be an rtsp"),
+        (
+            {"cameras": [{"type": "webcam"}]},
+            "cameras.0: Input tag 'webcam' found using 'type' does not match",
+        ),
+        (
+            {"cameras": [{"type": "url", "url": "rtsp://x/a b"}]},
+            "cameras.0.url: Value error, must be an rtsp",
+        ),
         ({"cameras": []}, "cameras: List should have at least 1 item"),
         ({"mqtt": {"username": "u", "password": "p"}}, "would be sent in plain text"),
         ({"device_id": "a/b"}, "device_id: String should match pattern"),
@@ -108,7 +114,9 @@ def test_redacted_dump_masks_secrets(write, tmp_path: Path) -> None:
     s = load_settings(
         write(
             {
-                "cameras": [{"type": "url", "url": "rtsp://admin:hunter2@cam.lan/live", "password": "s3cret"}],
+                "cameras": [
+                    {"type": "url", "url": "rtsp://admin:hunter2@cam.lan/live", "password": "s3cret"}
+                ],
                 "mqtt": {"username": "edge", "password": "mqtt-pass", "tls": {"ca_file": str(ca)}},
             }
         )
@@ -121,13 +129,20 @@ def test_redacted_dump_masks_secrets(write, tmp_path: Path) -> None:
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edge_daemon", *args], capture_output=True, text=True, timeout=60, env=env
+        [sys.executable, "-m", "edge_daemon", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
     )
 
 
 def test_check_config_cli_valid(write) -> None:
-    res = _cli("check-config", str(write({"mqtt": {"password": "pw", "username": "u",
-                                                    "allow_plaintext_credentials": True}})))
+    res = _cli(
+        "check-config",
+        str(write({"mqtt": {"password": "pw", "username": "u", "allow_plaintext_credentials": True}})),
+    )
     assert res.returncode == 0, res.stderr
     loaded = yaml.safe_load(res.stdout)
     assert loaded["mqtt"]["password"] == "**********"
@@ -142,7 +157,10 @@ def test_check_config_cli_bad_exits_78_without_traceback(write) -> None:
         "config error: detect.iou: Input should be greater than 0 (got 0)",
         "config error: bogus: unknown key",
     ] or sorted(lines) == sorted(
-        ["config error: detect.iou: Input should be greater than 0 (got 0)", "config error: bogus: unknown key"]
+        [
+            "config error: detect.iou: Input should be greater than 0 (got 0)",
+            "config error: bogus: unknown key",
+        ]
     )
     assert "Traceback" not in res.stderr
 

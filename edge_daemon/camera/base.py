@@ -167,7 +167,7 @@ class CameraReader:
         self,
         name: str,
         source: FrameSource,
-        sink: Callable[[Frame], None],
+        sink: Callable[[Frame], object],
         backoff: Backoff,
         max_frames: int | None = None,
         on_end: Callable[[], None] | None = None,

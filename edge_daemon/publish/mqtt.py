@@ -80,11 +80,14 @@ class MqttPublisher:
         self.published = 0
         self.rejected = 0
         self._connected = threading.Event()
-        self._last: mqtt.MQTTMessageInfo | None = None
+        # Message ids of QoS >= 1 publications the broker has not acknowledged yet.
+        self._unacked: set[int] = set()
+        self._acked = threading.Condition()
         self._topics: dict[str, str] = {}
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
+        client.on_publish = self._on_publish
         self._fails = 0
         client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
 
@@ -152,21 +155,41 @@ class MqttPublisher:
         topic = self._topics.get(camera)
         if topic is None:
             topic = self._topics[camera] = detections_topic(self.prefix, self.device_id, camera)
-        info = self.client.publish(topic, payload, qos=self.qos)
-        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-            self.rejected += 1
-            if self.rejected in (1, 10, 100) or self.rejected % 1000 == 0:
-                log.warning("mqtt: outgoing queue full, %d messages rejected so far", self.rejected)
-            return
+        # Held across publish() so that the acknowledgement (on paho's thread) cannot overtake the add.
+        with self._acked:
+            info = self.client.publish(topic, payload, qos=self.qos)
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                self.rejected += 1
+                if self.rejected in (1, 10, 100) or self.rejected % 1000 == 0:
+                    log.warning("mqtt: outgoing queue full, %d messages rejected so far", self.rejected)
+                return
+            # NO_CONN is fine for QoS >= 1: paho keeps the message and sends it after reconnecting.
+            if self.qos > 0:
+                self._unacked.add(info.mid)
         self.published += 1
-        self._last = info
+
+    @property
+    def pending(self) -> int:
+        """QoS >= 1 messages handed to paho but not yet acknowledged by the broker."""
+        with self._acked:
+            return len(self._unacked)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until the broker acknowledged every QoS >= 1 message; False on timeout."""
+        with self._acked:
+            return self._acked.wait_for(lambda: not self._unacked, timeout=max(0.0, timeout))
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush what was published (bounded by ``timeout``), publish ``offline``, disconnect."""
         deadline = time.monotonic() + timeout
+        if self.pending and not self.connected:
+            log.info(
+                "mqtt: waiting up to %.0fs for the broker to take %d queued messages", timeout, self.pending
+            )
+            self._connected.wait(timeout)
+        if not self.flush(deadline - time.monotonic()):
+            log.warning("mqtt: %d messages not acknowledged by the broker at shutdown", self.pending)
         if self.connected:
-            if self._last is not None and self.qos > 0:
-                _wait(self._last, deadline)
             _wait(self.client.publish(self.status_topic, OFFLINE, qos=1, retain=True), deadline)
         self.client.disconnect()
         self.client.loop_stop()
@@ -182,6 +205,12 @@ class MqttPublisher:
         self._fails = 0
         client.publish(self.status_topic, ONLINE, qos=1, retain=True)
         self._connected.set()
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self._acked:
+            self._unacked.discard(mid)
+            if not self._unacked:
+                self._acked.notify_all()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self._fails += 1

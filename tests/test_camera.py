@@ -1,0 +1,183 @@
+"""Camera sources: real video decoding, looping, pacing, the drop policy, reconnects, redaction."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, QueueClosed, open_source
+from edge_daemon.camera.gstreamer import csi_pipeline, rtsp_hw_pipeline
+from edge_daemon.camera.opencv import with_credentials
+from edge_daemon.errors import CameraError
+from edge_daemon.logs import redact_url
+from edge_daemon.settings import CsiCamera, FileCamera, UrlCamera, V4L2Camera
+from edge_daemon.types import Frame
+from tests.conftest import free_port
+
+
+def _read_all(reader_cfg, limit: int = 10_000) -> list[Frame]:
+    got: list[Frame] = []
+    done = threading.Event()
+    reader = CameraReader(
+        reader_cfg.name,
+        open_source(reader_cfg),
+        got.append,
+        Backoff(0.01, 0.05),
+        max_frames=reader_cfg.max_frames,
+        on_end=done.set,
+    )
+    reader.start()
+    assert done.wait(120), "reader did not finish"
+    assert reader.join(5)
+    return got[:limit]
+
+
+def test_file_source_reads_every_frame_in_order(clip: Path) -> None:
+    frames = _read_all(FileCamera(type="file", path=clip))
+    assert len(frames) == 795
+    assert [f.seq for f in frames] == list(range(795))
+    assert frames[0].image.shape == (576, 768, 3)
+    assert all(b.captured_mono >= a.captured_mono for a, b in itertools.pairwise(frames))
+
+
+def test_file_source_loops(clip: Path) -> None:
+    frames = _read_all(FileCamera(type="file", path=clip, loop=True, max_frames=900))
+    assert len(frames) == 900
+    assert (frames[0].image == frames[795].image).all(), "frame 795 is the clip's first frame again"
+
+
+def test_realtime_pacing_follows_native_fps(clip: Path) -> None:
+    t0 = time.monotonic()
+    frames = _read_all(FileCamera(type="file", path=clip, realtime=True, max_frames=12))
+    elapsed = time.monotonic() - t0
+    assert len(frames) == 12
+    assert elapsed >= 11 / 10 * 0.9, "vtest.avi is 10 fps: 12 frames take about 1.1 s when paced"
+
+
+def test_drop_latest_keeps_newest_and_counts() -> None:
+    q: DropQueue[int] = DropQueue(2, DropPolicy.LATEST)
+    for i in range(5):
+        assert q.put(i)
+    assert q.dropped == 3
+    assert [q.get(0), q.get(0)] == [3, 4]
+    assert q.get(timeout=0.01) is None
+    q.close()
+    with pytest.raises(QueueClosed):
+        q.get(0)
+    assert not q.put(9), "closed queues refuse new items"
+
+
+def test_drop_block_waits_for_room() -> None:
+    q: DropQueue[int] = DropQueue(1, DropPolicy.BLOCK)
+    assert q.put(1)
+    assert not q.put(2, timeout=0.05), "full BLOCK queue times out instead of dropping"
+    threading.Timer(0.1, lambda: q.get(0)).start()
+    assert q.put(3, timeout=5)
+    assert q.get(0) == 3 and q.dropped == 0
+
+
+def test_latest_policy_bounds_latency_on_a_slow_consumer(clip: Path) -> None:
+    q: DropQueue[Frame] = DropQueue(2, DropPolicy.LATEST)
+    done = threading.Event()
+    cfg = FileCamera(type="file", path=clip, max_frames=200)
+    reader = CameraReader("cam0", open_source(cfg), q.put, Backoff(0.01, 0.05), 200, on_end=done.set)
+    reader.start()
+    assert done.wait(60)
+    assert q.dropped == 198 and len(q) == 2
+    assert [q.get(0).seq, q.get(0).seq] == [198, 199]  # type: ignore[union-attr]
+
+
+def test_backoff_is_capped_exponential() -> None:
+    b = Backoff(0.5, 4.0)
+    assert [b.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    b.reset()
+    assert b.next_delay() == 0.5
+
+
+def test_unreachable_stream_retries_with_backoff_and_never_logs_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()  # nothing listens here: connection refused at once
+    cfg = UrlCamera(
+        type="url",
+        url=f"rtsp://127.0.0.1:{port}/live",
+        username="admin",
+        password="hunter2",  # type: ignore[arg-type]
+        read_timeout_s=1,
+        reconnect_initial_s=0.05,
+        reconnect_max_s=0.2,
+    )
+    source = open_source(cfg)
+    assert "hunter2" in str(source.target) and "hunter2" not in source.description  # type: ignore[attr-defined]
+    reader = CameraReader("door", source, lambda f: None, Backoff(0.05, 0.2))
+    with caplog.at_level(logging.INFO):
+        reader.start()
+        deadline = time.monotonic() + 30
+        while reader.stats.reconnects < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        reader.stop()
+        assert reader.join(10)
+    assert reader.stats.reconnects >= 4 and reader.stats.frames == 0
+    assert "cannot open" in reader.stats.last_error
+    text = caplog.text
+    assert "retrying in 0.1s" in text and "retrying in 0.2s" in text
+    assert "hunter2" not in text and "admin" not in text
+
+
+def test_missing_v4l2_device_is_a_camera_error() -> None:
+    source = open_source(V4L2Camera(type="v4l2", device="/dev/video63"))
+    with pytest.raises(CameraError, match="cannot open V4L2 device /dev/video63"):
+        source.open()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("rtsp://admin:pw@10.0.0.2:554/s1", "rtsp://***@10.0.0.2:554/s1"),
+        ("rtsp://token@cam/s", "rtsp://***@cam/s"),
+        ("http://cam.lan/mjpg", "http://cam.lan/mjpg"),
+        ("rtsp://u:p%40ss@[fe80::1]:8554/x?a=1", "rtsp://***@[fe80::1]:8554/x?a=1"),
+        ("not a url user:pw@x", "not a url user:pw@x"),
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_with_credentials_percent_encodes() -> None:
+    assert with_credentials("rtsp://cam/s", "ad min", "p@ss:w/rd") == "rtsp://ad%20min:p%40ss%3Aw%2Frd@cam/s"
+    assert with_credentials("rtsp://old@cam/s", "new", None) == "rtsp://new@cam/s"
+    assert with_credentials("rtsp://cam/s", None, None) == "rtsp://cam/s"
+
+
+def test_gstreamer_pipelines_from_typed_config() -> None:
+    cfg = CsiCamera(type="csi", sensor_id=1, width=1280, height=720, fps=60, flip_method=2)
+    pipe = csi_pipeline(cfg.sensor_id, cfg.width, cfg.height, cfg.fps, cfg.flip_method)
+    assert pipe.startswith("nvarguscamerasrc sensor-id=1 ! ")
+    assert "width=1280,height=720,framerate=60/1" in pipe and "flip-method=2" in pipe
+    assert pipe.endswith("appsink drop=true max-buffers=1 sync=false")
+    hw = rtsp_hw_pipeline("rtsp://cam/s1", "h265", 100)
+    assert (
+        'rtspsrc location="rtsp://cam/s1" latency=100' in hw
+        and "rtph265depay ! h265parse ! nvv4l2decoder" in hw
+    )
+
+
+@pytest.mark.parametrize(
+    "evil", ['rtsp://cam/s" ! filesink location=/etc/passwd', "rtsp://cam/s ! x", "rtsp://c/$(reboot)"]
+)
+def test_gstreamer_url_injection_refused(evil: str) -> None:
+    with pytest.raises(ValueError, match="not allowed"):
+        rtsp_hw_pipeline(evil, "h264", 0)
+    with pytest.raises(ValueError):
+        UrlCamera(type="url", url=evil)
+
+
+def test_csi_pipeline_refuses_non_integers() -> None:
+    with pytest.raises(ValueError, match="sensor_id"):
+        csi_pipeline("0 ! evil", 1, 1, 1, 0)  # type: ignore[arg-type]
