@@ -120,7 +120,7 @@ class Pipeline:
         self._cond = threading.Condition()
         self._queues: dict[str, DropQueue[_Prepared]] = {}
         self._ended: set[str] = set()
-        self._results: DropQueue[_Inferred] = DropQueue(8, DropPolicy.BLOCK)
+        self._results: DropQueue[_Inferred] = DropQueue(2, DropPolicy.BLOCK)
         self._readers: list[CameraReader] = []
         for plan in cameras:
             queue: DropQueue[_Prepared] = DropQueue(plan.queue_size, plan.policy)

@@ -54,7 +54,9 @@ class _CameraBase(_Strict):
         description="latest: when the queue is full the oldest waiting frame is dropped, so latency never "
         "builds up (live cameras). block: the camera waits for the pipeline (offline files, benchmarks).",
     )
-    queue_size: int = Field(2, ge=1, le=64, description="Frames that may wait for inference per camera.")
+    queue_size: int = Field(
+        1, ge=1, le=64, description="Frames that may wait for inference per camera; 1 keeps latency lowest."
+    )
     read_timeout_s: float = Field(5.0, gt=0, le=300)
     reconnect_initial_s: float = Field(0.5, gt=0, le=60)
     reconnect_max_s: float = Field(30.0, gt=0, le=3600)

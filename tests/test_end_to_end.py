@@ -82,8 +82,10 @@ def test_status_online_is_retained_and_offline_on_close(broker: Broker) -> None:
     pub = MqttPublisher.from_config(
         MqttConfig(host="127.0.0.1", port=broker.port, client_id="retain-test"), "rt"
     )
-    pub.start()
-    assert pub.connected
+    with subscribed(broker, "edge/rt/status") as early:
+        pub.start()
+        assert pub.connected
+        assert early.wait_for(lambda msgs: any(p == b"online" for _, p, _ in msgs), 10)
     # A subscriber arriving later still learns the state: the message is retained.
     with subscribed(broker, "edge/rt/status") as late:
         assert late.wait_for(lambda msgs: any(p == b"online" and retained for _, p, retained in msgs), 10)
