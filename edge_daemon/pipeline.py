@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -117,6 +118,9 @@ class Pipeline:
         self._stats_interval = stats_interval_s
         self._on_result = on_result
         self._input_hw = engine.info.input_hw
+        # OpenCV's own thread pool would split each resize across every core and collide with the engine's
+        # workers; per frame its work is ~1 ms, cheaper done on the camera thread alone (docs/benchmarks.md).
+        cv2.setNumThreads(1)
         self._cond = threading.Condition()
         self._queues: dict[str, DropQueue[_Prepared]] = {}
         self._ended: set[str] = set()

@@ -10,4 +10,5 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$PORT
 broker=$!
 trap 'kill $broker 2>/dev/null; rm -rf "$work"' EXIT
 sleep 0.5
-EDGE_MQTT__PORT=$PORT $BIN/edge-daemon bench --config configs/demo.yaml --json .cache/bench.json "$@"
+CONFIG=${BENCH_CONFIG:-configs/demo.yaml}
+EDGE_MQTT__PORT=$PORT $BIN/edge-daemon bench --config "$CONFIG" --json "${BENCH_JSON:-.cache/bench.json}" "$@"
