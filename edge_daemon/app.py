@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from edge_daemon.camera import Backoff, DropPolicy, open_source
-from edge_daemon.engine import InferenceEngine, load_engine
+from edge_daemon.engine import EngineRequest, InferenceEngine, load_engine
+from edge_daemon.health import status
 from edge_daemon.model import model_info, resolve_onnx
 from edge_daemon.pipeline import CameraPlan, Pipeline, PipelineStats, ResultHook
 from edge_daemon.postprocess import DecodeParams
@@ -30,10 +32,28 @@ class LoadedModel:
     tag: ModelTag
 
 
-def load_model(settings: Settings) -> LoadedModel:
-    """Resolve the model file (exporting .pt once), open the configured engine, read the metadata."""
-    onnx_path, sha = resolve_onnx(settings.model.path, settings.model.imgsz, settings.model.cache_dir)
-    engine = load_engine(settings.engine, onnx_path, settings.model.imgsz)
+def load_model(settings: Settings, memory: Any = None) -> LoadedModel:
+    """Resolve the model file (exporting .pt once), open the configured engine, read the metadata.
+
+    For TensorRT this is where the first boot builds and calibrates the engine, before any frame is
+    served. ``memory``: a GPU memory provider for the engine (None: the backend's default).
+    """
+    status("loading model")
+    batch_dynamic = getattr(settings.engine, "max_batch", 1) > 1
+    onnx_path, sha = resolve_onnx(
+        settings.model.path, settings.model.imgsz, settings.model.cache_dir, dynamic_batch=batch_dynamic
+    )
+    request = EngineRequest(
+        onnx_path=onnx_path,
+        model_sha256=sha,
+        model_stem=settings.model.path.stem,
+        imgsz=settings.model.imgsz,
+        cache_dir=settings.model.cache_dir,
+        camera=settings.cameras[0],
+        memory=memory,
+        status=status,
+    )
+    engine = load_engine(settings.engine, request)
     try:
         info = model_info(engine.info.metadata, engine.info.input_hw, settings.model.path, sha)
     except Exception:

@@ -1,4 +1,4 @@
-"""Command line: ``edge-daemon run | check-config | bench | watch``.
+"""Command line: ``edge-daemon run | check-config | build-engine | engine info | bench | watch``.
 
 Exit codes follow sysexits(3) so that systemd can tell failures apart (``RestartPreventExitStatus=78``
 stops restart loops on a bad config): 0 ok, 65 bad model data, 69 a camera or the broker is unavailable,
@@ -102,6 +102,47 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def _cmd_build_engine(args: argparse.Namespace) -> int:
+    from edge_daemon.app import load_model
+    from edge_daemon.settings import load_settings
+
+    settings = load_settings(args.config)
+    setup_logging(args.log_level or settings.log.level)
+    model = load_model(settings)
+    info = model.engine.info
+    model.engine.close()
+    sys.stdout.write(
+        f"ready: {info.backend} {info.precision} engine for {model.info.model_id}, "
+        f"input {info.input_hw[0]}x{info.input_hw[1]}, max batch {info.max_batch}\n"
+    )
+    return EX_OK
+
+
+def _cmd_engine_info(args: argparse.Namespace) -> int:
+    from edge_daemon.engine.tensorrt.artifacts import read_manifest, split_ultralytics_engine
+
+    path: Path = args.path
+    if not path.is_file():
+        sys.stderr.write(f"engine info: {path}: no such file\n")
+        return 66  # EX_NOINPUT
+    manifest = read_manifest(path)
+    with path.open("rb") as fh:
+        head = fh.read(1 << 20)
+    header, _ = split_ultralytics_engine(head)
+    if manifest is not None:
+        report = {"file": str(path), "format": "TensorRT plan + edge-daemon manifest", **manifest.data}
+    elif header is not None:
+        report = {"file": str(path), "format": "Ultralytics engine (int32 length + JSON + plan)", **header}
+    else:
+        report = {
+            "file": str(path),
+            "format": "plain TensorRT plan, no manifest",
+            "bytes": path.stat().st_size,
+        }
+    sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+    return EX_OK
+
+
 def _cmd_watch(args: argparse.Namespace) -> int:
     from edge_daemon.watch import watch
 
@@ -135,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mqtt", action="store_true", help="encode payloads but do not send them")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("build-engine", help="build or load the engine now (systemd ExecStartPre), then exit")
+    p.add_argument("--config", "-c", required=True, type=Path)
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=_cmd_build_engine)
+
+    p = sub.add_parser("engine", help="inspect engine files")
+    engine_sub = p.add_subparsers(dest="engine_command", required=True)
+    pi = engine_sub.add_parser("info", help="print a plan's manifest or an Ultralytics engine's header")
+    pi.add_argument("path", type=Path)
+    pi.set_defaults(func=_cmd_engine_info)
 
     p = sub.add_parser("watch", help="subscribe and print one line per detections message")
     p.add_argument("--host", default="localhost")

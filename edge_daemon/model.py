@@ -36,11 +36,16 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def exported_onnx_path(pt_path: Path, sha256: str, imgsz: tuple[int, int], cache_dir: Path) -> Path:
-    return cache_dir / "onnx" / f"{pt_path.stem}-{sha256[:16]}-{imgsz[0]}x{imgsz[1]}.onnx"
+def exported_onnx_path(
+    pt_path: Path, sha256: str, imgsz: tuple[int, int], cache_dir: Path, dynamic_batch: bool = False
+) -> Path:
+    batch = "-bdyn" if dynamic_batch else ""
+    return cache_dir / "onnx" / f"{pt_path.stem}-{sha256[:16]}-{imgsz[0]}x{imgsz[1]}{batch}.onnx"
 
 
-def resolve_onnx(model_path: Path, imgsz: tuple[int, int] | None, cache_dir: Path) -> tuple[Path, str]:
+def resolve_onnx(
+    model_path: Path, imgsz: tuple[int, int] | None, cache_dir: Path, dynamic_batch: bool = False
+) -> tuple[Path, str]:
     """Return (ONNX path to load, sha256 of the file the user configured).
 
     ``.onnx`` files are used as they are. ``.pt`` files are exported through Ultralytics on first use and
@@ -50,16 +55,17 @@ def resolve_onnx(model_path: Path, imgsz: tuple[int, int] | None, cache_dir: Pat
     if model_path.suffix.lower() == ".onnx":
         return model_path, sha
     size = imgsz or DEFAULT_IMGSZ
-    target = exported_onnx_path(model_path, sha, size, cache_dir)
+    target = exported_onnx_path(model_path, sha, size, cache_dir, dynamic_batch)
     if target.is_file():
         log.info("using cached ONNX export %s", target)
         return target, sha
-    export_pt(model_path, size, target)
+    export_pt(model_path, size, target, dynamic_batch)
     return target, sha
 
 
-def export_pt(pt_path: Path, imgsz: tuple[int, int], target: Path) -> None:
-    """Export Ultralytics weights to a static-shape ONNX at ``target`` (atomic)."""
+def export_pt(pt_path: Path, imgsz: tuple[int, int], target: Path, dynamic_batch: bool = False) -> None:
+    """Export Ultralytics weights to ONNX at ``target`` (atomic): fixed size; batch dynamic if asked
+    (Ultralytics' dynamic export makes height and width dynamic too; the engine profile pins them)."""
     os.environ.setdefault("YOLO_VERBOSE", "False")  # keep Ultralytics' banner out of the daemon's log
     try:
         from ultralytics import YOLO
@@ -74,7 +80,9 @@ def export_pt(pt_path: Path, imgsz: tuple[int, int], target: Path) -> None:
         work = Path(tmp) / pt_path.name
         shutil.copyfile(pt_path, work)  # Ultralytics writes next to the weights; keep that in our temp dir
         try:
-            out = YOLO(str(work)).export(format="onnx", imgsz=list(imgsz), dynamic=False, verbose=False)
+            out = YOLO(str(work)).export(
+                format="onnx", imgsz=list(imgsz), dynamic=dynamic_batch, verbose=False
+            )
         except Exception as exc:  # Ultralytics raises many types; all mean "this export failed"
             raise ModelError(f"{pt_path}: ONNX export at imgsz {imgsz} failed: {exc}") from None
         exported = Path(str(out))

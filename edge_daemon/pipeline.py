@@ -148,6 +148,14 @@ class Pipeline:
 
     def run(self, stop: threading.Event, drain_timeout_s: float = 10.0) -> PipelineStats:
         """Block until ``stop`` is set or all cameras ended; then drain and close the publisher."""
+        self.publisher.info = {
+            "device_id": self._device_id,
+            "model": self._tag.model_id,
+            "backend": self._tag.backend,
+            "precision": self._tag.precision,
+            "input": {"height": self._tag.input_hw[0], "width": self._tag.input_hw[1]},
+            "cameras": [r.name for r in self._readers],
+        }
         self.publisher.start()
         for worker in self._workers:
             worker.start()

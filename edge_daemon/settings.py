@@ -191,7 +191,57 @@ class OnnxRuntimeEngineConfig(_Strict):
     )
 
 
-EngineConfig = Annotated[OnnxRuntimeEngineConfig, Field(discriminator="backend")]
+class CalibrationConfig(_Strict):
+    """INT8 calibration data: frames from the first camera at first boot (default), or images."""
+
+    source: Literal["camera", "images"] = "camera"
+    images: str | None = Field(None, description="A directory or glob of images, for source: images.")
+    frames: int = Field(500, ge=8, le=20000, description="How many frames or images to calibrate on.")
+    interval_s: float = Field(
+        0.2, ge=0, le=3600, description="Live cameras: seconds between captured frames (spread over time)."
+    )
+    algorithm: Literal["entropy", "minmax"] = "entropy"
+
+    @model_validator(mode="after")
+    def _images_given(self) -> CalibrationConfig:
+        if self.source == "images" and not self.images:
+            raise ValueError("calibration.images is required when calibration.source is images")
+        return self
+
+
+class TensorRTEngineConfig(_Strict):
+    """TensorRT (8.6 / 10.x): built for this device on first boot, loaded from the cache after."""
+
+    backend: Literal["tensorrt"]
+    precision: Literal["fp32", "fp16", "int8"] = "int8"
+    allow_fp16_fallback: bool = Field(
+        False, description="On a GPU without fast INT8, build FP16 (loudly) instead of failing."
+    )
+    workspace_gib: float = Field(1.0, gt=0, le=256)
+    max_batch: int = Field(1, ge=1, le=64)
+    opt_batch: int | None = Field(
+        None, ge=1, le=64, description="Batch the profile optimizes for (default max)."
+    )
+    dla_core: int | None = Field(
+        None, ge=0, le=3, description="Run on this DLA core (Xavier/Orin), GPU fallback on."
+    )
+    device_index: int = Field(0, ge=0, le=16)
+    plan: FilePath | None = Field(
+        None, description="Load this prebuilt plan (or Ultralytics .engine) instead of building one."
+    )
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    build_lock_timeout_s: float = Field(
+        3600, gt=0, description="How long to wait for another process's build."
+    )
+
+    @model_validator(mode="after")
+    def _batches(self) -> TensorRTEngineConfig:
+        if self.opt_batch is not None and self.opt_batch > self.max_batch:
+            raise ValueError("opt_batch must be <= max_batch")
+        return self
+
+
+EngineConfig = Annotated[OnnxRuntimeEngineConfig | TensorRTEngineConfig, Field(discriminator="backend")]
 
 # ----------------------------------------------------------------------------------------- postprocess
 
@@ -308,7 +358,7 @@ def _format_error(err: Any) -> str:
     return f"{loc or '<root>'}: {msg}"
 
 
-_UNION_TAGS = {"file", "v4l2", "url", "csi", "rtsp-hw", "onnxruntime"}
+_UNION_TAGS = {"file", "v4l2", "url", "csi", "rtsp-hw", "onnxruntime", "tensorrt"}
 
 
 def _strip_union_tags(loc: tuple[Any, ...]) -> list[Any]:

@@ -2,7 +2,7 @@
 
 ``BACKENDS`` maps the config's ``engine.backend`` value to a ``"module:Class"`` string; the module is
 imported by :func:`load_engine`, so ``import tensorrt`` (or onnxruntime) happens only for the backend in use.
-Each backend class provides ``from_config(config, model_path, imgsz) -> InferenceEngine``.
+Each backend class provides ``from_config(config, request: EngineRequest) -> InferenceEngine``.
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from edge_daemon.engine.base import EngineInfo, InferenceEngine
+from edge_daemon.engine.base import EngineInfo, EngineRequest, InferenceEngine
 from edge_daemon.errors import EngineError
 
 BACKENDS: dict[str, str] = {
     "onnxruntime": "edge_daemon.engine.onnxruntime:OnnxRuntimeEngine",
+    "tensorrt": "edge_daemon.engine.tensorrt.runtime:TensorRTEngine",
 }
 
-__all__ = ["BACKENDS", "EngineInfo", "InferenceEngine", "backend_class", "load_engine"]
+__all__ = ["BACKENDS", "EngineInfo", "EngineRequest", "InferenceEngine", "backend_class", "load_engine"]
 
 
 def backend_class(name: str) -> Any:
@@ -35,7 +36,12 @@ def backend_class(name: str) -> Any:
     return getattr(module, attr)
 
 
-def load_engine(config: Any, model_path: Path, imgsz: tuple[int, int] | None = None) -> InferenceEngine:
-    """Build the engine that ``config`` (an engine settings model with a ``backend`` field) selects."""
-    engine: InferenceEngine = backend_class(config.backend).from_config(config, model_path, imgsz)
+def load_engine(config: Any, request: EngineRequest | Path) -> InferenceEngine:
+    """Build the engine that ``config`` (an engine settings model with a ``backend`` field) selects.
+
+    ``request`` may be a bare ONNX path for backends that need nothing else (tests, tools).
+    """
+    if isinstance(request, Path):
+        request = EngineRequest(request, "", request.stem, None, Path(".cache/edge-daemon"))
+    engine: InferenceEngine = backend_class(config.backend).from_config(config, request)
     return engine

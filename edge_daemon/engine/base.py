@@ -9,8 +9,11 @@ buffers, and ``close()`` releases everything they own.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +35,27 @@ class EngineInfo:
     max_batch: int
     providers: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """What a backend gets to produce a ready engine, besides its own config section.
+
+    onnx_path: the model to run (``.pt`` already exported); model_sha256: of the file the user configured;
+    model_stem: its name without suffix; imgsz: (H, W) asked for, or None for the model's own size;
+    cache_dir: where engines and caches live; camera: settings of the first camera (INT8 calibration
+    frames come from it); memory: a GPU memory provider, or None for the backend's default;
+    status: receives progress text for systemd's STATUS= line.
+    """
+
+    onnx_path: Path
+    model_sha256: str
+    model_stem: str
+    imgsz: tuple[int, int] | None
+    cache_dir: Path
+    camera: Any = None
+    memory: Any = None
+    status: Callable[[str], None] = field(default=lambda text: None)
 
 
 class InferenceEngine(ABC):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from edge_daemon.engine.base import EngineInfo, InferenceEngine
+from edge_daemon.engine.base import EngineInfo, EngineRequest, InferenceEngine
 from edge_daemon.errors import EngineError, ModelError
 
 log = logging.getLogger(__name__)
@@ -40,10 +39,9 @@ class OnnxRuntimeEngine(InferenceEngine):
         self._output_names = [output_name]
 
     @classmethod
-    def from_config(
-        cls, config: Any, model_path: Path, imgsz: tuple[int, int] | None = None
-    ) -> OnnxRuntimeEngine:
-        """Open ``model_path``. ``imgsz`` is (H, W), used only when the model's input size is dynamic."""
+    def from_config(cls, config: Any, request: EngineRequest) -> OnnxRuntimeEngine:
+        """Open ``request.onnx_path``; ``request.imgsz`` (H, W) applies only to dynamic-size models."""
+        model_path, imgsz = request.onnx_path, request.imgsz
         available = set(ort.get_available_providers())
         wanted = [PROVIDERS[p] for p in config.providers]
         missing = [p for p in wanted if p not in available]

@@ -2,7 +2,8 @@
 
 Topics: detections on ``<prefix>/<device_id>/<camera>/detections`` at the configured QoS; availability on
 ``<prefix>/<device_id>/status``: retained ``online`` once connected, and ``offline`` both as the Last Will
-(the broker sends it if the daemon dies) and on a clean shutdown.
+(the broker sends it if the daemon dies) and on a clean shutdown; ``<prefix>/<device_id>/info``: retained
+JSON with the model, backend and the precision actually running.
 
 paho's network loop runs in its own thread and reconnects by itself (exponential backoff, 1 s to 60 s).
 ``publish`` never blocks: paho queues messages, bounded by ``max_queued_messages``; QoS 1/2 messages
@@ -12,6 +13,7 @@ published while the broker is away are kept in that queue and sent after reconne
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import ssl
 import threading
@@ -33,6 +35,8 @@ OFFLINE = b"offline"
 class Publisher(Protocol):
     """What the pipeline needs from a publisher."""
 
+    info: dict[str, Any] | None
+
     def start(self) -> None: ...
 
     def publish_detections(self, camera: str, payload: bytes) -> None: ...
@@ -44,6 +48,7 @@ class NullPublisher:
     """Accepts payloads and counts them; used by ``edge-daemon bench --no-mqtt``."""
 
     def __init__(self) -> None:
+        self.info: dict[str, Any] | None = None
         self.messages = 0
         self.bytes = 0
 
@@ -77,6 +82,9 @@ class MqttPublisher:
         self.prefix, self.device_id, self.qos = prefix, device_id, qos
         self.connect_timeout = connect_timeout
         self.status_topic = status_topic(prefix, device_id)
+        self.info_topic = f"{prefix}/{device_id}/info"
+        # Retained JSON describing what runs (model, backend, precision actually running); set before start.
+        self.info: dict[str, Any] | None = None
         self.published = 0
         self.rejected = 0
         self._connected = threading.Event()
@@ -204,6 +212,8 @@ class MqttPublisher:
         log.info("mqtt: connected to %s:%d", self.host, self.port)
         self._fails = 0
         client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+        if self.info is not None:
+            client.publish(self.info_topic, json.dumps(self.info).encode("utf-8"), qos=1, retain=True)
         self._connected.set()
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:

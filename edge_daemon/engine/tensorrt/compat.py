@@ -1,0 +1,73 @@
+"""Every difference between the TensorRT versions we target, in one place.
+
+- 8.6 (JetPack 6.0): networks need the EXPLICIT_BATCH creation flag.
+- 10.x (JetPack 6.1/6.2/7, x86): explicit batch is implied (the flag is deprecated and ignored);
+  ``platform_has_fast_int8``/``fp16`` are deprecated but still answer; implicit INT8 through calibrators
+  still works.
+- 11.x: implicit INT8 and FP16 are gone (no calibrators, no INT8/FP16 builder flags): reduced precision
+  means a strongly typed network from a Q/DQ (or FP16) ONNX. That path needs the explicit-quantization
+  model, which this daemon does not produce yet, so 11.x builds fp32 only and refuses int8/fp16 clearly.
+Both 8.6 and 10.x share the named-tensor execution API used here (set_input_shape, set_tensor_address,
+execute_async_v3) and build_serialized_network.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import tensorrt as trt
+
+from edge_daemon.errors import EngineError
+
+MIN_SUPPORTED = (8, 6)
+
+
+def version() -> tuple[int, int, int]:
+    return parse_version(trt.__version__)
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not match:
+        raise EngineError(f"cannot parse the TensorRT version {text!r}")
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+def check_supported(precision: str, ver: tuple[int, int, int] | None = None) -> None:
+    """Raise EngineError if this TensorRT cannot build ``precision`` the way this daemon builds it."""
+    v = ver or version()
+    if v[:2] < MIN_SUPPORTED:
+        raise EngineError(f"TensorRT {'.'.join(map(str, v))} is too old; 8.6 or newer is needed (JetPack 6)")
+    if v[0] >= 11 and precision in {"int8", "fp16"}:
+        raise EngineError(
+            f"TensorRT {v[0]}.{v[1]} removed implicit {precision.upper()} (calibrators and builder "
+            "precision flags); it needs an explicitly quantized (Q/DQ) ONNX built as a strongly typed "
+            "network, which this version of edge-daemon does not produce yet. "
+            "Use precision: fp32 on TensorRT 11, or TensorRT 10.x."
+        )
+
+
+def network_flags(ver: tuple[int, int, int] | None = None) -> int:
+    """Creation flags for ``Builder.create_network``: EXPLICIT_BATCH on 8.x, nothing on 10+."""
+    v = ver or version()
+    if v[0] < 10:
+        return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    return 0
+
+
+def platform_has_fast(builder: Any, precision: str) -> bool:
+    """``platform_has_fast_int8``/``fp16``; deprecated in 10.x but present; absent means 'assume yes'."""
+    attr = {"int8": "platform_has_fast_int8", "fp16": "platform_has_fast_fp16"}.get(precision)
+    if attr is None:
+        return True
+    return bool(getattr(builder, attr, True))
+
+
+def dims(value: Any) -> tuple[int, ...]:
+    """A ``trt.Dims`` (or any sequence) as a tuple of ints; -1 marks a dynamic dimension."""
+    return tuple(int(value[i]) for i in range(len(value)))
+
+
+def make_dims(shape: tuple[int, ...]) -> trt.Dims:
+    return trt.Dims(list(shape))

@@ -1,0 +1,306 @@
+"""First boot builds, every later boot loads: the TensorRT engine life cycle.
+
+Sequence (docs/engine.md has the timings and the layout)::
+
+    fingerprint device -> take the model's provisioning lock
+      -> INT8: calibration set (persisted from an earlier boot, or captured now / read from images)
+      -> key -> plan on disk with a manifest whose key and checksum match?  load it (seconds)
+      -> otherwise: move stale/corrupt plans aside, build (calibrating), write plan + manifest atomically
+      -> load what was written
+
+Layout under ``<cache_dir>/tensorrt/``: ``engines/<name>.plan`` + ``.plan.json`` manifest,
+``calibration-cache/<digest>.cache``, ``timing-cache/<digest>.cache``, ``calibration/<camera>-<n>/`` frames,
+``locks/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import tensorrt as trt
+
+from edge_daemon.engine.base import EngineRequest
+from edge_daemon.engine.tensorrt import calibration, compat
+from edge_daemon.engine.tensorrt.artifacts import (
+    atomic_write,
+    build_lock,
+    quarantine,
+    read_manifest,
+    sha256_bytes,
+    split_ultralytics_engine,
+    write_manifest,
+)
+from edge_daemon.engine.tensorrt.build import BuildOptions, TrtLogger, build_plan
+from edge_daemon.engine.tensorrt.calibrator import CALIBRATORS
+from edge_daemon.engine.tensorrt.keys import BatchProfile, DeviceInfo, EngineKey, read_l4t_release
+from edge_daemon.engine.tensorrt.runtime import TensorRTEngine
+from edge_daemon.errors import EngineError
+from edge_daemon.gpu.memory import Memory
+from edge_daemon.onnxinfo import read_onnx_info
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Store:
+    root: Path
+
+    @property
+    def engines(self) -> Path:
+        return self.root / "engines"
+
+    def calibration_cache(self, key: EngineKey) -> Path:
+        return self.root / "calibration-cache" / f"{key.calibration_digest()[:24]}.cache"
+
+    def timing_cache(self, key: EngineKey) -> Path:
+        return self.root / "timing-cache" / f"{key.device.short()}-{key.timing_digest()[:16]}.cache"
+
+    def calibration_frames(self, camera: str, frames: int) -> Path:
+        return self.root / "calibration" / f"{camera}-{frames}"
+
+    def lock(self, name: str) -> Path:
+        return self.root / "locks" / f"{name}.lock"
+
+
+def probe_device(memory: Memory) -> DeviceInfo:
+    name, cc, integrated = memory.device_identity()
+    return DeviceInfo(trt.__version__, name, cc, read_l4t_release(), integrated)
+
+
+def provision(config: Any, request: EngineRequest) -> TensorRTEngine:
+    """Load the engine for this device, building (and calibrating) it first if needed."""
+    memory: Memory | None = request.memory
+    if memory is None:
+        from edge_daemon.gpu.memory import CudaMemory
+
+        memory = CudaMemory(config.device_index)
+    try:
+        if config.plan is not None:
+            return load_user_plan(Path(config.plan), memory, request)
+        return _provision(config, request, memory)
+    except BaseException:
+        memory.close()
+        raise
+
+
+def _provision(config: Any, request: EngineRequest, memory: Memory) -> TensorRTEngine:
+    logger = TrtLogger()
+    device = probe_device(memory)
+    compat.check_supported(config.precision)
+    meta, shape = read_onnx_info(request.onnx_path)
+    batch = BatchProfile(config.opt_batch or config.max_batch, config.max_batch)
+    store = Store(request.cache_dir / "tensorrt")
+    lock = store.lock(f"{request.model_stem}-{request.model_sha256[:12]}-{device.short()}")
+    with build_lock(lock, config.build_lock_timeout_s):
+        cset = _calibration_set(config, request, store) if config.precision == "int8" else None
+        key = EngineKey(
+            model_sha256=request.model_sha256,
+            input_hw=request.imgsz or _static_hw(shape),
+            batch=batch,
+            precision=config.precision,
+            calib_algorithm=config.calibration.algorithm if cset else "",
+            calib_data_sha256=cset.sha256 if cset else "",
+            device=device,
+            dla_core=config.dla_core,
+        )
+        plan_path = store.engines / f"{key.engine_name(request.model_stem)}.plan"
+        engine = _try_load(plan_path, key, memory, logger, meta)
+        if engine is not None:
+            return engine
+        _quarantine_stale(store, request.model_stem, key)
+        request.status(f"building {config.precision} TensorRT engine")
+        _build(config, request, store, key, plan_path, cset, memory, logger, meta, shape)
+        engine = _try_load(plan_path, key, memory, logger, meta)
+        if engine is None:
+            raise EngineError(f"the engine just built ({plan_path.name}) does not load; see the log above")
+        return engine
+
+
+def _static_hw(shape: tuple[int | str, ...]) -> tuple[int, int]:
+    if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int) and shape[2] > 0:
+        return shape[2], shape[3]
+    raise EngineError(f"the model's input size is dynamic ({shape}); set model.imgsz")
+
+
+def _try_load(
+    plan_path: Path, key: EngineKey, memory: Memory, logger: Any, meta: dict[str, str]
+) -> TensorRTEngine | None:
+    """The cached engine if it is present, complete, for this key, intact, and TensorRT accepts it."""
+    if not plan_path.exists():
+        return None
+    manifest = read_manifest(plan_path)
+    if manifest is None:
+        quarantine(plan_path, "it has no readable manifest (an interrupted build?)")
+        return None
+    if manifest.key_digest != key.digest():
+        quarantine(plan_path, "its manifest was written for another key")
+        return None
+    started = time.monotonic()
+    plan = plan_path.read_bytes()
+    if sha256_bytes(plan) != manifest.plan_sha256:
+        quarantine(plan_path, "its checksum does not match the manifest (corrupt or truncated)")
+        return None
+    try:
+        engine = TensorRTEngine.from_plan(plan, memory, logger, manifest.precision, meta)
+    except EngineError as exc:
+        quarantine(plan_path, str(exc))
+        return None
+    log.info(
+        "loaded TensorRT %s engine %s in %.2fs",
+        manifest.precision,
+        plan_path.name,
+        time.monotonic() - started,
+    )
+    return engine
+
+
+def _quarantine_stale(store: Store, model_stem: str, key: EngineKey) -> None:
+    """Move aside plans of this model and config that were built for another device or TensorRT."""
+    if not store.engines.is_dir():
+        return
+    for plan in sorted(store.engines.glob(f"{model_stem}-*.plan")):
+        manifest = read_manifest(plan)
+        old = manifest.data.get("key") if manifest else None
+        if not isinstance(old, dict):
+            continue
+        mine = key.as_dict()
+        same_config = all(
+            old.get(k) == mine[k] for k in ("model_sha256", "input_hw", "precision", "dla_core")
+        )
+        if same_config and old.get("device") != mine["device"]:
+            theirs = old.get("device") or {}
+            quarantine(plan, f"built for {_describe(theirs)}; this device runs {_describe(mine['device'])}")
+
+
+def _describe(device: Any) -> str:
+    d = device if isinstance(device, dict) else {}
+    l4t = f", L4T {d['l4t']}" if d.get("l4t") else ""
+    return f"TensorRT {d.get('trt_version')} on {d.get('gpu_name')} (sm {d.get('compute_capability')}{l4t})"
+
+
+def _calibration_set(config: Any, request: EngineRequest, store: Store) -> calibration.CalibrationSet:
+    cal = config.calibration
+    if cal.source == "images":
+        return calibration.from_glob(cal.images, cal.frames)
+    camera = request.camera
+    if camera is None:
+        raise EngineError(
+            "INT8 calibration from the camera needs a camera; or set calibration.source: images"
+        )
+    folder = store.calibration_frames(camera.name, cal.frames)
+    persisted = calibration.load_persisted(folder)
+    if persisted is not None:
+        return persisted
+    from edge_daemon.camera import open_source
+
+    stride = 1
+    if camera.type == "file":
+        cap = cv2.VideoCapture(str(camera.path))
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        cap.release()
+        stride = max(1, total // cal.frames)
+    log.info("capturing %d calibration frames from camera %s (first boot only)", cal.frames, camera.name)
+    return calibration.capture(
+        open_source(camera),
+        cal.frames,
+        folder,
+        cal.interval_s,
+        stride,
+        request.status,
+        f"camera {camera.name}",
+    )
+
+
+def _build(
+    config: Any,
+    request: EngineRequest,
+    store: Store,
+    key: EngineKey,
+    plan_path: Path,
+    cset: calibration.CalibrationSet | None,
+    memory: Memory,
+    logger: Any,
+    meta: dict[str, str],
+    shape: tuple[int | str, ...],
+) -> None:
+    timing_path = store.timing_cache(key)
+    timing = timing_path.read_bytes() if timing_path.is_file() else b""
+    cal_batch = 2 * key.batch.max if shape and shape[0] != 1 else 1
+    opts = BuildOptions(
+        precision=config.precision,
+        workspace_gib=config.workspace_gib,
+        batch=key.batch,
+        input_hw=request.imgsz,
+        dla_core=config.dla_core,
+        allow_fp16_fallback=config.allow_fp16_fallback,
+        calibration_batch=cal_batch,
+    )
+    calibrator = None
+    if cset is not None:
+        h, w = key.input_hw if key.input_hw[0] > 0 else _static_hw(shape)
+        calibrator = CALIBRATORS[config.calibration.algorithm](
+            calibration.batches(cset, (h, w), cal_batch),
+            len(cset) // cal_batch,
+            (cal_batch, 3, h, w),
+            store.calibration_cache(key),
+            memory,
+            request.status,
+        )
+    try:
+        result = build_plan(request.onnx_path, opts, logger, calibrator, timing)
+    finally:
+        if calibrator is not None:
+            calibrator.close()
+    # Plan first, manifest last: a plan without its manifest is never loaded.
+    atomic_write(plan_path, result.plan)
+    write_manifest(
+        plan_path,
+        {
+            "key": key.as_dict(),
+            "key_digest": key.digest(),
+            "plan_sha256": sha256_bytes(result.plan),
+            "precision": result.precision,
+            "precision_requested": config.precision,
+            "input_name": result.input_name,
+            "input_hw": list(result.input_hw),
+            "batch": {"min": 1, "opt": key.batch.opt, "max": key.batch.max},
+            "names": meta.get("names", ""),
+            "stride": meta.get("stride", ""),
+            "task": meta.get("task", "detect"),
+            "model": request.model_stem,
+            "onnx": request.onnx_path.name,
+            "build_seconds": round(result.seconds, 1),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "calibration": {"algorithm": key.calib_algorithm, "images": len(cset), "source": cset.source}
+            if cset
+            else None,
+        },
+    )
+    if result.timing_cache:
+        atomic_write(timing_path, result.timing_cache)
+    log.info("built %s in %.0fs", plan_path.name, result.seconds)
+
+
+def load_user_plan(path: Path, memory: Memory, request: EngineRequest) -> TensorRTEngine:
+    """A plan the user supplied: plain, or Ultralytics' ``.engine`` (length-prefixed JSON + plan)."""
+    header, plan = split_ultralytics_engine(path.read_bytes())
+    meta: dict[str, str] = {}
+    if header is not None:
+        meta = {k: str(v) for k, v in header.items()}
+        log.info("%s is an Ultralytics engine file; using its metadata header", path.name)
+    else:
+        manifest = read_manifest(path)
+        if manifest is not None:
+            meta = {k: str(manifest.data.get(k, "")) for k in ("names", "stride", "task")}
+            if manifest.plan_sha256 and sha256_bytes(plan) != manifest.plan_sha256:
+                raise EngineError(f"{path}: checksum does not match its manifest (corrupt or truncated)")
+    if "names" not in meta or not meta["names"]:
+        meta.update(read_onnx_info(request.onnx_path)[0])
+    args = (header or {}).get("args") or {}
+    precision = "int8" if args.get("int8") else "fp16" if args.get("half") else meta.get("precision", "fp32")
+    return TensorRTEngine.from_plan(plan, memory, TrtLogger(), precision, meta)

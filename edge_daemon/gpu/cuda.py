@@ -1,0 +1,163 @@
+"""Checked cuda-python runtime calls, owned device/pinned buffers and streams.
+
+Imported only when a GPU backend is selected. Works with cuda-python 12.x and 13.x
+(``cuda.bindings.runtime``; older 12.x releases expose the same module as ``cuda.cudart``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_daemon.errors import EngineError
+
+try:
+    from cuda.bindings import runtime as cudart
+except ImportError:  # cuda-python < 12.6
+    try:
+        from cuda import cudart
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise ImportError(
+            "cuda-python is not installed; install the gpu extra: pip install 'edge-daemon[gpu]'"
+        ) from exc
+
+
+class CudaError(EngineError):
+    """A CUDA runtime call failed; ``code`` is the cudaError_t name, e.g. ``cudaErrorMemoryAllocation``."""
+
+    def __init__(self, call: str, code: str, detail: str) -> None:
+        self.call, self.code = call, code
+        super().__init__(f"{call} failed: {code}: {detail}")
+
+
+def check(result: Any, call: str) -> Any:
+    """Unpack a cuda-python result tuple ``(err, *values)``; raise CudaError unless err is success."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != int(cudart.cudaError_t.cudaSuccess):
+        name = cudart.cudaGetErrorName(err)[1]
+        text = cudart.cudaGetErrorString(err)[1]
+        raise CudaError(call, _s(name) or str(err), _s(text) or "")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    name: str
+    compute_capability: str
+    integrated: bool
+    total_memory: int
+
+
+def device_info(index: int = 0) -> GpuInfo:
+    """Properties of GPU ``index``. Raises CudaError without a driver or GPU."""
+    count = check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
+    if count <= index:
+        raise CudaError("cudaGetDeviceCount", "cudaErrorNoDevice", f"{count} GPU(s), asked for #{index}")
+    prop = check(cudart.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
+    return GpuInfo(
+        _s(prop.name), f"{prop.major}.{prop.minor}", bool(prop.integrated), int(prop.totalGlobalMem)
+    )
+
+
+class Stream:
+    """An owned CUDA stream. ``handle`` is the integer TensorRT's ``execute_async_v3`` takes."""
+
+    def __init__(self) -> None:
+        self._stream: Any = check(
+            cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "cudaStreamCreate"
+        )
+
+    @property
+    def handle(self) -> int:
+        return int(self._stream)
+
+    @property
+    def raw(self) -> Any:
+        return self._stream
+
+    def synchronize(self) -> None:
+        check(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+
+    def close(self) -> None:
+        if self._stream is not None:
+            check(cudart.cudaStreamDestroy(self._stream), "cudaStreamDestroy")
+            self._stream = None
+
+
+class DeviceBuffer:
+    """``nbytes`` of device memory (cudaMalloc). ``ptr`` is the device address."""
+
+    def __init__(self, nbytes: int) -> None:
+        if nbytes <= 0:
+            raise ValueError("nbytes must be positive")
+        self.nbytes = nbytes
+        self.ptr: int = int(check(cudart.cudaMalloc(nbytes), "cudaMalloc"))
+
+    def close(self) -> None:
+        if self.ptr:
+            check(cudart.cudaFree(self.ptr), "cudaFree")
+            self.ptr = 0
+
+
+class PinnedBuffer:
+    """Page-locked host memory (cudaHostAlloc) seen as a NumPy array of ``shape`` and ``dtype``.
+
+    Write into it with :meth:`write` (a checked ``np.copyto``); never rebind ``array`` to a new NumPy
+    array, or copies would silently come from pageable memory. With ``mapped=True`` the memory is also
+    mapped into the device address space (``device_ptr``): zero-copy on integrated GPUs (Jetson).
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: npt.DTypeLike, mapped: bool = False) -> None:
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(shape)
+        self.nbytes = int(np.prod(shape)) * self.dtype.itemsize
+        flags = cudart.cudaHostAllocMapped if mapped else cudart.cudaHostAllocDefault
+        self.ptr: int = int(check(cudart.cudaHostAlloc(self.nbytes, flags), "cudaHostAlloc"))
+        self.device_ptr = (
+            int(check(cudart.cudaHostGetDevicePointer(self.ptr, 0), "cudaHostGetDevicePointer"))
+            if mapped
+            else 0
+        )
+        buf = (ctypes.c_byte * self.nbytes).from_address(self.ptr)
+        self.array: npt.NDArray[Any] = np.frombuffer(memoryview(buf), dtype=self.dtype).reshape(self.shape)
+
+    def write(self, src: npt.NDArray[Any]) -> None:
+        if src.shape != self.shape:
+            raise ValueError(f"pinned buffer holds {self.shape}, got {src.shape}")
+        np.copyto(self.array, src, casting="same_kind")
+
+    def close(self) -> None:
+        if self.ptr:
+            self.array = np.empty(0, self.dtype)
+            check(cudart.cudaFreeHost(self.ptr), "cudaFreeHost")
+            self.ptr = 0
+
+
+def copy_htod_async(dst: DeviceBuffer, src: PinnedBuffer, stream: Stream, nbytes: int | None = None) -> None:
+    n = nbytes if nbytes is not None else src.nbytes
+    if n > dst.nbytes or n > src.nbytes:
+        raise ValueError(f"copy of {n} bytes exceeds a buffer ({src.nbytes} -> {dst.nbytes})")
+    check(
+        cudart.cudaMemcpyAsync(dst.ptr, src.ptr, n, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream.raw),
+        "cudaMemcpyAsync(HtoD)",
+    )
+
+
+def copy_dtoh_async(dst: PinnedBuffer, src: DeviceBuffer, stream: Stream, nbytes: int | None = None) -> None:
+    n = nbytes if nbytes is not None else dst.nbytes
+    if n > dst.nbytes or n > src.nbytes:
+        raise ValueError(f"copy of {n} bytes exceeds a buffer ({src.nbytes} -> {dst.nbytes})")
+    check(
+        cudart.cudaMemcpyAsync(dst.ptr, src.ptr, n, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream.raw),
+        "cudaMemcpyAsync(DtoH)",
+    )
