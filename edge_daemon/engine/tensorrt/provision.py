@@ -240,10 +240,12 @@ def _build(
         allow_fp16_fallback=config.allow_fp16_fallback,
         calibration_batch=cal_batch,
     )
-    calibrator = None
-    if cset is not None:
+
+    def make_calibrator() -> Any:
+        if cset is None:
+            return None
         h, w = key.input_hw if key.input_hw[0] > 0 else _static_hw(shape)
-        calibrator = CALIBRATORS[config.calibration.algorithm](
+        return CALIBRATORS[config.calibration.algorithm](
             calibration.batches(cset, (h, w), cal_batch),
             len(cset) // cal_batch,
             (cal_batch, 3, h, w),
@@ -251,8 +253,19 @@ def _build(
             memory,
             request.status,
         )
+
+    calibrator = make_calibrator()
     try:
-        result = build_plan(request.onnx_path, opts, logger, calibrator, timing)
+        try:
+            result = build_plan(request.onnx_path, opts, logger, calibrator, timing)
+        except EngineError:
+            if calibrator is None or not calibrator.cache_read:
+                raise
+            # TensorRT rejected the stored calibration cache: move it aside and calibrate from the data.
+            quarantine(calibrator.cache_path, "TensorRT rejected this INT8 calibration cache")
+            calibrator.close()
+            calibrator = make_calibrator()
+            result = build_plan(request.onnx_path, opts, logger, calibrator, timing)
     finally:
         if calibrator is not None:
             calibrator.close()

@@ -1,0 +1,414 @@
+"""The TensorRT engine life cycle, run through the TensorRT test double (tests/doubles/tensorrt).
+
+No real TensorRT runs here: the double executes networks with ONNX Runtime and checks what TensorRT
+checks. These tests prove the daemon's side: keys, caching, calibration protocol, atomicity, locking,
+quarantine and the named-tensor execution path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+DOUBLES = ROOT / "tests" / "doubles"
+if str(DOUBLES) not in sys.path:
+    sys.path.insert(0, str(DOUBLES))
+
+from edge_daemon.app import load_model  # noqa: E402
+from edge_daemon.engine.tensorrt.artifacts import (  # noqa: E402
+    atomic_write,
+    build_lock,
+    read_manifest,
+    split_ultralytics_engine,
+)
+from edge_daemon.engine.tensorrt.keys import read_l4t_release  # noqa: E402
+from edge_daemon.errors import EngineError  # noqa: E402
+from edge_daemon.postprocess import DecodeParams, decode_one  # noqa: E402
+from edge_daemon.preprocess import preprocess  # noqa: E402
+from edge_daemon.settings import Settings  # noqa: E402
+from tests.doubles.hostmem import HostMemory  # noqa: E402
+
+# The very module object the daemon imports as ``tensorrt``: the double (typed Any, not the real API stubs).
+trt: Any = importlib.import_module("tensorrt")
+assert hasattr(trt, "STATS"), "tests must run against the TensorRT double, never a real TensorRT"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_double():
+    trt.reset()
+    yield
+    trt.reset()
+
+
+def _config(tmp_path: Path, model: Path, clip: Path, **engine: object) -> dict:
+    eng: dict = {"backend": "tensorrt", "precision": "int8", "calibration": {"frames": 12}}
+    eng.update(engine)
+    return {
+        "device_id": "jetson1",
+        "cameras": [{"name": "cam0", "type": "file", "path": str(clip)}],
+        "model": {"path": str(model), "cache_dir": str(tmp_path / "cache")},
+        "engine": eng,
+    }
+
+
+def _boot(data: dict, memory: HostMemory | None = None):  # type: ignore[no-untyped-def]
+    return load_model(Settings(**data), memory=memory or HostMemory())
+
+
+def _plans(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "cache" / "tensorrt" / "engines").glob("*.plan"))
+
+
+def test_first_boot_builds_and_calibrates_then_later_boots_load(tmp_path, world_onnx, clip) -> None:
+    data = _config(tmp_path, world_onnx, clip)
+    first = _boot(data)
+    assert first.engine.info.backend == "tensorrt" and first.engine.info.precision == "int8"
+    assert first.tag.precision == "int8"
+    first.engine.close()
+    assert trt.STATS["builds"] == 1
+    assert trt.STATS["calibration_batches"] == 12, "static batch-1 model: 12 frames = 12 batches of 1"
+    root = tmp_path / "cache" / "tensorrt"
+    [plan] = _plans(tmp_path)
+    manifest = read_manifest(plan)
+    assert manifest is not None and manifest.precision == "int8"
+    assert manifest.data["key"]["device"]["compute_capability"] == "8.7"
+    assert manifest.data["calibration"]["images"] == 12 and manifest.data["names"].startswith("{0: 'person'")
+    assert len(list((root / "calibration-cache").glob("*.cache"))) == 1
+    assert len(list((root / "timing-cache").glob("*.cache"))) == 1
+    assert json.loads((root / "calibration" / "cam0-12" / "set.json").read_text())["source"] == "camera cam0"
+    assert plan.read_bytes().startswith(b"TRTDOUBLE1"), "a plain plan: no Ultralytics JSON header in front"
+
+    for _ in range(2):  # every later boot: load only
+        again = _boot(data)
+        again.engine.close()
+    assert trt.STATS["builds"] == 1 and trt.STATS["calibration_batches"] == 12
+    assert trt.STATS["deserialized"] == 3
+
+
+def _mutate_model(src: Path, dst: Path) -> Path:
+    import onnx
+
+    model = onnx.load(str(src))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "retrained", "yes"
+    onnx.save(model, str(dst))
+    return dst
+
+
+@pytest.mark.parametrize("change", ["device", "tensorrt", "model", "calibration-data", "precision"])
+def test_what_changes_the_key_rebuilds(tmp_path, world_onnx, clip, change, caplog) -> None:
+    images = tmp_path / "calib"
+    images.mkdir()
+    cap = cv2.VideoCapture(str(clip))
+    for i in range(10):
+        ok, frame = cap.read()
+        assert ok
+        cv2.imwrite(str(images / f"{i:03d}.jpg"), frame)
+    cap.release()
+    data = _config(tmp_path, world_onnx, clip, calibration={"source": "images", "images": str(images)})
+    _boot(data).engine.close()
+    assert trt.STATS["builds"] == 1
+    memory = HostMemory()
+    if change == "device":
+        trt.DEVICE.update(name="NVIDIA Orin NX", compute_capability="8.8")
+        memory = HostMemory("NVIDIA Orin NX", "8.8")
+    elif change == "tensorrt":
+        trt.__version__ = "10.14.1.2"  # a JetPack upgrade
+    elif change == "model":
+        data["model"]["path"] = str(_mutate_model(world_onnx, tmp_path / "retrained.onnx"))
+    elif change == "calibration-data":
+        frame = np.asarray(cv2.imread(str(images / "003.jpg")))
+        cv2.imwrite(str(images / "003.jpg"), 255 - frame)
+    else:
+        data["engine"]["precision"] = "fp16"
+    with caplog.at_level(logging.WARNING):
+        _boot(data, memory).engine.close()
+    assert trt.STATS["builds"] == 2
+    if change in {"device", "tensorrt"}:
+        # the stale plan was moved aside with one line saying why
+        assert any(
+            "moved" in r.getMessage() and "this device runs TensorRT" in r.getMessage()
+            for r in caplog.records
+        )
+        bad = (tmp_path / "cache" / "tensorrt" / "engines").glob("*.plan.bad-*")
+        assert len([p for p in bad if not p.name.endswith(".json")]) == 1
+    _boot(data, memory).engine.close()
+    assert trt.STATS["builds"] == 2, "and the new engine is then reused"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "manifest"])
+def test_corrupt_plan_is_quarantined_and_rebuilt(tmp_path, world_onnx, clip, damage, caplog) -> None:
+    data = _config(tmp_path, world_onnx, clip, precision="fp16")
+    _boot(data).engine.close()
+    [plan] = _plans(tmp_path)
+    if damage == "truncate":
+        plan.write_bytes(plan.read_bytes()[:1000])
+    elif damage == "garbage":
+        plan.write_bytes(b"\0" * 4096)
+    else:
+        plan.with_name(plan.name + ".json").write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        engine = _boot(data).engine
+    engine.close()
+    assert trt.STATS["builds"] == 2
+    reasons = " ".join(r.getMessage() for r in caplog.records)
+    assert (
+        ("checksum does not match" in reasons)
+        if damage != "manifest"
+        else ("no readable manifest" in reasons)
+    )
+    assert len(list(plan.parent.glob("*.bad-*"))) >= 1
+
+
+def test_plan_from_another_version_that_keeps_its_name_is_refused_and_rebuilt(
+    tmp_path, world_onnx, clip
+) -> None:
+    """TensorRT itself refuses a plan (deserialize returns None): quarantine and rebuild, no crash."""
+    data = _config(tmp_path, world_onnx, clip, precision="fp32")
+    _boot(data).engine.close()
+    [plan] = _plans(tmp_path)
+    blob = plan.read_bytes().replace(b'"version": "10.13.0.35"', b'"version": "10.13.0.99"')
+    plan.write_bytes(blob)  # same size, refused by the runtime; fix the checksum so only TensorRT objects
+    manifest = json.loads(plan.with_name(plan.name + ".json").read_text())
+    import hashlib
+
+    manifest["plan_sha256"] = hashlib.sha256(blob).hexdigest()
+    plan.with_name(plan.name + ".json").write_text(json.dumps(manifest))
+    _boot(data).engine.close()
+    assert trt.STATS["builds"] == 2
+
+
+def test_corrupt_calibration_cache_is_quarantined_and_recalibrated(tmp_path, world_onnx, clip) -> None:
+    data = _config(tmp_path, world_onnx, clip)
+    _boot(data).engine.close()
+    [cache] = list((tmp_path / "cache" / "tensorrt" / "calibration-cache").glob("*.cache"))
+    cache.write_bytes(b"TRT-0000-garbage\nnothing useful\n")
+    for plan in _plans(tmp_path):
+        plan.unlink()  # force a rebuild, which reads the cache first
+    _boot(data).engine.close()
+    assert trt.STATS["builds"] == 2 and trt.STATS["calibration_batches"] == 24
+    assert len(list(cache.parent.glob("*.bad-*"))) == 1
+    assert cache.read_bytes().startswith(b"TRT-1013-EntropyCalibration2")
+
+
+def test_calibration_cache_reused_when_only_the_plan_is_gone(tmp_path, world_onnx, clip) -> None:
+    data = _config(tmp_path, world_onnx, clip)
+    _boot(data).engine.close()
+    for plan in _plans(tmp_path):
+        plan.unlink()
+    _boot(data).engine.close()
+    assert trt.STATS["builds"] == 2 and trt.STATS["calibration_batches"] == 12, "no second calibration"
+
+
+def test_no_fast_int8_never_downgrades_silently(tmp_path, world_onnx, clip, caplog) -> None:
+    trt.FAST_INT8 = False
+    data = _config(tmp_path, world_onnx, clip)
+    with pytest.raises(EngineError, match="no fast INT8; refusing"):
+        _boot(data)
+    data["engine"]["allow_fp16_fallback"] = True
+    with caplog.at_level(logging.WARNING):
+        model = _boot(data)
+    model.engine.close()
+    assert model.engine.info.precision == "fp16" and model.tag.precision == "fp16"
+    assert any("NO FAST INT8" in r.getMessage() for r in caplog.records)
+    [plan] = _plans(tmp_path)
+    assert read_manifest(plan).data["precision_requested"] == "int8"  # type: ignore[union-attr]
+
+
+def test_tensorrt_11_refuses_implicit_int8_with_a_clear_message(tmp_path, world_onnx, clip) -> None:
+    trt.__version__ = "11.4.0.106"
+    with pytest.raises(EngineError, match=r"removed implicit INT8.*Q/DQ"):
+        _boot(_config(tmp_path, world_onnx, clip))
+    model = _boot(_config(tmp_path, world_onnx, clip, precision="fp32"))
+    assert model.engine.info.precision == "fp32"
+    model.engine.close()
+
+
+def test_tensorrt_8_6_builds_with_explicit_batch(tmp_path, world_onnx, clip) -> None:
+    trt.__version__ = "8.6.2.3"  # JetPack 6.0; the double refuses networks without EXPLICIT_BATCH
+    model = _boot(_config(tmp_path, world_onnx, clip, precision="fp16"))
+    model.engine.close()
+    assert trt.STATS["builds"] == 1
+
+
+def test_detections_through_the_double_match_onnxruntime(tmp_path, world_onnx, clip, frames) -> None:
+    from edge_daemon.engine import load_engine
+    from edge_daemon.settings import OnnxRuntimeEngineConfig
+
+    ort_engine = load_engine(OnnxRuntimeEngineConfig(), world_onnx)
+    trt_model = _boot(_config(tmp_path, world_onnx, clip, precision="fp16"))
+    params = DecodeParams(80)
+    try:
+        for frame in frames[:4]:
+            x, meta = preprocess(frame, ort_engine.info.input_hw)
+            ref = decode_one(ort_engine.infer(x)[0], meta, params)
+            got = decode_one(trt_model.engine.infer(x)[0], meta, params)
+            assert len(got) == len(ref) > 0
+            assert got.class_id.tolist() == ref.class_id.tolist()
+            np.testing.assert_allclose(got.xyxy, ref.xyxy, atol=1.0)
+            np.testing.assert_allclose(got.confidence, ref.confidence, atol=2e-3)
+    finally:
+        ort_engine.close()
+        trt_model.engine.close()
+
+
+def test_engine_refuses_bad_inputs_like_tensorrt(tmp_path, world_onnx, clip) -> None:
+    model = _boot(_config(tmp_path, world_onnx, clip, precision="fp32"))
+    engine = model.engine
+    with pytest.raises(ValueError, match=r"input must be \(1\.\.1, 3, 480, 576\)"):
+        engine.infer(np.zeros((2, 3, 480, 576), np.float32))
+    ctx = engine._context  # type: ignore[attr-defined]
+    assert not ctx.set_input_shape("images", (2, 3, 480, 576)), "outside the optimization profile"
+    assert not ctx.set_input_shape("not-a-tensor", (1, 3, 480, 576))
+    assert not ctx.set_tensor_address("not-a-tensor", 1234)
+    engine.close()
+    with pytest.raises(EngineError, match="closed"):
+        engine.infer(np.zeros((1, 3, 480, 576), np.float32))
+
+
+def test_ultralytics_engine_files_load(tmp_path, world_onnx, clip) -> None:
+    data = _config(tmp_path, world_onnx, clip, precision="fp16")
+    _boot(data).engine.close()
+    [plan] = _plans(tmp_path)
+    header = {
+        "names": {"0": "person", "1": "bicycle"},
+        "imgsz": [480, 576],
+        "stride": 32,
+        "task": "detect",
+        "args": {"half": True, "int8": False},
+    }
+    meta = json.dumps(header).encode()
+    ul = tmp_path / "yolov8s-world.engine"
+    ul.write_bytes(len(meta).to_bytes(4, "little") + meta + plan.read_bytes())
+    got_meta, got_plan = split_ultralytics_engine(ul.read_bytes())
+    assert got_meta == header and got_plan == plan.read_bytes()
+    data["engine"]["plan"] = str(ul)
+    model = _boot(data)
+    assert model.engine.info.precision == "fp16" and model.info.names == {0: "person", 1: "bicycle"}
+    model.engine.close()
+    res = subprocess.run(
+        [sys.executable, "-m", "edge_daemon", "engine", "info", str(ul)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Ultralytics engine" in res.stdout and '"imgsz"' in res.stdout
+    res = subprocess.run(
+        [sys.executable, "-m", "edge_daemon", "engine", "info", str(plan)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(res.stdout)["precision"] == "fp16"
+
+
+def _child(config: Path, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.doubles.provision_child", str(config)],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+    )
+
+
+def test_sigkill_during_build_leaves_nothing_a_later_boot_loads(tmp_path, world_onnx, clip) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(_config(tmp_path, world_onnx, clip, precision="fp16")))
+    counter = tmp_path / "builds.txt"
+    proc = _child(config, TRT_DOUBLE_BUILD_DELAY="60", TRT_DOUBLE_COUNTER=str(counter))
+    try:
+        lockdir = tmp_path / "cache" / "tensorrt" / "locks"
+        deadline = time.monotonic() + 60
+        while not (lockdir.is_dir() and any(lockdir.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # inside build_serialized_network now
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    assert _plans(tmp_path) == [], "no plan may exist after a killed build"
+    proc = _child(config, TRT_DOUBLE_COUNTER=str(counter))
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "ready fp16" in out, out
+    assert len(_plans(tmp_path)) == 1 and counter.read_text().count("build") == 1
+
+
+def test_two_daemons_started_together_build_once(tmp_path, world_onnx, clip) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(_config(tmp_path, world_onnx, clip, precision="fp16")))
+    counter = tmp_path / "builds.txt"
+    procs = [_child(config, TRT_DOUBLE_BUILD_DELAY="2", TRT_DOUBLE_COUNTER=str(counter)) for _ in range(2)]
+    outs = [p.communicate(timeout=180)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert all("ready fp16" in o for o in outs)
+    assert counter.read_text().count("build") == 1, "exactly one build; the other waited and loaded it"
+    assert any("another process is building" in o for o in outs)
+
+
+def test_build_lock_reports_waiting(tmp_path) -> None:
+    lock = tmp_path / "x.lock"
+    with build_lock(lock) as free:
+        assert free
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pathlib import Path\n"
+                "from edge_daemon.engine.tensorrt.artifacts import build_lock\n"
+                "try:\n    with build_lock(Path(sys.argv[1]), timeout_s=0.5, poll_s=0.1): pass\n"
+                "except TimeoutError as e: print('timeout', e)",
+                str(lock),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        )
+        assert "timeout" in child.stdout
+
+
+def test_atomic_write_leaves_old_or_new(tmp_path) -> None:
+    target = tmp_path / "a.plan"
+    atomic_write(target, b"old")
+
+    class Boom(bytes):
+        pass
+
+    with pytest.raises(TypeError):
+        atomic_write(target, object())  # type: ignore[arg-type]
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["a.plan"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, DATE: ...",
+            "R36.4.0",
+        ),
+        ("# R35 (release), REVISION: 5.0, GCID: 1, BOARD: t186ref", "R35.5.0"),
+        ("garbage", ""),
+    ],
+)
+def test_l4t_release_parsing(tmp_path, text, expected) -> None:
+    f = tmp_path / "nv_tegra_release"
+    f.write_text(text)
+    assert read_l4t_release(f) == expected
+    assert read_l4t_release(tmp_path / "missing") == ""
