@@ -6,6 +6,7 @@ engine. Nothing here runs per frame.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ from typing import Any
 from edge_daemon.camera import Backoff, DropPolicy, open_source
 from edge_daemon.engine import EngineRequest, InferenceEngine, load_engine
 from edge_daemon.health import status
-from edge_daemon.model import model_info, resolve_onnx
+from edge_daemon.errors import CameraError
+from edge_daemon.model import auto_imgsz, model_info, resolve_onnx
 from edge_daemon.pipeline import CameraPlan, Pipeline, PipelineStats, ResultHook
 from edge_daemon.postprocess import DecodeParams
 from edge_daemon.publish.mqtt import MqttPublisher, Publisher
@@ -40,14 +42,21 @@ def load_model(settings: Settings, memory: Any = None) -> LoadedModel:
     """
     status("loading model")
     batch_dynamic = getattr(settings.engine, "max_batch", 1) > 1
+    imgsz = settings.model.imgsz
+    if (
+        imgsz is None
+        and settings.engine.backend == "tensorrt"
+        and settings.model.path.suffix.lower() == ".pt"
+    ):
+        imgsz = camera_imgsz(settings)
     onnx_path, sha = resolve_onnx(
-        settings.model.path, settings.model.imgsz, settings.model.cache_dir, dynamic_batch=batch_dynamic
+        settings.model.path, imgsz, settings.model.cache_dir, dynamic_batch=batch_dynamic
     )
     request = EngineRequest(
         onnx_path=onnx_path,
         model_sha256=sha,
         model_stem=settings.model.path.stem,
-        imgsz=settings.model.imgsz,
+        imgsz=imgsz,
         cache_dir=settings.model.cache_dir,
         camera=settings.cameras[0],
         memory=memory,
@@ -70,6 +79,34 @@ def load_model(settings: Settings, memory: Any = None) -> LoadedModel:
         tag.precision,
     )
     return LoadedModel(engine, info, tag)
+
+
+def camera_imgsz(settings: Settings) -> tuple[int, int]:
+    """Input size from the first camera's aspect ratio, chosen at first boot and remembered after.
+
+    Remembered in ``<cache_dir>/auto-imgsz/<camera>.json`` so that later boots neither depend on the camera
+    answering before the engine loads nor pick another size (which would rebuild the engine).
+    """
+    cam = settings.cameras[0]
+    memo = settings.model.cache_dir / "auto-imgsz" / f"{cam.name}.json"
+    try:
+        saved = json.loads(memo.read_text(encoding="utf-8"))
+        return int(saved["imgsz"][0]), int(saved["imgsz"][1])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        pass
+    source = open_source(cam)
+    try:
+        source.open()
+        frame = source.read()
+    finally:
+        source.close()
+    if frame is None:
+        raise CameraError(f"camera {cam.name}: no frame to choose the model input size from; set model.imgsz")
+    imgsz = auto_imgsz((frame.shape[0], frame.shape[1]))
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(json.dumps({"frame_hw": list(frame.shape[:2]), "imgsz": list(imgsz)}), encoding="utf-8")
+    log.info("camera %s gives %dx%d frames: model input %dx%d (HxW)", cam.name, *frame.shape[:2], *imgsz)
+    return imgsz
 
 
 def decode_params(settings: Settings, info: ModelInfo) -> DecodeParams:
@@ -117,10 +154,13 @@ def build_pipeline(
 
 
 def run_daemon(
-    settings: Settings, stop: threading.Event, on_result: ResultHook | None = None
+    settings: Settings, stop: threading.Event, on_result: ResultHook | None = None, memory: Any = None
 ) -> PipelineStats:
-    """The main job: serve every camera until ``stop`` is set (or all finite sources end)."""
-    model = load_model(settings)
+    """The main job: serve every camera until ``stop`` is set (or all finite sources end).
+
+    ``memory``: the GPU memory provider for a TensorRT engine (None: CUDA on the configured device).
+    """
+    model = load_model(settings, memory=memory)
     try:
         pipeline = build_pipeline(settings, model, on_result=on_result)
         stats = pipeline.run(stop)

@@ -22,9 +22,11 @@ def notify(**fields: str) -> bool:
     message = "\n".join(f"{k}={v}" for k, v in fields.items()).encode("utf-8")
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            # Never block the daemon on status reporting: if the receiver's queue is full, drop this one.
+            sock.setblocking(False)
             sock.connect(address)
-            sock.sendall(message)
-    except OSError as exc:
+            sock.send(message)
+    except OSError as exc:  # BlockingIOError included
         log.debug("sd_notify failed: %s", exc)
         return False
     return True

@@ -129,3 +129,18 @@ def _parse_names(raw: str | None) -> dict[int, str]:
     if isinstance(value, list):
         return {i: str(v) for i, v in enumerate(value)}
     return {}
+
+
+def auto_imgsz(frame_hw: tuple[int, int], long_side: int = 640, multiple: int = 32) -> tuple[int, int]:
+    """Model input (H, W) for a camera of ``frame_hw``: the long side becomes ``long_side`` and the short
+    side keeps the aspect ratio, rounded up to ``multiple``. A 1920x1080 camera gets 384x640, not 640x640:
+    40% less work per frame for the same detail."""
+    fh, fw = frame_hw
+    if fh <= 0 or fw <= 0:
+        raise ValueError(f"frame size must be positive, got {frame_hw}")
+    scale = long_side / max(fh, fw)
+
+    def side(v: int) -> int:
+        return max(multiple, -(-round(v * scale) // multiple) * multiple)
+
+    return side(fh), side(fw)

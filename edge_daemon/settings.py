@@ -150,7 +150,8 @@ class ModelConfig(_Strict):
     imgsz: tuple[int, int] | None = Field(
         None,
         description="Model input (height, width) for .pt export and for dynamic ONNX models. "
-        "Ignored for static ONNX models, whose own input size wins.",
+        "Ignored for static ONNX models, whose own input size wins. Unset with a .pt model and the "
+        "tensorrt backend: chosen from the first camera's aspect ratio at first boot (640 on the long side).",
     )
     cache_dir: Path = Path(".cache/edge-daemon")
 

@@ -412,3 +412,77 @@ def test_l4t_release_parsing(tmp_path, text, expected) -> None:
     f.write_text(text)
     assert read_l4t_release(f) == expected
     assert read_l4t_release(tmp_path / "missing") == ""
+
+
+@pytest.mark.parametrize(
+    ("frame_hw", "expected"),
+    [
+        ((1080, 1920), (384, 640)),
+        ((576, 768), (480, 640)),
+        ((720, 1280), (384, 640)),
+        ((1920, 1080), (640, 384)),
+        ((480, 640), (480, 640)),
+        ((100, 2000), (32, 640)),
+    ],
+)
+def test_auto_input_size_follows_the_camera_aspect(frame_hw, expected) -> None:
+    from edge_daemon.model import auto_imgsz
+
+    assert auto_imgsz(frame_hw) == expected
+
+
+def test_camera_input_size_is_chosen_once_and_remembered(tmp_path, world_pt, clip, monkeypatch) -> None:
+    import edge_daemon.app as app
+
+    settings = Settings(**_config(tmp_path, world_pt, clip))
+    assert app.camera_imgsz(settings) == (480, 640)
+    memo = tmp_path / "cache" / "auto-imgsz" / "cam0.json"
+    assert json.loads(memo.read_text())["frame_hw"] == [576, 768]
+
+    def camera_down(cfg):  # later boots must not need the camera to answer first
+        raise AssertionError("camera opened again")
+
+    monkeypatch.setattr(app, "open_source", camera_down)
+    assert app.camera_imgsz(settings) == (480, 640)
+
+
+def test_mqtt_info_reports_the_precision_actually_running(tmp_path, world_onnx, clip, broker) -> None:
+    import threading
+
+    from edge_daemon.app import run_daemon
+    from tests.conftest import subscribed
+
+    trt.FAST_INT8 = False
+    data = _config(tmp_path, world_onnx, clip, allow_fp16_fallback=True)
+    data["cameras"][0].update(max_frames=3, drop_policy="block")
+    data["mqtt"] = {"host": "127.0.0.1", "port": broker.port}
+    with subscribed(broker, "edge/jetson1/#") as sub:
+        stats = run_daemon(Settings(**data), threading.Event(), memory=HostMemory())
+        assert sub.wait_for(lambda msgs: len([m for m in msgs if m[0].endswith("/detections")]) >= 3, 30)
+    assert stats.published == 3
+    [info] = [json.loads(p) for t, p, _ in sub.messages if t == "edge/jetson1/info"]
+    assert info["backend"] == "tensorrt" and info["precision"] == "fp16", "int8 was asked, fp16 runs"
+    msgs = [json.loads(p) for t, p, _ in sub.messages if t.endswith("/detections")]
+    assert {m["model"]["precision"] for m in msgs} == {"fp16"}
+
+
+def test_first_boot_progress_reaches_systemd_status(tmp_path, world_onnx, clip, monkeypatch) -> None:
+    import socket
+
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.1)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    _boot(_config(tmp_path, world_onnx, clip)).engine.close()
+    got = []
+    while True:
+        try:
+            got.append(sock.recv(4096).decode())
+        except TimeoutError:
+            break
+    sock.close()
+    text = "\n".join(got)
+    assert "STATUS=capturing calibration frames 12/12" in text
+    assert "STATUS=calibrating INT8, batch 12/12" in text and "ETA" in text
+    assert "STATUS=building int8 TensorRT engine" in text

@@ -145,10 +145,15 @@ def batches(cset: CalibrationSet, input_hw: tuple[int, int], batch: int) -> Iter
 
 
 class Progress:
-    """Counts with ETA: a log line every 10%, a bar on a terminal, and systemd ``STATUS=`` text."""
+    """Counts with ETA: a log line every 10%, a bar on a terminal, and systemd ``STATUS=`` text (at most
+    every ``status_every_s`` seconds, and always the last count)."""
 
-    def __init__(self, total: int, label: str, status: StatusFn | None = None) -> None:
+    def __init__(
+        self, total: int, label: str, status: StatusFn | None = None, status_every_s: float = 0.5
+    ) -> None:
         self.total = max(1, total)
+        self.status_every_s = status_every_s
+        self._last_status = -math.inf
         self.label = label
         self.status = status
         self.started = time.monotonic()
@@ -165,7 +170,9 @@ class Progress:
         eta = self.eta_s(done)
         if not math.isnan(eta):
             text += f", ETA {eta:.0f}s"
-        if self.status is not None:
+        now = time.monotonic()
+        if self.status is not None and (done >= self.total or now - self._last_status >= self.status_every_s):
+            self._last_status = now
             self.status(text)
         if self._tty:
             bar = "#" * int(frac * 30)
