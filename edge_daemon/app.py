@@ -14,8 +14,8 @@ from typing import Any
 
 from edge_daemon.camera import Backoff, DropPolicy, open_source
 from edge_daemon.engine import EngineRequest, InferenceEngine, load_engine
-from edge_daemon.health import status
 from edge_daemon.errors import CameraError
+from edge_daemon.health import status
 from edge_daemon.model import auto_imgsz, model_info, resolve_onnx
 from edge_daemon.pipeline import CameraPlan, Pipeline, PipelineStats, ResultHook
 from edge_daemon.postprocess import DecodeParams
