@@ -1,4 +1,4 @@
-"""Command line: ``edge-daemon run | check-config | build-engine | engine info | bench | watch``.
+"""Command line: ``edge-daemon run|check-config|build-engine|engine info|bench|quant-report|watch``.
 
 Exit codes follow sysexits(3) so that systemd can tell failures apart (``RestartPreventExitStatus=78``
 stops restart loops on a bad config): 0 ok, 65 bad model data, 69 a camera or the broker is unavailable,
@@ -119,7 +119,7 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
 
 
 def _cmd_engine_info(args: argparse.Namespace) -> int:
-    from edge_daemon.engine.tensorrt.artifacts import read_manifest, split_ultralytics_engine
+    from edge_daemon.artifacts import read_manifest, split_ultralytics_engine
 
     path: Path = args.path
     if not path.is_file():
@@ -140,6 +140,21 @@ def _cmd_engine_info(args: argparse.Namespace) -> int:
             "bytes": path.stat().st_size,
         }
     sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+    return EX_OK
+
+
+def _cmd_quant_report(args: argparse.Namespace) -> int:
+    from edge_daemon.quant.report import run_report, write_json, write_png
+    from edge_daemon.settings import load_settings
+
+    settings = load_settings(args.config)
+    setup_logging(args.log_level or "WARNING")
+    report = run_report(settings, frames=args.frames, naive=not args.no_naive, end_to_end=not args.no_e2e)
+    sys.stdout.write(report.table() + "\n")
+    if args.json:
+        write_json(report, args.json)
+    if args.png:
+        write_png(report, args.png)
     return EX_OK
 
 
@@ -187,6 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     pi = engine_sub.add_parser("info", help="print a plan's manifest or an Ultralytics engine's header")
     pi.add_argument("path", type=Path)
     pi.set_defaults(func=_cmd_engine_info)
+
+    p = sub.add_parser("quant-report", help="INT8 vs FP32 agreement (mAP) and speed on the camera's frames")
+    p.add_argument("--config", "-c", required=True, type=Path)
+    p.add_argument("--frames", type=int, default=300, help="frames to evaluate on (default 300)")
+    p.add_argument("--json", type=Path, help="write the figures as JSON here")
+    p.add_argument("--png", type=Path, help="draw per-class agreement and speed into this PNG")
+    p.add_argument("--no-naive", action="store_true", help="skip the naive all-layers INT8 baseline")
+    p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end throughput runs")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=_cmd_quant_report)
 
     p = sub.add_parser("watch", help="subscribe and print one line per detections message")
     p.add_argument("--host", default="localhost")

@@ -178,20 +178,6 @@ class ModelConfig(_Strict):
 # ---------------------------------------------------------------------------------------------- engines
 
 
-class OnnxRuntimeEngineConfig(_Strict):
-    """ONNX Runtime: the embedded CPU default; CUDA / TensorRT execution providers when installed."""
-
-    backend: Literal["onnxruntime"] = "onnxruntime"
-    providers: list[Literal["cpu", "cuda", "tensorrt"]] = Field(default=["cpu"], min_length=1)
-    precision: Literal["fp32"] = "fp32"
-    intra_op_threads: int | None = Field(None, ge=1, le=256, description="None: one per usable core.")
-    spin_wait: bool = Field(
-        True,
-        description="Let ONNX Runtime's worker threads busy-wait between operators (ORT's default). Measured "
-        "faster end to end on 2 cores once OpenCV runs single-threaded; turn off to save power when idle.",
-    )
-
-
 class CalibrationConfig(_Strict):
     """INT8 calibration data: frames from the first camera at first boot (default), or images."""
 
@@ -208,6 +194,34 @@ class CalibrationConfig(_Strict):
         if self.source == "images" and not self.images:
             raise ValueError("calibration.images is required when calibration.source is images")
         return self
+
+
+class QuantizeConfig(_Strict):
+    """How the INT8 Q/DQ model is made from the FP32 one (ONNX Runtime precision: int8)."""
+
+    method: Literal["entropy", "minmax", "percentile"] = "entropy"
+    exclude: Literal["head-final", "head", "none"] | list[str] = Field(
+        "head-final",
+        description="Nodes kept in float: a named set (measured: docs/benchmarks.md) or node-name prefixes.",
+    )
+
+
+class OnnxRuntimeEngineConfig(_Strict):
+    """ONNX Runtime: the embedded CPU default; CUDA / TensorRT execution providers when installed."""
+
+    backend: Literal["onnxruntime"] = "onnxruntime"
+    providers: list[Literal["cpu", "cuda", "tensorrt"]] = Field(default=["cpu"], min_length=1)
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="int8: a Q/DQ model quantized on first boot from the camera's frames (cached)."
+    )
+    calibration: CalibrationConfig = Field(default_factory=lambda: CalibrationConfig(frames=100))
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    intra_op_threads: int | None = Field(None, ge=1, le=256, description="None: one per usable core.")
+    spin_wait: bool = Field(
+        True,
+        description="Let ONNX Runtime's worker threads busy-wait between operators (ORT's default). Measured "
+        "faster end to end on 2 cores once OpenCV runs single-threaded; turn off to save power when idle.",
+    )
 
 
 class TensorRTEngineConfig(_Strict):

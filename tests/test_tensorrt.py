@@ -30,7 +30,7 @@ if str(DOUBLES) not in sys.path:
     sys.path.insert(0, str(DOUBLES))
 
 from edge_daemon.app import load_model  # noqa: E402
-from edge_daemon.engine.tensorrt.artifacts import (  # noqa: E402
+from edge_daemon.artifacts import (  # noqa: E402
     atomic_write,
     build_lock,
     read_manifest,
@@ -90,7 +90,7 @@ def test_first_boot_builds_and_calibrates_then_later_boots_load(tmp_path, world_
     assert manifest.data["calibration"]["images"] == 12 and manifest.data["names"].startswith("{0: 'person'")
     assert len(list((root / "calibration-cache").glob("*.cache"))) == 1
     assert len(list((root / "timing-cache").glob("*.cache"))) == 1
-    assert json.loads((root / "calibration" / "cam0-12" / "set.json").read_text())["source"] == "camera cam0"
+    assert json.loads((root.parent / "calibration" / "cam0-12" / "set.json").read_text())["source"] == "camera cam0"
     assert plan.read_bytes().startswith(b"TRTDOUBLE1"), "a plain plan: no Ultralytics JSON header in front"
 
     for _ in range(2):  # every later boot: load only
@@ -371,7 +371,7 @@ def test_build_lock_reports_waiting(tmp_path) -> None:
                 sys.executable,
                 "-c",
                 "import sys; from pathlib import Path\n"
-                "from edge_daemon.engine.tensorrt.artifacts import build_lock\n"
+                "from edge_daemon.artifacts import build_lock\n"
                 "try:\n    with build_lock(Path(sys.argv[1]), timeout_s=0.5, poll_s=0.1): pass\n"
                 "except TimeoutError as e: print('timeout', e)",
                 str(lock),

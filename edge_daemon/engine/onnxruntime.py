@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,8 @@ class OnnxRuntimeEngine(InferenceEngine):
     def from_config(cls, config: Any, request: EngineRequest) -> OnnxRuntimeEngine:
         """Open ``request.onnx_path``; ``request.imgsz`` (H, W) applies only to dynamic-size models."""
         model_path, imgsz = request.onnx_path, request.imgsz
+        if config.precision == "int8":
+            model_path = _int8_model(config, request)
         available = set(ort.get_available_providers())
         wanted = [PROVIDERS[p] for p in config.providers]
         missing = [p for p in wanted if p not in available]
@@ -80,7 +83,7 @@ class OnnxRuntimeEngine(InferenceEngine):
         meta = dict(session.get_modelmeta().custom_metadata_map)
         info = EngineInfo(
             backend="onnxruntime",
-            precision="fp32",
+            precision=config.precision,
             input_name=inp.name,
             input_hw=input_hw,
             max_batch=batch if isinstance(batch, int) else 64,
@@ -110,3 +113,24 @@ class OnnxRuntimeEngine(InferenceEngine):
 
     def close(self) -> None:
         self._session = None
+
+
+def _int8_model(config: Any, request: EngineRequest) -> Path:
+    """The cached CPU-format Q/DQ model for this FP32 model and calibration set (quantized on first boot)."""
+    from edge_daemon.quant.cache import QdqRequest, ensure_qdq
+
+    path, _ = ensure_qdq(
+        QdqRequest(
+            fp32=request.onnx_path,
+            model_sha256=request.model_sha256 or "unknown",
+            model_stem=request.model_stem,
+            cache_dir=request.cache_dir,
+            calibration=config.calibration,
+            camera=request.camera,
+            fmt="cpu",
+            method=config.quantize.method,
+            exclude=config.quantize.exclude,
+        ),
+        request.status,
+    )
+    return path

@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import tensorrt as trt
 
-from edge_daemon.engine.tensorrt.artifacts import atomic_write
-from edge_daemon.engine.tensorrt.calibration import Progress, StatusFn
+from edge_daemon.artifacts import atomic_write
+from edge_daemon.calibration import Progress, StatusFn
 from edge_daemon.gpu.memory import DeviceView, HostView, Memory
 
 log = logging.getLogger(__name__)

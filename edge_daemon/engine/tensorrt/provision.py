@@ -9,8 +9,8 @@ Sequence (docs/engine.md has the timings and the layout)::
       -> load what was written
 
 Layout under ``<cache_dir>/tensorrt/``: ``engines/<name>.plan`` + ``.plan.json`` manifest,
-``calibration-cache/<digest>.cache``, ``timing-cache/<digest>.cache``, ``calibration/<camera>-<n>/`` frames,
-``locks/``.
+``calibration-cache/<digest>.cache``, ``timing-cache/<digest>.cache``, ``locks/``; calibration frames are
+shared with the Q/DQ quantizer under ``<cache_dir>/calibration/<camera>-<n>/``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import tensorrt as trt
 
-from edge_daemon.engine.base import EngineRequest
-from edge_daemon.engine.tensorrt import calibration, compat
-from edge_daemon.engine.tensorrt.artifacts import (
+from edge_daemon import calibration
+from edge_daemon.artifacts import (
     atomic_write,
     build_lock,
     quarantine,
@@ -35,6 +33,8 @@ from edge_daemon.engine.tensorrt.artifacts import (
     split_ultralytics_engine,
     write_manifest,
 )
+from edge_daemon.engine.base import EngineRequest
+from edge_daemon.engine.tensorrt import compat
 from edge_daemon.engine.tensorrt.build import BuildOptions, TrtLogger, build_plan
 from edge_daemon.engine.tensorrt.calibrator import CALIBRATORS
 from edge_daemon.engine.tensorrt.keys import BatchProfile, DeviceInfo, EngineKey, read_l4t_release
@@ -59,9 +59,6 @@ class Store:
 
     def timing_cache(self, key: EngineKey) -> Path:
         return self.root / "timing-cache" / f"{key.device.short()}-{key.timing_digest()[:16]}.cache"
-
-    def calibration_frames(self, camera: str, frames: int) -> Path:
-        return self.root / "calibration" / f"{camera}-{frames}"
 
     def lock(self, name: str) -> Path:
         return self.root / "locks" / f"{name}.lock"
@@ -97,7 +94,11 @@ def _provision(config: Any, request: EngineRequest, memory: Memory) -> TensorRTE
     store = Store(request.cache_dir / "tensorrt")
     lock = store.lock(f"{request.model_stem}-{request.model_sha256[:12]}-{device.short()}")
     with build_lock(lock, config.build_lock_timeout_s):
-        cset = _calibration_set(config, request, store) if config.precision == "int8" else None
+        cset = (
+            calibration.calibration_set(config.calibration, request.camera, request.cache_dir, request.status)
+            if config.precision == "int8"
+            else None
+        )
         key = EngineKey(
             model_sha256=request.model_sha256,
             input_hw=request.imgsz or _static_hw(shape),
@@ -181,39 +182,6 @@ def _describe(device: Any) -> str:
     d = device if isinstance(device, dict) else {}
     l4t = f", L4T {d['l4t']}" if d.get("l4t") else ""
     return f"TensorRT {d.get('trt_version')} on {d.get('gpu_name')} (sm {d.get('compute_capability')}{l4t})"
-
-
-def _calibration_set(config: Any, request: EngineRequest, store: Store) -> calibration.CalibrationSet:
-    cal = config.calibration
-    if cal.source == "images":
-        return calibration.from_glob(cal.images, cal.frames)
-    camera = request.camera
-    if camera is None:
-        raise EngineError(
-            "INT8 calibration from the camera needs a camera; or set calibration.source: images"
-        )
-    folder = store.calibration_frames(camera.name, cal.frames)
-    persisted = calibration.load_persisted(folder)
-    if persisted is not None:
-        return persisted
-    from edge_daemon.camera import open_source
-
-    stride = 1
-    if camera.type == "file":
-        cap = cv2.VideoCapture(str(camera.path))
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        cap.release()
-        stride = max(1, total // cal.frames)
-    log.info("capturing %d calibration frames from camera %s (first boot only)", cal.frames, camera.name)
-    return calibration.capture(
-        open_source(camera),
-        cal.frames,
-        folder,
-        cal.interval_s,
-        stride,
-        request.status,
-        f"camera {camera.name}",
-    )
 
 
 def _build(

@@ -1,4 +1,4 @@
-"""INT8 calibration data: frames from the device's own camera (default) or an image glob, and progress.
+"""INT8 calibration data (TensorRT and Q/DQ): frames from the device's own camera (default) or images.
 
 Camera frames captured at first boot are kept on disk (JPEG, quality 95) with a manifest, so later boots
 reuse the same set: its sha256 is part of every key, and recapturing would change it. Delete the folder to
@@ -17,13 +17,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge_daemon.artifacts import atomic_write
 from edge_daemon.camera.base import FrameSource
-from edge_daemon.engine.tensorrt.artifacts import atomic_write
 from edge_daemon.errors import CameraError, EngineError
 from edge_daemon.preprocess import letterbox, to_tensor
 
@@ -184,3 +185,34 @@ class Progress:
             log.info("%s", text)
             while self._next_log <= frac:
                 self._next_log += 0.1
+
+
+def calibration_set(cal: Any, camera: Any, cache_dir: Path, status: StatusFn | None = None) -> CalibrationSet:
+    """The calibration set a config asks for (``cal``: settings.CalibrationConfig).
+
+    ``images``: read from the glob. ``camera``: the set captured from ``camera`` on an earlier boot (kept in
+    ``<cache_dir>/calibration/<camera>-<frames>/``), or captured now, spread over time (a file: over the
+    whole clip). Shared by the TensorRT calibrator and the Q/DQ quantizer, so both see the same frames.
+    """
+    if cal.source == "images":
+        return from_glob(cal.images, cal.frames)
+    if camera is None:
+        raise EngineError(
+            "INT8 calibration from the camera needs a camera; or set calibration.source: images"
+        )
+    folder = cache_dir / "calibration" / f"{camera.name}-{cal.frames}"
+    persisted = load_persisted(folder)
+    if persisted is not None:
+        return persisted
+    from edge_daemon.camera import open_source
+
+    stride = 1
+    if camera.type == "file":
+        cap = cv2.VideoCapture(str(camera.path))
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        cap.release()
+        stride = max(1, total // cal.frames)
+    log.info("capturing %d calibration frames from camera %s (first boot only)", cal.frames, camera.name)
+    return capture(
+        open_source(camera), cal.frames, folder, cal.interval_s, stride, status, f"camera {camera.name}"
+    )

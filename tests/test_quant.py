@@ -1,0 +1,194 @@
+"""Explicit Q/DQ INT8: real quantization with ONNX Runtime's tools, real INT8 execution on the CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import yaml
+
+from edge_daemon.engine import load_engine
+from edge_daemon.postprocess import DecodeParams, decode_one
+from edge_daemon.preprocess import preprocess
+from edge_daemon.quant.cache import QdqRequest, ensure_qdq
+from edge_daemon.quant.report import coco_agreement
+from edge_daemon.settings import CalibrationConfig, FileCamera, OnnxRuntimeEngineConfig, Settings
+from tests.conftest import MODEL_CACHE, ROOT
+
+FP32 = OnnxRuntimeEngineConfig()
+
+
+def _camera(clip: Path) -> FileCamera:
+    return FileCamera(type="file", path=clip, name="cam0")
+
+
+@pytest.fixture(scope="session")
+def world_int8(world_onnx: Path, clip: Path) -> tuple[Path, dict]:
+    """The default mixed-precision CPU INT8 model (head-final kept in float, entropy), 24 calibration frames."""
+    return ensure_qdq(
+        QdqRequest(world_onnx, "world-sha", world_onnx.stem, MODEL_CACHE, CalibrationConfig(frames=24),
+                   _camera(clip), "cpu", "entropy", "head-final")
+    )
+
+
+def _detect(model: Path, frames: list[np.ndarray], conf: float) -> list:
+    engine = load_engine(FP32, model)
+    try:
+        out = []
+        for frame in frames:
+            x, meta = preprocess(frame, engine.info.input_hw)
+            out.append(decode_one(engine.infer(x)[0], meta, DecodeParams(80, conf=conf)))
+        return out
+    finally:
+        engine.close()
+
+
+def test_int8_detections_stay_within_tolerance_of_fp32(world_onnx, world_int8, frames) -> None:
+    """Stated tolerance on the 10 fixed frames: agreement mAP50 >= 0.85 and mAP50-95 >= 0.70 against the
+    FP32 detections (conf >= 0.25), and detection counts within 15%."""
+    path, manifest = world_int8
+    names = {i: str(i) for i in range(80)}
+    reference = _detect(world_onnx, frames, 0.25)
+    predicted = _detect(path, frames, 0.001)
+    m50, m5095, per_class = coco_agreement(reference, predicted, names)
+    assert m50 >= 0.85 and m5095 >= 0.70, (m50, m5095)
+    n_ref = sum(len(d) for d in reference)
+    n_int8 = sum(len(d) for d in _detect(path, frames, 0.25))
+    assert abs(n_int8 - n_ref) <= 0.15 * n_ref, (n_ref, n_int8)
+    assert per_class["0"] >= 0.7, "person, the clip's main class, agrees closely"
+
+
+def test_qdq_model_is_integer_with_the_head_kept_in_float(world_int8) -> None:
+    path, manifest = world_int8
+    model = onnx.load(str(path))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") > 50 and ops.count("DequantizeLinear") > 100
+    inits = {i.name: i for i in model.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+    assert {zp.data_type for zp in zero_points} == {onnx.TensorProto.UINT8}, "CPU format: u8 activations"
+    weight_scales = [inits[n.input[1]] for n in model.graph.node
+                     if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type == onnx.TensorProto.INT8]
+    assert any(len(s.dims) == 1 and s.dims[0] > 1 for s in weight_scales), "per-channel int8 weights"
+    excluded = set(manifest["excluded_nodes"])
+    assert "/model.23/cv3.0/cv3.0.2/Conv" in excluded and "/model.23/dfl/conv/Conv" in excluded
+    assert "/model.23/cv3.0/cv3.0.0/conv/Conv" not in excluded, "the head's stem convolutions are quantized"
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["names"].startswith("{0: 'person'"), "class names carried over from the FP32 model"
+
+
+def test_tensorrt_format_is_symmetric_int8(world_onnx, clip) -> None:
+    path, _ = ensure_qdq(
+        QdqRequest(world_onnx, "world-sha", world_onnx.stem, MODEL_CACHE, CalibrationConfig(frames=8),
+                   _camera(clip), "tensorrt", "minmax", "head-final")
+    )
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    zps = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+    assert zps and {zp.data_type for zp in zps} == {onnx.TensorProto.INT8}
+    assert all(not np.any(onnx.numpy_helper.to_array(zp)) for zp in zps), "symmetric: every zero point is 0"
+
+
+def test_naive_all_layers_int8_collapses_class_scores(world_onnx, clip, frames) -> None:
+    """Why mixed precision is not optional: quantizing the detect head destroys the class scores."""
+    path, manifest = ensure_qdq(
+        QdqRequest(world_onnx, "world-sha", world_onnx.stem, MODEL_CACHE, CalibrationConfig(frames=8),
+                   _camera(clip), "cpu", "minmax", "none")
+    )
+    assert manifest["excluded_nodes"] == []
+    engine = load_engine(FP32, path)
+    x, _ = preprocess(frames[0], engine.info.input_hw)
+    top = float(engine.infer(x)[0, 4:84].max())
+    engine.close()
+    assert top < 0.1, f"expected collapsed scores, got max {top}"
+
+
+def _images(folder: Path, clip: Path, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    cap = cv2.VideoCapture(str(clip))
+    for i in range(n):
+        ok, frame = cap.read()
+        assert ok
+        cv2.imwrite(str(folder / f"{i:03d}.jpg"), frame)
+    cap.release()
+    return folder
+
+
+def test_changed_calibration_set_invalidates_the_cache(tmp_path, world_onnx, clip, monkeypatch) -> None:
+    images = _images(tmp_path / "calib", clip, 6)
+    cal = CalibrationConfig(source="images", images=str(images), frames=6)
+    req = QdqRequest(world_onnx, "world-sha", world_onnx.stem, tmp_path / "cache", cal, None, "cpu", "minmax")
+    first, _ = ensure_qdq(req)
+    import edge_daemon.quant.cache as qcache
+
+    calls = []
+    real = qcache.quantize
+    monkeypatch.setattr(qcache, "quantize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert ensure_qdq(req)[0] == first and calls == [], "same data: served from the cache"
+    img = cv2.imread(str(images / "002.jpg"))
+    cv2.imwrite(str(images / "002.jpg"), cv2.flip(np.asarray(img), 1))
+    second, manifest = ensure_qdq(req)
+    assert second != first and calls == [1], "new frames: a new key and a new quantization"
+    assert manifest["key"]["calib_data_sha256"] != json.loads(Path(str(first) + ".json").read_text())["key"][
+        "calib_data_sha256"
+    ]
+
+
+def test_corrupt_qdq_model_is_quarantined_and_rebuilt(tmp_path, world_onnx, clip) -> None:
+    images = _images(tmp_path / "calib", clip, 4)
+    cal = CalibrationConfig(source="images", images=str(images), frames=4)
+    req = QdqRequest(world_onnx, "world-sha", world_onnx.stem, tmp_path / "cache", cal, None, "cpu", "minmax")
+    path, _ = ensure_qdq(req)
+    path.write_bytes(path.read_bytes()[:5000])
+    again, _ = ensure_qdq(req)
+    assert again == path and len(path.read_bytes()) > 5000
+    assert len(list(path.parent.glob("*.bad-*"))) >= 1
+    load_engine(FP32, again).close()
+
+
+def test_precision_int8_runs_in_the_daemon(tmp_path, world_onnx, clip, frames) -> None:
+    from edge_daemon.app import load_model
+
+    images = _images(tmp_path / "calib", clip, 6)
+    settings = Settings(
+        cameras=[{"type": "file", "path": str(clip)}],
+        model={"path": str(world_onnx), "cache_dir": str(tmp_path / "cache")},
+        engine={"backend": "onnxruntime", "precision": "int8",
+                "calibration": {"source": "images", "images": str(images), "frames": 6},
+                "quantize": {"method": "minmax"}},
+    )
+    model = load_model(settings)
+    try:
+        assert model.engine.info.precision == "int8" and model.tag.precision == "int8"
+        x, meta = preprocess(frames[2], model.engine.info.input_hw)
+        dets = decode_one(model.engine.infer(x)[0], meta, DecodeParams(80))
+        assert len(dets) >= 3 and 0 in dets.class_id.tolist()
+    finally:
+        model.engine.close()
+
+
+def test_quant_report_cli_writes_table_json_and_png(tmp_path, world_onnx, clip) -> None:
+    config = tmp_path / "q.yaml"
+    config.write_text(yaml.safe_dump({
+        "cameras": [{"type": "file", "path": str(clip)}],
+        "model": {"path": str(world_onnx), "cache_dir": str(MODEL_CACHE)},
+        "engine": {"backend": "onnxruntime", "precision": "int8", "calibration": {"frames": 24}},
+    }))
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    res = subprocess.run(
+        [sys.executable, "-m", "edge_daemon", "quant-report", "-c", str(config), "--frames", "12", "--no-e2e",
+         "--json", str(out_json), "--png", str(out_png)],
+        capture_output=True, text=True, cwd=ROOT, timeout=900, check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "mAP50-95" in res.stdout and "per-class agreement" in res.stdout
+    report = json.loads(out_json.read_text())
+    fp32, mixed, naive = report["variants"]
+    assert fp32["precision"] == "fp32" and mixed["precision"] == naive["precision"] == "int8"
+    assert mixed["map50_95"] > 0.6 > naive["map50_95"], "mixed precision keeps what naive INT8 loses"
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out_png.stat().st_size > 10_000
