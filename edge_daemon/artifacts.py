@@ -85,6 +85,20 @@ def build_lock(path: Path, timeout_s: float = 3600.0, poll_s: float = 0.5) -> It
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+def sweep_stale_temp(directory: Path) -> int:
+    """Remove ``.*.tmp`` files left by a writer that was killed. Call only while holding the build lock
+    (every writer holds it, so any temp file seen then is stale). Returns how many were removed."""
+    removed = 0
+    if directory.is_dir():
+        for tmp in directory.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed += 1
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted build in %s", removed, directory)
+    return removed
+
+
 def quarantine(path: Path, reason: str) -> Path | None:
     """Move ``path`` (and its manifest) aside as ``<name>.bad-<timestamp>``; log one line saying why."""
     if not path.exists():

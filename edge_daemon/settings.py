@@ -245,6 +245,15 @@ class TensorRTEngineConfig(_Strict):
         None, description="Load this prebuilt plan (or Ultralytics .engine) instead of building one."
     )
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    int8_mode: Literal["auto", "implicit", "explicit"] = Field(
+        "auto",
+        description="implicit: calibrator + INT8 builder flag (TensorRT 8.6/10); explicit: strongly typed "
+        "network from a Q/DQ ONNX made on first boot (the only INT8 route on TensorRT 11); "
+        "auto: explicit on 11+, implicit before.",
+    )
+    quantize_exclude: Literal["head-final", "head", "none"] | list[str] = Field(
+        "head-final", description="explicit mode: nodes kept in float in the Q/DQ model."
+    )
     build_lock_timeout_s: float = Field(
         3600, gt=0, description="How long to wait for another process's build."
     )

@@ -30,10 +30,19 @@ def _camera(clip: Path) -> FileCamera:
 
 @pytest.fixture(scope="session")
 def world_int8(world_onnx: Path, clip: Path) -> tuple[Path, dict]:
-    """The default mixed-precision CPU INT8 model (head-final kept in float, entropy), 24 calibration frames."""
+    """The default mixed-precision CPU INT8 model (head-final kept in float, entropy), 24 frames."""
     return ensure_qdq(
-        QdqRequest(world_onnx, "world-sha", world_onnx.stem, MODEL_CACHE, CalibrationConfig(frames=24),
-                   _camera(clip), "cpu", "entropy", "head-final")
+        QdqRequest(
+            world_onnx,
+            "world-sha",
+            world_onnx.stem,
+            MODEL_CACHE,
+            CalibrationConfig(frames=24),
+            _camera(clip),
+            "cpu",
+            "entropy",
+            "head-final",
+        )
     )
 
 
@@ -52,7 +61,7 @@ def _detect(model: Path, frames: list[np.ndarray], conf: float) -> list:
 def test_int8_detections_stay_within_tolerance_of_fp32(world_onnx, world_int8, frames) -> None:
     """Stated tolerance on the 10 fixed frames: agreement mAP50 >= 0.85 and mAP50-95 >= 0.70 against the
     FP32 detections (conf >= 0.25), and detection counts within 15%."""
-    path, manifest = world_int8
+    path, _ = world_int8
     names = {i: str(i) for i in range(80)}
     reference = _detect(world_onnx, frames, 0.25)
     predicted = _detect(path, frames, 0.001)
@@ -70,10 +79,17 @@ def test_qdq_model_is_integer_with_the_head_kept_in_float(world_int8) -> None:
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("QuantizeLinear") > 50 and ops.count("DequantizeLinear") > 100
     inits = {i.name: i for i in model.graph.initializer}
-    zero_points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+    zero_points = [
+        inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2
+    ]
     assert {zp.data_type for zp in zero_points} == {onnx.TensorProto.UINT8}, "CPU format: u8 activations"
-    weight_scales = [inits[n.input[1]] for n in model.graph.node
-                     if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type == onnx.TensorProto.INT8]
+    weight_scales = [
+        inits[n.input[1]]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear"
+        and n.input[0] in inits
+        and inits[n.input[0]].data_type == onnx.TensorProto.INT8
+    ]
     assert any(len(s.dims) == 1 and s.dims[0] > 1 for s in weight_scales), "per-channel int8 weights"
     excluded = set(manifest["excluded_nodes"])
     assert "/model.23/cv3.0/cv3.0.2/Conv" in excluded and "/model.23/dfl/conv/Conv" in excluded
@@ -84,8 +100,17 @@ def test_qdq_model_is_integer_with_the_head_kept_in_float(world_int8) -> None:
 
 def test_tensorrt_format_is_symmetric_int8(world_onnx, clip) -> None:
     path, _ = ensure_qdq(
-        QdqRequest(world_onnx, "world-sha", world_onnx.stem, MODEL_CACHE, CalibrationConfig(frames=8),
-                   _camera(clip), "tensorrt", "minmax", "head-final")
+        QdqRequest(
+            world_onnx,
+            "world-sha",
+            world_onnx.stem,
+            MODEL_CACHE,
+            CalibrationConfig(frames=8),
+            _camera(clip),
+            "tensorrt",
+            "minmax",
+            "head-final",
+        )
     )
     model = onnx.load(str(path))
     inits = {i.name: i for i in model.graph.initializer}
@@ -97,8 +122,17 @@ def test_tensorrt_format_is_symmetric_int8(world_onnx, clip) -> None:
 def test_naive_all_layers_int8_collapses_class_scores(world_onnx, clip, frames) -> None:
     """Why mixed precision is not optional: quantizing the detect head destroys the class scores."""
     path, manifest = ensure_qdq(
-        QdqRequest(world_onnx, "world-sha", world_onnx.stem, MODEL_CACHE, CalibrationConfig(frames=8),
-                   _camera(clip), "cpu", "minmax", "none")
+        QdqRequest(
+            world_onnx,
+            "world-sha",
+            world_onnx.stem,
+            MODEL_CACHE,
+            CalibrationConfig(frames=8),
+            _camera(clip),
+            "cpu",
+            "minmax",
+            "none",
+        )
     )
     assert manifest["excluded_nodes"] == []
     engine = load_engine(FP32, path)
@@ -124,19 +158,25 @@ def test_changed_calibration_set_invalidates_the_cache(tmp_path, world_onnx, cli
     cal = CalibrationConfig(source="images", images=str(images), frames=6)
     req = QdqRequest(world_onnx, "world-sha", world_onnx.stem, tmp_path / "cache", cal, None, "cpu", "minmax")
     first, _ = ensure_qdq(req)
-    import edge_daemon.quant.cache as qcache
+    from edge_daemon.quant import qdq
 
-    calls = []
-    real = qcache.quantize
-    monkeypatch.setattr(qcache, "quantize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls: list[int] = []
+    real = qdq.quantize
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("edge_daemon.quant.cache.quantize", counting)
     assert ensure_qdq(req)[0] == first and calls == [], "same data: served from the cache"
     img = cv2.imread(str(images / "002.jpg"))
     cv2.imwrite(str(images / "002.jpg"), cv2.flip(np.asarray(img), 1))
     second, manifest = ensure_qdq(req)
     assert second != first and calls == [1], "new frames: a new key and a new quantization"
-    assert manifest["key"]["calib_data_sha256"] != json.loads(Path(str(first) + ".json").read_text())["key"][
-        "calib_data_sha256"
-    ]
+    assert (
+        manifest["key"]["calib_data_sha256"]
+        != json.loads(Path(str(first) + ".json").read_text())["key"]["calib_data_sha256"]
+    )
 
 
 def test_corrupt_qdq_model_is_quarantined_and_rebuilt(tmp_path, world_onnx, clip) -> None:
@@ -158,9 +198,12 @@ def test_precision_int8_runs_in_the_daemon(tmp_path, world_onnx, clip, frames) -
     settings = Settings(
         cameras=[{"type": "file", "path": str(clip)}],
         model={"path": str(world_onnx), "cache_dir": str(tmp_path / "cache")},
-        engine={"backend": "onnxruntime", "precision": "int8",
-                "calibration": {"source": "images", "images": str(images), "frames": 6},
-                "quantize": {"method": "minmax"}},
+        engine={
+            "backend": "onnxruntime",
+            "precision": "int8",
+            "calibration": {"source": "images", "images": str(images), "frames": 6},
+            "quantize": {"method": "minmax"},
+        },
     )
     model = load_model(settings)
     try:
@@ -174,16 +217,37 @@ def test_precision_int8_runs_in_the_daemon(tmp_path, world_onnx, clip, frames) -
 
 def test_quant_report_cli_writes_table_json_and_png(tmp_path, world_onnx, clip) -> None:
     config = tmp_path / "q.yaml"
-    config.write_text(yaml.safe_dump({
-        "cameras": [{"type": "file", "path": str(clip)}],
-        "model": {"path": str(world_onnx), "cache_dir": str(MODEL_CACHE)},
-        "engine": {"backend": "onnxruntime", "precision": "int8", "calibration": {"frames": 24}},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "cameras": [{"type": "file", "path": str(clip)}],
+                "model": {"path": str(world_onnx), "cache_dir": str(MODEL_CACHE)},
+                "engine": {"backend": "onnxruntime", "precision": "int8", "calibration": {"frames": 24}},
+            }
+        )
+    )
     out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
     res = subprocess.run(
-        [sys.executable, "-m", "edge_daemon", "quant-report", "-c", str(config), "--frames", "12", "--no-e2e",
-         "--json", str(out_json), "--png", str(out_png)],
-        capture_output=True, text=True, cwd=ROOT, timeout=900, check=False,
+        [
+            sys.executable,
+            "-m",
+            "edge_daemon",
+            "quant-report",
+            "-c",
+            str(config),
+            "--frames",
+            "12",
+            "--no-e2e",
+            "--json",
+            str(out_json),
+            "--png",
+            str(out_png),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+        check=False,
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "mAP50-95" in res.stdout and "per-class agreement" in res.stdout

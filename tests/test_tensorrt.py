@@ -90,7 +90,10 @@ def test_first_boot_builds_and_calibrates_then_later_boots_load(tmp_path, world_
     assert manifest.data["calibration"]["images"] == 12 and manifest.data["names"].startswith("{0: 'person'")
     assert len(list((root / "calibration-cache").glob("*.cache"))) == 1
     assert len(list((root / "timing-cache").glob("*.cache"))) == 1
-    assert json.loads((root.parent / "calibration" / "cam0-12" / "set.json").read_text())["source"] == "camera cam0"
+    assert (
+        json.loads((root.parent / "calibration" / "cam0-12" / "set.json").read_text())["source"]
+        == "camera cam0"
+    )
     assert plan.read_bytes().startswith(b"TRTDOUBLE1"), "a plain plan: no Ultralytics JSON header in front"
 
     for _ in range(2):  # every later boot: load only
@@ -230,13 +233,31 @@ def test_no_fast_int8_never_downgrades_silently(tmp_path, world_onnx, clip, capl
     assert read_manifest(plan).data["precision_requested"] == "int8"  # type: ignore[union-attr]
 
 
-def test_tensorrt_11_refuses_implicit_int8_with_a_clear_message(tmp_path, world_onnx, clip) -> None:
+def test_tensorrt_11_builds_int8_explicitly_from_qdq(tmp_path, world_onnx, clip, frames) -> None:
+    """TensorRT 11 has no calibrators: INT8 is a strongly typed network from the Q/DQ model."""
     trt.__version__ = "11.4.0.106"
-    with pytest.raises(EngineError, match=r"removed implicit INT8.*Q/DQ"):
-        _boot(_config(tmp_path, world_onnx, clip))
-    model = _boot(_config(tmp_path, world_onnx, clip, precision="fp32"))
-    assert model.engine.info.precision == "fp32"
-    model.engine.close()
+    with pytest.raises(EngineError, match=r"removed implicit FP16"):
+        _boot(_config(tmp_path, world_onnx, clip, precision="fp16"))
+    data = _config(tmp_path, world_onnx, clip, calibration={"frames": 8, "algorithm": "minmax"})
+    model = _boot(data)
+    try:
+        assert model.engine.info.precision == "int8"
+        assert trt.STATS["calibration_batches"] == 0, (
+            "no implicit calibration: the scales are in the Q/DQ model"
+        )
+        [plan] = _plans(tmp_path)
+        manifest = read_manifest(plan)
+        assert manifest is not None and manifest.data["qdq_model"].startswith(world_onnx.stem + "-tensorrt-")
+        assert manifest.data["key"]["calib_algorithm"] == "qdq-minmax"
+        x, meta = preprocess(frames[1], model.engine.info.input_hw)
+        dets = decode_one(model.engine.infer(x)[0], meta, DecodeParams(80))
+        assert len(dets) >= 3 and 0 in dets.class_id.tolist(), "real INT8 execution still finds the people"
+    finally:
+        model.engine.close()
+    with pytest.raises(EngineError, match=r"explicit \(Q/DQ\) INT8 needs strongly typed networks"):
+        trt.__version__ = "8.6.2.3"
+        data["engine"]["int8_mode"] = "explicit"
+        _boot(data)
 
 
 def test_tensorrt_8_6_builds_with_explicit_batch(tmp_path, world_onnx, clip) -> None:
@@ -344,10 +365,14 @@ def test_sigkill_during_build_leaves_nothing_a_later_boot_loads(tmp_path, world_
     finally:
         proc.kill()
     assert _plans(tmp_path) == [], "no plan may exist after a killed build"
+    stale = tmp_path / "cache" / "tensorrt" / "engines" / ".left-by-a-killed-writer.plan.abc.tmp"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"partial")
     proc = _child(config, TRT_DOUBLE_COUNTER=str(counter))
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "ready fp16" in out, out
     assert len(_plans(tmp_path)) == 1 and counter.read_text().count("build") == 1
+    assert not stale.exists(), "the next boot sweeps temporary files of interrupted builds"
 
 
 def test_two_daemons_started_together_build_once(tmp_path, world_onnx, clip) -> None:

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from edge_daemon import calibration
-from edge_daemon.artifacts import build_lock, quarantine, read_manifest, sha256_bytes, write_manifest
+from edge_daemon.artifacts import (
+    build_lock,
+    quarantine,
+    read_manifest,
+    sha256_bytes,
+    sweep_stale_temp,
+    write_manifest,
+)
 from edge_daemon.errors import ModelError
 from edge_daemon.onnxinfo import read_onnx_info
 from edge_daemon.quant.qdq import ExcludeSet, Format, Method, quantize
@@ -56,6 +63,7 @@ def ensure_qdq(req: QdqRequest, status: calibration.StatusFn | None = None) -> t
     qdir = req.cache_dir / "qdq"
     exclude_tag = req.exclude if isinstance(req.exclude, str) else "custom"
     with build_lock(qdir / f".{req.model_stem}-{req.model_sha256[:12]}.lock"):
+        sweep_stale_temp(qdir)
         cset = calibration.calibration_set(req.calibration, req.camera, req.cache_dir, status)
         key = {
             "model_sha256": req.model_sha256,

@@ -54,8 +54,12 @@ def head_prefix(node_names: list[str]) -> str:
 
 def excluded_nodes(node_names: list[str], which: ExcludeSet | list[str]) -> list[str]:
     """Node names to keep in floating point for a named set, or the explicit list/prefixes given."""
-    if isinstance(which, list):
-        return [n for n in node_names if any(n == p or n.startswith(p) for p in which)]
+    if isinstance(which, list):  # prefixes and/or named sets, e.g. ["head-final", "/model.12/attn/"]
+        named = {w for w in which if w in ("head", "head-final")}
+        out = {n for w in named for n in excluded_nodes(node_names, w)}  # type: ignore[arg-type]
+        prefixes = [p for p in which if p not in named]
+        out |= {n for n in node_names if any(n == p or n.startswith(p) for p in prefixes)}
+        return [n for n in node_names if n in out]
     if which == "none":
         return []
     head = head_prefix(node_names)

@@ -172,7 +172,6 @@ def coco_agreement(
             return 0.0, 0.0, {}
         dt = gt.loadRes(results)
         ev = COCOeval(gt, dt, "bbox")
-        ev.params.maxDets = [1, 10, 300]
         ev.evaluate()
         ev.accumulate()
         ev.summarize()

@@ -46,6 +46,7 @@ class BuildOptions:
     dla_core: int | None = None
     allow_fp16_fallback: bool = False
     calibration_batch: int = 2
+    strongly_typed: bool = False  # explicit INT8: the Q/DQ nodes decide precisions, no builder flags
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,9 @@ def build_plan(
 ) -> BuildResult:
     """Parse ``onnx_path`` and build a plan; precision is never downgraded silently (allow_fp16_fallback)."""
     started = time.monotonic()
-    compat.check_supported(opts.precision)
+    compat.check_supported(opts.precision, explicit=opts.strongly_typed)
     builder = trt.Builder(logger)
-    network = builder.create_network(compat.network_flags())
+    network = builder.create_network(compat.network_flags(strongly_typed=opts.strongly_typed))
     parser = trt.OnnxParser(network, logger)
     parsed: bool = parser.parse(onnx_path.read_bytes())
     if not parsed:
@@ -96,8 +97,8 @@ def build_plan(
     )
     config.add_optimization_profile(profile)
 
-    precision = _set_precision(builder, config, opts)
-    if precision == "int8":
+    precision = opts.precision if opts.strongly_typed else _set_precision(builder, config, opts)
+    if precision == "int8" and not opts.strongly_typed:
         if calibrator is None:
             raise EngineError("INT8 build needs a calibrator")
         cal_batch = opts.calibration_batch if shape[0] == -1 else shape[0]

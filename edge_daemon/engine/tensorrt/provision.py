@@ -31,11 +31,12 @@ from edge_daemon.artifacts import (
     read_manifest,
     sha256_bytes,
     split_ultralytics_engine,
+    sweep_stale_temp,
     write_manifest,
 )
 from edge_daemon.engine.base import EngineRequest
 from edge_daemon.engine.tensorrt import compat
-from edge_daemon.engine.tensorrt.build import BuildOptions, TrtLogger, build_plan
+from edge_daemon.engine.tensorrt.build import BuildOptions, BuildResult, TrtLogger, build_plan
 from edge_daemon.engine.tensorrt.calibrator import CALIBRATORS
 from edge_daemon.engine.tensorrt.keys import BatchProfile, DeviceInfo, EngineKey, read_l4t_release
 from edge_daemon.engine.tensorrt.runtime import TensorRTEngine
@@ -88,12 +89,14 @@ def provision(config: Any, request: EngineRequest) -> TensorRTEngine:
 def _provision(config: Any, request: EngineRequest, memory: Memory) -> TensorRTEngine:
     logger = TrtLogger()
     device = probe_device(memory)
-    compat.check_supported(config.precision)
+    explicit = config.precision == "int8" and compat.explicit_int8(config.int8_mode)
+    compat.check_supported(config.precision, explicit=explicit)
     meta, shape = read_onnx_info(request.onnx_path)
     batch = BatchProfile(config.opt_batch or config.max_batch, config.max_batch)
     store = Store(request.cache_dir / "tensorrt")
     lock = store.lock(f"{request.model_stem}-{request.model_sha256[:12]}-{device.short()}")
     with build_lock(lock, config.build_lock_timeout_s):
+        sweep_stale_temp(store.engines)
         cset = (
             calibration.calibration_set(config.calibration, request.camera, request.cache_dir, request.status)
             if config.precision == "int8"
@@ -104,7 +107,11 @@ def _provision(config: Any, request: EngineRequest, memory: Memory) -> TensorRTE
             input_hw=request.imgsz or _static_hw(shape),
             batch=batch,
             precision=config.precision,
-            calib_algorithm=config.calibration.algorithm if cset else "",
+            calib_algorithm=(
+                f"qdq-{config.calibration.algorithm}" if explicit else config.calibration.algorithm
+            )
+            if cset
+            else "",
             calib_data_sha256=cset.sha256 if cset else "",
             device=device,
             dla_core=config.dla_core,
@@ -115,7 +122,10 @@ def _provision(config: Any, request: EngineRequest, memory: Memory) -> TensorRTE
             return engine
         _quarantine_stale(store, request.model_stem, key)
         request.status(f"building {config.precision} TensorRT engine")
-        _build(config, request, store, key, plan_path, cset, memory, logger, meta, shape)
+        if explicit:
+            _build_explicit(config, request, store, key, plan_path, logger, meta)
+        else:
+            _build(config, request, store, key, plan_path, cset, memory, logger, meta, shape)
         engine = _try_load(plan_path, key, memory, logger, meta)
         if engine is None:
             raise EngineError(f"the engine just built ({plan_path.name}) does not load; see the log above")
@@ -237,7 +247,21 @@ def _build(
     finally:
         if calibrator is not None:
             calibrator.close()
-    # Plan first, manifest last: a plan without its manifest is never loaded.
+    _write(plan_path, result, key, config, request, meta, cset, timing_path)
+
+
+def _write(
+    plan_path: Path,
+    result: BuildResult,
+    key: EngineKey,
+    config: Any,
+    request: EngineRequest,
+    meta: dict[str, str],
+    cset: calibration.CalibrationSet | None,
+    timing_path: Path,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Plan first, manifest last (a plan without its manifest is never loaded), then the timing cache."""
     atomic_write(plan_path, result.plan)
     write_manifest(
         plan_path,
@@ -260,11 +284,63 @@ def _build(
             "calibration": {"algorithm": key.calib_algorithm, "images": len(cset), "source": cset.source}
             if cset
             else None,
+            **(extra or {}),
         },
     )
     if result.timing_cache:
         atomic_write(timing_path, result.timing_cache)
     log.info("built %s in %.0fs", plan_path.name, result.seconds)
+
+
+def _build_explicit(
+    config: Any,
+    request: EngineRequest,
+    store: Store,
+    key: EngineKey,
+    plan_path: Path,
+    logger: Any,
+    meta: dict[str, str],
+) -> None:
+    """Explicit INT8: a strongly typed network from the TensorRT-format Q/DQ model (symmetric int8)."""
+    from edge_daemon.quant.cache import QdqRequest, ensure_qdq
+    from edge_daemon.quant.qdq import Method
+
+    method: Method = "minmax" if config.calibration.algorithm == "minmax" else "entropy"
+    qdq, qmanifest = ensure_qdq(
+        QdqRequest(
+            request.onnx_path,
+            request.model_sha256,
+            request.model_stem,
+            request.cache_dir,
+            config.calibration,
+            request.camera,
+            "tensorrt",
+            method,
+            config.quantize_exclude,
+        ),
+        request.status,
+    )
+    timing_path = store.timing_cache(key)
+    opts = BuildOptions(
+        precision="int8",
+        workspace_gib=config.workspace_gib,
+        batch=key.batch,
+        input_hw=request.imgsz,
+        dla_core=config.dla_core,
+        strongly_typed=True,
+    )
+    result = build_plan(qdq, opts, logger, None, timing_path.read_bytes() if timing_path.is_file() else b"")
+    _write(
+        plan_path,
+        result,
+        key,
+        config,
+        request,
+        meta,
+        None,
+        timing_path,
+        extra={"qdq_model": qdq.name, "excluded_nodes": len(qmanifest.get("excluded_nodes", []))},
+    )
 
 
 def load_user_plan(path: Path, memory: Memory, request: EngineRequest) -> TensorRTEngine:

@@ -342,6 +342,10 @@ class Builder:
             self._error(f"DLA core {config.DLA_core} does not exist")
             return None
         int8 = BuilderFlag.INT8 in config.flags
+        strongly_typed = bool(network.flags & (1 << NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+        if strongly_typed and (int8 or BuilderFlag.FP16 in config.flags):
+            self._error("precision builder flags are not allowed on a strongly typed network")
+            return None
         if int(__version__.split(".", maxsplit=1)[0]) >= 11 and (int8 or BuilderFlag.FP16 in config.flags):
             self._error("implicit INT8/FP16 builder flags were removed in TensorRT 11")
             return None
@@ -361,6 +365,8 @@ class Builder:
             static = list(inp.shape)
             prof = (static, static, static)
         precision = "int8" if int8 else "fp16" if BuilderFlag.FP16 in config.flags else "fp32"
+        if strongly_typed:  # the Q/DQ nodes in the graph decide; ONNX Runtime executes them for real
+            precision = "int8" if b"QuantizeLinear" in network.onnx else "fp32"
         if config._timing is not None:
             config._timing.entries[f"{DEVICE['compute_capability']}:{len(network.onnx)}"] = precision
         header = {
@@ -371,6 +377,7 @@ class Builder:
             "outputs": [o.name for o in network.outputs],
             "profile": prof,
             "int8_scale": scale,
+            "strongly_typed": strongly_typed,
         }
         STATS["builds"] += 1
         counter = os.environ.get("TRT_DOUBLE_COUNTER")
@@ -551,7 +558,9 @@ class IExecutionContext:
         outs = self.engine.session.run(self.engine.output_names, {self.engine.input_name: x})
         for name, out in zip(self.engine.output_names, outs, strict=True):
             y = np.ascontiguousarray(out, dtype=np.float32)
-            if self.engine.header["precision"] in {"fp16", "int8"}:
+            if self.engine.header["precision"] in {"fp16", "int8"} and not self.engine.header.get(
+                "strongly_typed"
+            ):
                 y = y.astype(np.float16).astype(np.float32)
             ctypes.memmove(self.addresses[name], y.ctypes.data, y.nbytes)
         STATS["executions"] += 1
