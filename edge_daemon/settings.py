@@ -200,8 +200,8 @@ class QuantizeConfig(_Strict):
     """How the INT8 Q/DQ model is made from the FP32 one (ONNX Runtime precision: int8)."""
 
     method: Literal["entropy", "minmax", "percentile"] = "entropy"
-    exclude: Literal["head-final", "head", "none"] | list[str] = Field(
-        "head-final",
+    exclude: Literal["head-final+attn", "head-final", "head", "none"] | list[str] = Field(
+        "head-final+attn",
         description="Nodes kept in float: a named set (measured: docs/benchmarks.md) or node-name prefixes.",
     )
 
@@ -251,8 +251,8 @@ class TensorRTEngineConfig(_Strict):
         "network from a Q/DQ ONNX made on first boot (the only INT8 route on TensorRT 11); "
         "auto: explicit on 11+, implicit before.",
     )
-    quantize_exclude: Literal["head-final", "head", "none"] | list[str] = Field(
-        "head-final", description="explicit mode: nodes kept in float in the Q/DQ model."
+    quantize_exclude: Literal["head-final+attn", "head-final", "head", "none"] | list[str] = Field(
+        "head-final+attn", description="explicit mode: nodes kept in float in the Q/DQ model."
     )
     build_lock_timeout_s: float = Field(
         3600, gt=0, description="How long to wait for another process's build."

@@ -30,7 +30,7 @@ def _camera(clip: Path) -> FileCamera:
 
 @pytest.fixture(scope="session")
 def world_int8(world_onnx: Path, clip: Path) -> tuple[Path, dict]:
-    """The default mixed-precision CPU INT8 model (head-final kept in float, entropy), 24 frames."""
+    """The default mixed-precision CPU INT8 model (head-final+attn kept in float, entropy), 24 frames."""
     return ensure_qdq(
         QdqRequest(
             world_onnx,
@@ -41,7 +41,7 @@ def world_int8(world_onnx: Path, clip: Path) -> tuple[Path, dict]:
             _camera(clip),
             "cpu",
             "entropy",
-            "head-final",
+            "head-final+attn",
         )
     )
 
@@ -154,8 +154,8 @@ def _images(folder: Path, clip: Path, n: int) -> Path:
 
 
 def test_changed_calibration_set_invalidates_the_cache(tmp_path, world_onnx, clip, monkeypatch) -> None:
-    images = _images(tmp_path / "calib", clip, 6)
-    cal = CalibrationConfig(source="images", images=str(images), frames=6)
+    images = _images(tmp_path / "calib", clip, 8)
+    cal = CalibrationConfig(source="images", images=str(images), frames=8)
     req = QdqRequest(world_onnx, "world-sha", world_onnx.stem, tmp_path / "cache", cal, None, "cpu", "minmax")
     first, _ = ensure_qdq(req)
     from edge_daemon.quant import qdq
@@ -180,8 +180,8 @@ def test_changed_calibration_set_invalidates_the_cache(tmp_path, world_onnx, cli
 
 
 def test_corrupt_qdq_model_is_quarantined_and_rebuilt(tmp_path, world_onnx, clip) -> None:
-    images = _images(tmp_path / "calib", clip, 4)
-    cal = CalibrationConfig(source="images", images=str(images), frames=4)
+    images = _images(tmp_path / "calib", clip, 8)
+    cal = CalibrationConfig(source="images", images=str(images), frames=8)
     req = QdqRequest(world_onnx, "world-sha", world_onnx.stem, tmp_path / "cache", cal, None, "cpu", "minmax")
     path, _ = ensure_qdq(req)
     path.write_bytes(path.read_bytes()[:5000])
@@ -194,14 +194,14 @@ def test_corrupt_qdq_model_is_quarantined_and_rebuilt(tmp_path, world_onnx, clip
 def test_precision_int8_runs_in_the_daemon(tmp_path, world_onnx, clip, frames) -> None:
     from edge_daemon.app import load_model
 
-    images = _images(tmp_path / "calib", clip, 6)
+    images = _images(tmp_path / "calib", clip, 8)
     settings = Settings(
         cameras=[{"type": "file", "path": str(clip)}],
         model={"path": str(world_onnx), "cache_dir": str(tmp_path / "cache")},
         engine={
             "backend": "onnxruntime",
             "precision": "int8",
-            "calibration": {"source": "images", "images": str(images), "frames": 6},
+            "calibration": {"source": "images", "images": str(images), "frames": 8},
             "quantize": {"method": "minmax"},
         },
     )

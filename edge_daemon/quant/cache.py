@@ -45,7 +45,7 @@ class QdqRequest:
     camera: Any = None
     fmt: Format = "cpu"
     method: Method = "entropy"
-    exclude: ExcludeSet | list[str] = "head-final"
+    exclude: ExcludeSet | list[str] = "head-final+attn"
 
 
 def _runtime_tag() -> str:

@@ -34,8 +34,10 @@ Format = Literal["cpu", "tensorrt"]
 Method = Literal["entropy", "minmax", "percentile"]
 # Named exclusion sets: "head" = every node of the detect head (the last /model.N/ block);
 # "head-final" = the head's last box/class convolutions, its text/contrastive branch, DFL and the decode
-# ops after them (the head's stem convolutions are quantized); "none" = quantize everything (naive).
-ExcludeSet = Literal["head", "head-final", "none"]
+# ops after them (the head's stem convolutions are quantized); "head-final+attn" = that plus every
+# attention block (YOLO-World's text-guided C2fAttn, YOLO11's C2PSA); "none" = quantize everything (naive).
+ExcludeSet = Literal["head", "head-final", "head-final+attn", "none"]
+NAMED_SETS = ("head", "head-final", "head-final+attn", "none")
 
 CALIB_CHUNK = 8  # calibration frames whose activations are held at once
 _HEAD_STEM = re.compile(r"/cv[23]\.\d+/cv[23]\.\d+\.[01]/")
@@ -55,7 +57,7 @@ def head_prefix(node_names: list[str]) -> str:
 def excluded_nodes(node_names: list[str], which: ExcludeSet | list[str]) -> list[str]:
     """Node names to keep in floating point for a named set, or the explicit list/prefixes given."""
     if isinstance(which, list):  # prefixes and/or named sets, e.g. ["head-final", "/model.12/attn/"]
-        named = {w for w in which if w in ("head", "head-final")}
+        named = {w for w in which if w in NAMED_SETS}
         out = {n for w in named for n in excluded_nodes(node_names, w)}  # type: ignore[arg-type]
         prefixes = [p for p in which if p not in named]
         out |= {n for n in node_names if any(n == p or n.startswith(p) for p in prefixes)}
@@ -66,7 +68,11 @@ def excluded_nodes(node_names: list[str], which: ExcludeSet | list[str]) -> list
     in_head = [n for n in node_names if n.startswith(head)]
     if which == "head":
         return in_head
-    return [n for n in in_head if not _HEAD_STEM.search(n)]
+    final = [n for n in in_head if not _HEAD_STEM.search(n)]
+    if which == "head-final+attn":
+        keep = set(final) | {n for n in node_names if "/attn/" in n}
+        return [n for n in node_names if n in keep]
+    return final
 
 
 class _Reader:
@@ -114,7 +120,7 @@ def quantize(
     batches: Iterable[npt.NDArray[np.float32]],
     fmt: Format = "cpu",
     method: Method = "entropy",
-    exclude: ExcludeSet | list[str] = "head-final",
+    exclude: ExcludeSet | list[str] = "head-final+attn",
 ) -> QuantResult:
     """Write the Q/DQ model to ``out`` (not atomically: the caller writes to a temp path and renames)."""
     try:
