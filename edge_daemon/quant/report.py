@@ -76,7 +76,7 @@ class QuantReport:
             f"model {self.model}, {self.frames} frames at {self.input_hw[0]}x{self.input_hw[1]}, "
             f"reference: {self.reference_detections} FP32 detections (conf >= {REFERENCE_CONF})",
             "",
-            f"{'variant':<28}{'mAP50':>8}{'mAP50-95':>10}{'bare FPS':>10}{'x FP32':>8}"
+            f"{'variant':<40}{'mAP50':>8}{'mAP50-95':>10}{'bare FPS':>10}{'x FP32':>8}"
             f"{'e2e FPS':>9}{'x FP32':>8}",
         ]
         for v in self.variants:
@@ -86,7 +86,7 @@ class QuantReport:
 
             e2e_ratio = v.e2e_fps / fp32.e2e_fps if v.e2e_fps and fp32.e2e_fps else None
             lines.append(
-                f"{v.name:<28}{f(v.map50):>8}{f(v.map50_95):>10}{v.bare_fps:>10.1f}"
+                f"{v.name:<40}{f(v.map50):>8}{f(v.map50_95):>10}{v.bare_fps:>10.1f}"
                 f"{v.bare_fps / fp32.bare_fps:>8.2f}{f(v.e2e_fps, '{:.1f}'):>9}{f(e2e_ratio, '{:.2f}'):>8}"
             )
         mixed = self.variants[1] if len(self.variants) > 1 else None
@@ -294,7 +294,12 @@ def write_png(report: QuantReport, path: Path) -> None:
     width = 0.8 / max(1, len(int8))
     x = np.arange(len(labels))
     for i, v in enumerate(int8):
-        ax1.bar(x + i * width, [v.per_class.get(c, 0.0) for c in labels], width, label=v.name)
+        ax1.bar(
+            x + i * width,
+            [v.per_class.get(c, 0.0) for c in labels],
+            width,
+            label=f"{v.name}: mAP50-95 {v.map50_95 or 0.0:.3f}",
+        )
     ax1.set_xticks(x + width * (len(int8) - 1) / 2, labels, rotation=30, ha="right")
     ax1.set_ylim(0, 1.05)
     ax1.set_ylabel("AP50-95 vs FP32")
@@ -311,7 +316,7 @@ def write_png(report: QuantReport, path: Path) -> None:
         [v.bare_fps for v in report.variants],
         color=["grey", "C0", "C1"][: len(report.variants)],
     )
-    ax2.set_xticks(range(len(report.variants)), names, fontsize=8)
+    ax2.set_xticks(range(len(report.variants)), names, fontsize=7)
     ax2.set_ylabel("engine FPS (median)")
     ax2.set_title("Speed")
     fig.suptitle(report.model)

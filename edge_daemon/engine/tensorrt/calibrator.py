@@ -26,17 +26,22 @@ log = logging.getLogger(__name__)
 
 
 class _CalibratorCore:
-    """The shared half of both calibrators: batches in, device pointer out, cache file in and out."""
+    """The shared half of both calibrators: batches in, device pointer out, cache file in and out.
 
-    def _setup(
+    Listed first among the bases, its ``super().__init__()`` runs the TensorRT calibrator base's
+    constructor, which TensorRT's Python bindings require.
+    """
+
+    def __init__(
         self,
         batches: Iterator[npt.NDArray[np.float32]],
         total_batches: int,
         batch_shape: tuple[int, int, int, int],
         cache_path: Path,
         memory: Memory,
-        status: StatusFn | None,
+        status: StatusFn | None = None,
     ) -> None:
+        super().__init__()
         self.batch_shape = batch_shape
         self.cache_path = cache_path
         self.batches_used = 0
@@ -92,35 +97,11 @@ class EntropyCalibrator(_CalibratorCore, trt.IInt8EntropyCalibrator2):
 
     algorithm = "entropy"
 
-    def __init__(
-        self,
-        batches: Iterator[npt.NDArray[np.float32]],
-        total_batches: int,
-        batch_shape: tuple[int, int, int, int],
-        cache_path: Path,
-        memory: Memory,
-        status: StatusFn | None = None,
-    ) -> None:
-        trt.IInt8EntropyCalibrator2.__init__(self)
-        self._setup(batches, total_batches, batch_shape, cache_path, memory, status)
-
 
 class MinMaxCalibrator(_CalibratorCore, trt.IInt8MinMaxCalibrator):
     """MinMax calibration: keeps the full activation range (sometimes better for detection heads)."""
 
     algorithm = "minmax"
-
-    def __init__(
-        self,
-        batches: Iterator[npt.NDArray[np.float32]],
-        total_batches: int,
-        batch_shape: tuple[int, int, int, int],
-        cache_path: Path,
-        memory: Memory,
-        status: StatusFn | None = None,
-    ) -> None:
-        trt.IInt8MinMaxCalibrator.__init__(self)
-        self._setup(batches, total_batches, batch_shape, cache_path, memory, status)
 
 
 CALIBRATORS: dict[str, type[EntropyCalibrator] | type[MinMaxCalibrator]] = {
