@@ -89,3 +89,73 @@ def test_cuda_memory_provider_is_what_the_engine_uses() -> None:
 def test_allocation_failure_is_a_clear_error() -> None:
     with pytest.raises(cuda.CudaError, match=r"cudaMalloc failed: cudaErrorMemoryAllocation"):
         cuda.DeviceBuffer(1 << 50)
+
+
+def test_letterbox_kernel_compiles_with_nvrtc(tmp_path) -> None:
+    """Runs everywhere (NVRTC needs no GPU): the kernel compiles for Jetson Orin and Hopper, and is cached."""
+    kernels = pytest.importorskip("edge_daemon.gpu.kernels")
+    for arch in ("sm_87", "sm_90"):
+        cubin = kernels.compile_letterbox(arch, tmp_path)
+        assert cubin[:4] == b"\x7fELF" and len(cubin) > 1000
+    assert len(list(tmp_path.glob("letterbox-sm_*.cubin"))) == 2
+    assert (
+        kernels.compile_letterbox("sm_87", tmp_path)
+        == (tmp_path / next(p.name for p in tmp_path.glob("letterbox-sm_87-*.cubin"))).read_bytes()
+    )
+
+
+def _real_frames() -> list[np.ndarray]:
+    import os
+    from pathlib import Path
+
+    import cv2
+
+    root = Path(__file__).resolve().parent.parent
+    for folder in (os.environ.get("EDGE_ASSETS_DIR", ""), root / ".assets", root / ".gpuassets"):
+        clip = Path(folder) / "vtest.avi" if folder else None
+        if clip is not None and clip.is_file():
+            cap = cv2.VideoCapture(str(clip))
+            frames = []
+            for i in range(200):
+                ok, img = cap.read()
+                if ok and i % 50 == 0:
+                    frames.append(img)
+            cap.release()
+            big = cv2.resize(frames[0], (1920, 1080), interpolation=cv2.INTER_CUBIC)
+            return [*frames, big, np.ascontiguousarray(big[:, :1000])]
+    pytest.skip("vtest.avi not found (run scripts/fetch_assets.py)")
+
+
+@requires_gpu
+@pytest.mark.parametrize("dst_hw", [(480, 576), (384, 640), (640, 640)])
+def test_gpu_letterbox_matches_the_cpu_letterbox(dst_hw, tmp_path) -> None:
+    from edge_daemon.gpu.kernels import GpuLetterbox
+    from edge_daemon.preprocess import preprocess
+
+    kernel = GpuLetterbox.load(cuda.device_info(0).compute_capability, tmp_path)
+    stream = cuda.Stream()
+    try:
+        for frame in _real_frames():
+            want, meta = preprocess(frame, dst_hw)
+            src = cuda.PinnedBuffer(frame.shape, np.uint8)
+            dev_src = cuda.DeviceBuffer(src.nbytes)
+            out = cuda.PinnedBuffer((1, 3, *dst_hw), np.float32)
+            dev_out = cuda.DeviceBuffer(out.nbytes)
+            src.write(frame)
+            cuda.copy_htod_async(dev_src, src, stream)
+            kernel.launch(dev_src.ptr, frame.shape[1] * 3, meta, dev_out.ptr, stream.raw)
+            cuda.copy_dtoh_async(out, dev_out, stream)
+            stream.synchronize()
+            diff = np.abs(out.array - want)
+            assert diff.max() <= 1 / 255 + 1e-6, (
+                f"{frame.shape} -> {dst_hw}: max diff {diff.max() * 255:.2f}/255"
+            )
+            # Measured on an H100: 100% bit-identical for 1080p -> 384x640; 89.6% for 768x576 -> 480x576,
+            # where OpenCV's 11-bit fixed-point weights round differently from float on ~10% of elements.
+            assert (diff == 0).mean() >= 0.85, f"only {(diff == 0).mean():.1%} bit-identical"
+            assert diff.mean() <= 0.15 / 255
+            for b in (src, dev_src, out, dev_out):
+                b.close()
+    finally:
+        stream.close()
+        kernel.close()

@@ -69,6 +69,22 @@ def device_info(index: int = 0) -> GpuInfo:
     )
 
 
+def init_context(index: int = 0) -> None:
+    """Select GPU ``index`` and make its primary context current (the driver API then shares it)."""
+    check(cudart.cudaSetDevice(index), "cudaSetDevice")
+    check(cudart.cudaFree(0), "cudaFree(0)")
+
+
+def copy_pageable_htod(dst: DeviceBuffer, src: npt.NDArray[Any]) -> None:
+    """Synchronous copy from ordinary (pageable) host memory; benchmarks use it as the slow baseline."""
+    if src.nbytes > dst.nbytes:
+        raise ValueError(f"copy of {src.nbytes} bytes exceeds the device buffer ({dst.nbytes})")
+    check(
+        cudart.cudaMemcpy(dst.ptr, src.ctypes.data, src.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice),
+        "cudaMemcpy(HtoD, pageable)",
+    )
+
+
 class Stream:
     """An owned CUDA stream. ``handle`` is the integer TensorRT's ``execute_async_v3`` takes."""
 
