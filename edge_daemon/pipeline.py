@@ -28,6 +28,7 @@ import numpy.typing as npt
 from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, FrameSource, QueueClosed
 from edge_daemon.engine import InferenceEngine
 from edge_daemon.errors import EdgeError
+from edge_daemon.health import Watchdog
 from edge_daemon.postprocess import DecodeParams, decode_one
 from edge_daemon.preprocess import preprocess
 from edge_daemon.publish.mqtt import Publisher
@@ -162,11 +163,14 @@ class Pipeline:
         for reader in self._readers:
             reader.start()
         next_log = time.monotonic() + self._stats_interval
+        watchdog = Watchdog()
         while not stop.is_set() and any(w.is_alive() for w in self._workers):
             stop.wait(0.2)
+            watchdog.tick(self.stats.published, self.stats.fps())
             if time.monotonic() >= next_log:
-                self._log_stats()
+                watchdog.status(self._log_stats())
                 next_log += self._stats_interval
+        watchdog.status("stopping: finishing in-flight frames")
         self.shutdown(drain_timeout_s)
         return self.stats
 
@@ -294,14 +298,13 @@ class Pipeline:
             if self._on_result is not None:
                 self._on_result(frame, dets)
 
-    def _log_stats(self) -> None:
+    def _log_stats(self) -> str:
         e2e = list(self.stats.end_to_end_ms)[-1000:]
         p50 = float(np.percentile(e2e, 50)) if e2e else 0.0
         dropped = sum(q.dropped for q in self._queues.values())
-        log.info(
-            "running: %d frames published, %.1f fps, end-to-end p50 %.1f ms, %d dropped by policy",
-            self.stats.published,
-            self.stats.fps(),
-            p50,
-            dropped,
+        text = (
+            f"running at {self.stats.fps():.1f} fps: {self.stats.published} frames published, "
+            f"end-to-end p50 {p50:.1f} ms, {dropped} dropped by policy"
         )
+        log.info("%s", text)
+        return text

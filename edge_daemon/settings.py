@@ -7,6 +7,7 @@ Example: ``EDGE_MQTT__HOST=broker.lan`` overrides ``mqtt.host``.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
@@ -419,9 +420,34 @@ def load_settings(path: Path | str, base_dir: Path | None = None) -> Settings:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError([_format_error(e) for e in exc.errors()]) from None
+    return _with_credentials(settings)
+
+
+MQTT_PASSWORD_CREDENTIAL = "mqtt-password"
+
+
+def _with_credentials(settings: Settings) -> Settings:
+    """Fill secrets from systemd credentials (``LoadCredential=``), which never appear in the environment.
+
+    ``$CREDENTIALS_DIRECTORY/mqtt-password`` sets ``mqtt.password`` when the config does not.
+    """
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory or settings.mqtt.password is not None:
+        return settings
+    path = Path(directory) / MQTT_PASSWORD_CREDENTIAL
+    try:
+        secret = path.read_text(encoding="utf-8").rstrip("\n")
+    except FileNotFoundError:
+        return settings
+    except OSError as exc:
+        raise ConfigError(f"credential {MQTT_PASSWORD_CREDENTIAL}: cannot read: {exc}") from None
+    if settings.mqtt.username is None:
+        raise ConfigError(f"credential {MQTT_PASSWORD_CREDENTIAL} is given but mqtt.username is not set")
+    mqtt = settings.mqtt.model_copy(update={"password": SecretStr(secret)})
+    return settings.model_copy(update={"mqtt": mqtt})
 
 
 def redacted_dump(settings: Settings) -> dict[str, Any]:

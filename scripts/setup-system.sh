@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Debian/Ubuntu packages the demo and the tests need: mosquitto (broker, started by them on a free port)
-# and python3-venv. Installs only what is missing; needs root or sudo.
+# Debian/Ubuntu packages the demo and the tests need: mosquitto (broker, started by them on a free port),
+# python3-venv, and systemd (for systemd-analyze, which checks systemd/edge-daemon.service). Installs only what is missing; needs root or sudo.
 set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # the unit file's tests
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
