@@ -294,6 +294,15 @@ class MqttTls(_Strict):
         return self
 
 
+class OutboxConfig(_Strict):
+    """Disk outbox for QoS >= 1: messages wait on disk until the broker acknowledges them."""
+
+    enabled: bool = True
+    path: Path = Path(".cache/edge-daemon/outbox.sqlite")
+    max_messages: int = Field(100_000, ge=100, le=100_000_000)
+    max_age_s: float = Field(7 * 86400, gt=0, description="Older undelivered messages are dropped (counted).")
+
+
 class MqttConfig(_Strict):
     host: str = Field("localhost", min_length=1)
     port: int = Field(1883, ge=1, le=65535)
@@ -311,6 +320,7 @@ class MqttConfig(_Strict):
     keepalive_s: int = Field(30, ge=5, le=3600)
     max_queued_messages: int = Field(10000, ge=0, description="0: unbounded (paho's default).")
     connect_timeout_s: float = Field(10.0, gt=0, le=600)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
 
     @model_validator(mode="after")
     def _credentials(self) -> MqttConfig:

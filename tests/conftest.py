@@ -25,6 +25,12 @@ MODEL_CACHE = ROOT / ".cache" / "edge-daemon"
 WORLD_IMGSZ = (480, 576)
 
 
+@pytest.fixture(autouse=True)
+def _private_outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test (and every daemon it starts) gets its own MQTT outbox file."""
+    monkeypatch.setenv("EDGE_MQTT__OUTBOX__PATH", str(tmp_path / "outbox.sqlite"))
+
+
 def _asset(name: str) -> Path:
     path = ASSETS / name
     if not path.is_file():

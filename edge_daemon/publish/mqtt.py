@@ -6,8 +6,10 @@ Topics: detections on ``<prefix>/<device_id>/<camera>/detections`` at the config
 JSON with the model, backend and the precision actually running.
 
 paho's network loop runs in its own thread and reconnects by itself (exponential backoff, 1 s to 60 s).
-``publish`` never blocks: paho queues messages, bounded by ``max_queued_messages``; QoS 1/2 messages
-published while the broker is away are kept in that queue and sent after reconnecting.
+``publish`` never blocks. With an outbox (the default for QoS >= 1, see outbox.py), every detections
+message is stored on disk first and deleted when the broker acknowledges it; after each (re)connect the
+stored messages are replayed in order before new ones go out live, so outages and crashes lose nothing.
+Without one, paho's bounded in-memory queue (``max_queued_messages``) holds messages while disconnected.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_daemon.errors import PublishError
+from edge_daemon.publish.outbox import Outbox
 from edge_daemon.publish.payload import detections_topic, status_topic
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,7 @@ class MqttPublisher:
     def __init__(
         self,
         client: mqtt.Client,
+        outbox: Outbox | None,
         host: str,
         port: int,
         keepalive: int,
@@ -92,6 +96,15 @@ class MqttPublisher:
         self._unacked: set[int] = set()
         self._acked = threading.Condition()
         self._topics: dict[str, str] = {}
+        # Outbox bookkeeping: mid -> outbox row (None: no outbox), rows in flight, and acknowledgements that
+        # arrived before publish() returned their mid (mid -> arrival time).
+        self.outbox = outbox
+        self._row_of: dict[int, int | None] = {}
+        self._inflight_rows: set[int] = set()
+        self._early: dict[int, float] = {}
+        # New messages go out directly only once the replay after a connect has caught up (keeps order).
+        self._live = False
+        self.replayed = 0
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
@@ -125,8 +138,18 @@ class MqttPublisher:
             if cfg.tls.insecure_skip_verify:
                 client.tls_insecure_set(True)
                 log.warning("mqtt: TLS certificate verification is OFF (mqtt.tls.insecure_skip_verify)")
+        outbox = None
+        if cfg.outbox.enabled and cfg.qos > 0:
+            outbox = Outbox(cfg.outbox.path, cfg.outbox.max_messages, cfg.outbox.max_age_s)
+            if outbox.pending():
+                log.info(
+                    "outbox %s holds %d undelivered messages from before; sending them first",
+                    cfg.outbox.path,
+                    outbox.pending(),
+                )
         return cls(
             client,
+            outbox,
             cfg.host,
             cfg.port,
             cfg.keepalive_s,
@@ -163,18 +186,73 @@ class MqttPublisher:
         topic = self._topics.get(camera)
         if topic is None:
             topic = self._topics[camera] = detections_topic(self.prefix, self.device_id, camera)
-        # Held across publish() so that the acknowledgement (on paho's thread) cannot overtake the add.
+        if self.outbox is not None:
+            row = self.outbox.add(topic, payload)
+            self.published += 1
+            if self._live and self.connected:
+                self._send(topic, payload, row)
+            return
+        if self._send(topic, payload, None):
+            self.published += 1
+
+    def _send(self, topic: str, payload: bytes, row: int | None) -> bool:
+        """Hand one message to paho and track its acknowledgement.
+
+        Never calls paho while holding our lock: paho runs on_publish under its own mutex, so holding ours
+        across publish() would deadlock with the network thread.
+        """
         with self._acked:
-            info = self.client.publish(topic, payload, qos=self.qos)
+            if row is not None:
+                if row in self._inflight_rows:
+                    return True  # in flight already; paho resends it itself after a reconnect
+                self._inflight_rows.add(row)
+        info = self.client.publish(topic, payload, qos=self.qos)
+        with self._acked:
             if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                if row is not None:
+                    self._inflight_rows.discard(row)  # stays in the outbox; the next replay sends it
                 self.rejected += 1
                 if self.rejected in (1, 10, 100) or self.rejected % 1000 == 0:
                     log.warning("mqtt: outgoing queue full, %d messages rejected so far", self.rejected)
-                return
+                return False
             # NO_CONN is fine for QoS >= 1: paho keeps the message and sends it after reconnecting.
-            if self.qos > 0:
+            if self.qos == 0:
+                return True
+            if self._early.pop(info.mid, None) is not None:
+                self._acknowledged(row)
+            else:
                 self._unacked.add(info.mid)
-        self.published += 1
+                self._row_of[info.mid] = row
+            return True
+
+    def _acknowledged(self, row: int | None) -> None:
+        """The broker has a message. Called with the lock held."""
+        if row is not None:
+            self._inflight_rows.discard(row)
+            if self.outbox is not None:
+                self.outbox.ack(row)
+        if not self._unacked:
+            self._acked.notify_all()
+
+    def _replay(self) -> None:
+        """Send every stored message in order, then let new messages go out directly."""
+        if self.outbox is None:
+            return
+        sent = 0
+        for row, topic, payload in self.outbox.iter_pending():
+            if not self.connected:
+                return
+            with self._acked:  # keep paho's queue small: wait while many are in flight
+                self._acked.wait_for(lambda: len(self._unacked) < 500 or not self.connected, timeout=30)
+            if self._send(topic, payload, row):
+                sent += 1
+        self._live = True
+        # Rows added between the last batch and going live: sent now, not at the next outage.
+        for row, topic, payload in self.outbox.iter_pending():
+            self._send(topic, payload, row)
+        if sent:
+            self.replayed += sent
+            log.info("mqtt: replayed %d stored messages", sent)
 
     @property
     def pending(self) -> int:
@@ -190,7 +268,8 @@ class MqttPublisher:
     def close(self, timeout: float = 5.0) -> None:
         """Flush what was published (bounded by ``timeout``), publish ``offline``, disconnect."""
         deadline = time.monotonic() + timeout
-        if self.pending and not self.connected:
+        stored = self.outbox.pending() if self.outbox is not None else 0
+        if (self.pending or stored) and not self.connected:
             log.info(
                 "mqtt: waiting up to %.0fs for the broker to take %d queued messages", timeout, self.pending
             )
@@ -202,6 +281,15 @@ class MqttPublisher:
         self.client.disconnect()
         self.client.loop_stop()
         self._connected.clear()
+        if self.outbox is not None:
+            left = self.outbox.pending()
+            if left:
+                log.warning(
+                    "mqtt: %d messages stay in the outbox %s and go out on the next start",
+                    left,
+                    self.outbox.path,
+                )
+            self.outbox.close()
 
     # paho callbacks, run on paho's network thread --------------------------------------------------
 
@@ -213,14 +301,24 @@ class MqttPublisher:
         self._fails = 0
         client.publish(self.status_topic, ONLINE, qos=1, retain=True)
         if self.info is not None:
-            client.publish(self.info_topic, json.dumps(self.info).encode("utf-8"), qos=1, retain=True)
+            info = {**self.info, "outbox_dropped": self.outbox.dropped if self.outbox is not None else 0}
+            client.publish(self.info_topic, json.dumps(info).encode("utf-8"), qos=1, retain=True)
         self._connected.set()
+        if self.outbox is not None:
+            self._live = False
+            threading.Thread(target=self._replay, name="mqtt-replay", daemon=True).start()
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        now = time.monotonic()
         with self._acked:
-            self._unacked.discard(mid)
-            if not self._unacked:
-                self._acked.notify_all()
+            if mid in self._unacked:
+                self._unacked.discard(mid)
+                self._acknowledged(self._row_of.pop(mid, None))
+                return
+            # Not registered (yet): the ack overtook publish()'s return, or it is a status message's.
+            self._early[mid] = now
+            if len(self._early) > 1000:  # forget stale ones long before 16-bit mids wrap around
+                self._early = {m: t for m, t in self._early.items() if now - t < 60}
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self._fails += 1
@@ -235,6 +333,7 @@ class MqttPublisher:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         was = self._connected.is_set()
         self._connected.clear()
+        self._live = False
         if was and reason.is_failure:
             log.warning("mqtt: disconnected (%s); reconnecting", reason)
 
