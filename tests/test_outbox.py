@@ -80,7 +80,16 @@ def _daemon(tmp_path: Path, port: int, clip: Path, model: Path, device: str) -> 
         yaml.safe_dump(
             {
                 "device_id": device,
-                "cameras": [{"type": "file", "path": str(clip), "loop": True, "realtime": True}],
+                # block: every captured frame is published, so the sequence numbers have no policy gaps
+                "cameras": [
+                    {
+                        "type": "file",
+                        "path": str(clip),
+                        "loop": True,
+                        "realtime": True,
+                        "drop_policy": "block",
+                    }
+                ],
                 "model": {"path": str(model)},
                 "mqtt": {"host": "127.0.0.1", "port": port, "connect_timeout_s": 2},
             }
