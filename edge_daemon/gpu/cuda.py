@@ -159,21 +159,23 @@ class PinnedBuffer:
             self.ptr = 0
 
 
+def _copy_async(
+    dst_ptr: int, src_ptr: int, n: int, limit: tuple[int, int], kind: Any, stream: Stream, call: str
+) -> None:
+    if n > limit[0] or n > limit[1]:
+        raise ValueError(f"copy of {n} bytes exceeds a buffer ({limit[0]} -> {limit[1]})")
+    check(cudart.cudaMemcpyAsync(dst_ptr, src_ptr, n, kind, stream.raw), call)
+
+
 def copy_htod_async(dst: DeviceBuffer, src: PinnedBuffer, stream: Stream, nbytes: int | None = None) -> None:
+    """Pinned host -> device, asynchronous on ``stream`` (``nbytes``: default the whole source)."""
     n = nbytes if nbytes is not None else src.nbytes
-    if n > dst.nbytes or n > src.nbytes:
-        raise ValueError(f"copy of {n} bytes exceeds a buffer ({src.nbytes} -> {dst.nbytes})")
-    check(
-        cudart.cudaMemcpyAsync(dst.ptr, src.ptr, n, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream.raw),
-        "cudaMemcpyAsync(HtoD)",
-    )
+    kind = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+    _copy_async(dst.ptr, src.ptr, n, (src.nbytes, dst.nbytes), kind, stream, "cudaMemcpyAsync(HtoD)")
 
 
 def copy_dtoh_async(dst: PinnedBuffer, src: DeviceBuffer, stream: Stream, nbytes: int | None = None) -> None:
+    """Device -> pinned host, asynchronous on ``stream`` (``nbytes``: default the whole destination)."""
     n = nbytes if nbytes is not None else dst.nbytes
-    if n > dst.nbytes or n > src.nbytes:
-        raise ValueError(f"copy of {n} bytes exceeds a buffer ({src.nbytes} -> {dst.nbytes})")
-    check(
-        cudart.cudaMemcpyAsync(dst.ptr, src.ptr, n, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream.raw),
-        "cudaMemcpyAsync(DtoH)",
-    )
+    kind = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+    _copy_async(dst.ptr, src.ptr, n, (src.nbytes, dst.nbytes), kind, stream, "cudaMemcpyAsync(DtoH)")
