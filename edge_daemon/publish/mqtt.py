@@ -274,6 +274,12 @@ class MqttPublisher:
                 "mqtt: waiting up to %.0fs for the broker to take %d queued messages", timeout, self.pending
             )
             self._connected.wait(timeout)
+        if self.outbox is not None:
+            # The replay after a (late) connect runs on its own thread: wait for the outbox itself to empty,
+            # not just for what happens to be in flight at this instant.
+            while self.outbox.pending() and self.connected and time.monotonic() < deadline:
+                with self._acked:
+                    self._acked.wait(timeout=0.05)
         if not self.flush(deadline - time.monotonic()):
             log.warning("mqtt: %d messages not acknowledged by the broker at shutdown", self.pending)
         if self.connected:
