@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edge_daemon.camera import Backoff, DropPolicy, open_source
@@ -32,6 +33,7 @@ class LoadedModel:
     engine: InferenceEngine
     info: ModelInfo
     tag: ModelTag
+    onnx_path: Path  # the FP32 ONNX the engine was made from (a .pt model's cached export)
 
 
 def load_model(settings: Settings, memory: Any = None) -> LoadedModel:
@@ -78,7 +80,7 @@ def load_model(settings: Settings, memory: Any = None) -> LoadedModel:
         tag.backend,
         tag.precision,
     )
-    return LoadedModel(engine, info, tag)
+    return LoadedModel(engine, info, tag, onnx_path)
 
 
 def camera_imgsz(settings: Settings) -> tuple[int, int]:

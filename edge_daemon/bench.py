@@ -189,7 +189,7 @@ def run_bench(
         raise ConfigError("bench: --frames must be >= 10 and --rounds >= 1")
     settings, clip = _bench_settings(settings, frames)
     model = load_model(settings)
-    onnx_path = _onnx_path(settings)
+    onnx_path = model.onnx_path
     report = BenchReport(
         frames=frames,
         rounds=rounds,
@@ -239,12 +239,6 @@ def _spin_engine(settings: Settings, onnx_path: Path) -> Any:
 
     request = EngineRequest(onnx_path, "", onnx_path.stem, settings.model.imgsz, settings.model.cache_dir)
     return load_engine(settings.engine.model_copy(update={"spin_wait": True}), request)
-
-
-def _onnx_path(settings: Settings) -> Path:
-    from edge_daemon.model import resolve_onnx
-
-    return resolve_onnx(settings.model.path, settings.model.imgsz, settings.model.cache_dir)[0]
 
 
 def _bare(engine: Any, tensor: np.ndarray, frames: int) -> float:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -28,22 +29,28 @@ def _camera(clip: Path) -> FileCamera:
     return FileCamera(type="file", path=clip, name="cam0")
 
 
+def _world_qdq(
+    world_onnx: Path, clip: Path, frames: int, fmt: Any, method: Any, exclude: Any
+) -> tuple[Path, dict]:
+    """The YOLO-World Q/DQ model from ``frames`` calibration frames of the clip (shared test cache)."""
+    req = QdqRequest(
+        world_onnx,
+        "world-sha",
+        world_onnx.stem,
+        MODEL_CACHE,
+        CalibrationConfig(frames=frames),
+        _camera(clip),
+        fmt,
+        method,
+        exclude,
+    )
+    return ensure_qdq(req)
+
+
 @pytest.fixture(scope="session")
 def world_int8(world_onnx: Path, clip: Path) -> tuple[Path, dict]:
     """The default mixed-precision CPU INT8 model (head-final+attn kept in float, entropy), 24 frames."""
-    return ensure_qdq(
-        QdqRequest(
-            world_onnx,
-            "world-sha",
-            world_onnx.stem,
-            MODEL_CACHE,
-            CalibrationConfig(frames=24),
-            _camera(clip),
-            "cpu",
-            "entropy",
-            "head-final+attn",
-        )
-    )
+    return _world_qdq(world_onnx, clip, 24, "cpu", "entropy", "head-final+attn")
 
 
 def _detect(model: Path, frames: list[np.ndarray], conf: float) -> list:
@@ -99,19 +106,7 @@ def test_qdq_model_is_integer_with_the_head_kept_in_float(world_int8) -> None:
 
 
 def test_tensorrt_format_is_symmetric_int8(world_onnx, clip) -> None:
-    path, _ = ensure_qdq(
-        QdqRequest(
-            world_onnx,
-            "world-sha",
-            world_onnx.stem,
-            MODEL_CACHE,
-            CalibrationConfig(frames=8),
-            _camera(clip),
-            "tensorrt",
-            "minmax",
-            "head-final",
-        )
-    )
+    path, _ = _world_qdq(world_onnx, clip, 8, "tensorrt", "minmax", "head-final")
     model = onnx.load(str(path))
     inits = {i.name: i for i in model.graph.initializer}
     zps = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
@@ -121,19 +116,7 @@ def test_tensorrt_format_is_symmetric_int8(world_onnx, clip) -> None:
 
 def test_naive_all_layers_int8_collapses_class_scores(world_onnx, clip, frames) -> None:
     """Why mixed precision is not optional: quantizing the detect head destroys the class scores."""
-    path, manifest = ensure_qdq(
-        QdqRequest(
-            world_onnx,
-            "world-sha",
-            world_onnx.stem,
-            MODEL_CACHE,
-            CalibrationConfig(frames=8),
-            _camera(clip),
-            "cpu",
-            "minmax",
-            "none",
-        )
-    )
+    path, manifest = _world_qdq(world_onnx, clip, 8, "cpu", "minmax", "none")
     assert manifest["excluded_nodes"] == []
     engine = load_engine(FP32, path)
     x, _ = preprocess(frames[0], engine.info.input_hw)

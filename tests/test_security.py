@@ -23,12 +23,8 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A throwaway CA, a server certificate for 127.0.0.1/localhost, and a client certificate."""
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed for the TLS tests")
-    d = tmp_path_factory.mktemp("pki")
+def _make_ca(folder: Path, cn: str, days: int) -> None:
+    """A self-signed CA in ``folder``: ca.key and ca.pem."""
     _openssl(
         "req",
         "-x509",
@@ -36,15 +32,24 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "rsa:2048",
         "-nodes",
         "-days",
-        "2",
+        str(days),
         "-subj",
-        "/CN=edge-test-ca",
+        f"/CN={cn}",
         "-keyout",
         "ca.key",
         "-out",
         "ca.pem",
-        cwd=d,
+        cwd=folder,
     )
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway CA, a server certificate for 127.0.0.1/localhost, and a client certificate."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed for the TLS tests")
+    d = tmp_path_factory.mktemp("pki")
+    _make_ca(d, "edge-test-ca", 2)
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     for name, cn in (("server", "localhost"), ("client", "edge-daemon")):
         _openssl(
@@ -248,22 +253,7 @@ def test_wrong_ca_is_refused(tmp_path, clip, world_onnx, pki, tls_broker) -> Non
     """A broker certificate that does not chain to the configured CA: no connection, nothing sent."""
     other = tmp_path / "other"
     other.mkdir()
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=evil-ca",
-        "-keyout",
-        "k",
-        "-out",
-        "ca.pem",
-        cwd=other,
-    )
+    _make_ca(other, "evil-ca", 1)
     data = yaml.safe_load(_config(tmp_path, clip, world_onnx, pki, tls_broker.port).read_text())
     data["mqtt"]["tls"]["ca_file"] = str(other / "ca.pem")
     data["mqtt"]["connect_timeout_s"] = 1
