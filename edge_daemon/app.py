@@ -15,14 +15,15 @@ from typing import Any
 
 from edge_daemon.camera import Backoff, DropPolicy, open_source
 from edge_daemon.engine import EngineRequest, InferenceEngine, load_engine
-from edge_daemon.errors import CameraError
+from edge_daemon.errors import CameraError, ConfigError, EngineError
 from edge_daemon.health import status
-from edge_daemon.model import auto_imgsz, model_info, resolve_onnx
+from edge_daemon.model import auto_imgsz, model_info, resolve_onnx, resolve_torchscript
 from edge_daemon.pipeline import CameraPlan, Pipeline, PipelineStats, ResultHook
 from edge_daemon.postprocess import DecodeParams
 from edge_daemon.publish.mqtt import MqttPublisher, Publisher
 from edge_daemon.publish.payload import ModelTag
-from edge_daemon.settings import Settings
+from edge_daemon.settings import OnnxRuntimeEngineConfig, Settings, TorchEngineConfig
+from edge_daemon.stages import CpuStage, Stage
 from edge_daemon.types import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,41 @@ class LoadedModel:
     engine: InferenceEngine
     info: ModelInfo
     tag: ModelTag
-    onnx_path: Path  # the FP32 ONNX the engine was made from (a .pt model's cached export)
+    onnx_path: Path  # the file the engine was made from: FP32 ONNX, or TorchScript for the torch backend
+    fallback: str | None = None  # why a GPU engine was asked for but the CPU one runs, if it does
+
+
+def engine_config(settings: Settings, memory: Any = None) -> tuple[Any, str | None]:
+    """The engine settings to use and, when a GPU backend cannot run here, the reason it fell back.
+
+    With ``gpu.cpu_fallback`` (default) a machine without a usable GPU runs the CPU engine (ONNX Runtime
+    fp32; torch on the CPU for a TorchScript model) and says why once; without it, start-up fails.
+    """
+    cfg = settings.engine
+    if memory is not None or cfg.backend == "onnxruntime":
+        return cfg, None
+    if cfg.backend == "torch" and cfg.device_index is None:
+        return cfg, None
+    from edge_daemon.gpu import probe
+
+    reason = probe(cfg.backend, cfg.device_index or 0)
+    if reason is None:
+        return cfg, None
+    if not settings.gpu.cpu_fallback:
+        raise EngineError(f"engine {cfg.backend}: no usable GPU here: {reason} (gpu.cpu_fallback is off)")
+    torchscript = settings.model.path.suffix.lower() == ".torchscript"
+    cpu: Any = (
+        TorchEngineConfig(backend="torch", precision="fp32", device_index=None)
+        if torchscript
+        else OnnxRuntimeEngineConfig()
+    )
+    log.warning(
+        "engine %s cannot run here (%s): falling back to the CPU path (%s fp32)",
+        cfg.backend,
+        reason,
+        cpu.backend,
+    )
+    return cpu, reason
 
 
 def load_model(settings: Settings, memory: Any = None) -> LoadedModel:
@@ -43,17 +78,21 @@ def load_model(settings: Settings, memory: Any = None) -> LoadedModel:
     served. ``memory``: a GPU memory provider for the engine (None: the backend's default).
     """
     status("loading model")
-    batch_dynamic = getattr(settings.engine, "max_batch", 1) > 1
+    engine_cfg, fallback = engine_config(settings, memory)
+    batch_dynamic = getattr(engine_cfg, "max_batch", 1) > 1
     imgsz = settings.model.imgsz
     if (
         imgsz is None
-        and settings.engine.backend == "tensorrt"
+        and engine_cfg.backend in ("tensorrt", "torch")
         and settings.model.path.suffix.lower() == ".pt"
     ):
         imgsz = camera_imgsz(settings)
-    onnx_path, sha = resolve_onnx(
-        settings.model.path, imgsz, settings.model.cache_dir, dynamic_batch=batch_dynamic
-    )
+    if engine_cfg.backend == "torch":
+        onnx_path, sha = resolve_torchscript(settings.model.path, imgsz, settings.model.cache_dir)
+    else:
+        onnx_path, sha = resolve_onnx(
+            settings.model.path, imgsz, settings.model.cache_dir, dynamic_batch=batch_dynamic
+        )
     request = EngineRequest(
         onnx_path=onnx_path,
         model_sha256=sha,
@@ -64,7 +103,7 @@ def load_model(settings: Settings, memory: Any = None) -> LoadedModel:
         memory=memory,
         status=status,
     )
-    engine = load_engine(settings.engine, request)
+    engine = load_engine(engine_cfg, request)
     try:
         info = model_info(engine.info.metadata, engine.info.input_hw, settings.model.path, sha)
     except Exception:
@@ -80,7 +119,7 @@ def load_model(settings: Settings, memory: Any = None) -> LoadedModel:
         tag.backend,
         tag.precision,
     )
-    return LoadedModel(engine, info, tag, onnx_path)
+    return LoadedModel(engine, info, tag, onnx_path, fallback)
 
 
 def camera_imgsz(settings: Settings) -> tuple[int, int]:
@@ -136,12 +175,44 @@ def camera_plans(settings: Settings) -> list[CameraPlan]:
     ]
 
 
+def make_stage(settings: Settings, model: LoadedModel) -> Stage:
+    """The CUDA stage when the engine runs on device memory (and ``gpu.preprocess`` allows), else CPU."""
+    engine, mode = model.engine, settings.gpu.preprocess
+    if mode == "cpu" or (mode == "auto" and engine.device_io() is None):
+        return CpuStage(engine)
+    if engine.device_io() is None:
+        raise ConfigError(
+            f"gpu.preprocess is 'gpu' but the {engine.info.backend} engine runs on the host; "
+            "use 'auto' or 'cpu'"
+        )
+    from edge_daemon.gpu.stage import GpuStage
+
+    queued = sum(cam.queue_size for cam in settings.cameras)
+    slots = max(3, queued + len(settings.cameras) + settings.gpu.in_flight * engine.info.max_batch)
+    mapped = {"auto": None, "on": True, "off": False}[settings.gpu.mapped_frames]
+    try:
+        return GpuStage(
+            engine,
+            device_index=getattr(settings.engine, "device_index", 0) or 0,
+            frame_slots=slots,
+            in_flight=settings.gpu.in_flight,
+            mapped=mapped,
+            kernel_cache=settings.model.cache_dir / "kernels",
+        )
+    except EngineError as exc:
+        if mode == "gpu":
+            raise
+        log.warning("CUDA pipeline unavailable (%s): pre-processing on the CPU", exc)
+        return CpuStage(engine)
+
+
 def build_pipeline(
     settings: Settings,
     model: LoadedModel,
     publisher: Publisher | None = None,
     on_result: ResultHook | None = None,
 ) -> Pipeline:
+    stage = make_stage(settings, model)
     return Pipeline(
         cameras=camera_plans(settings),
         engine=model.engine,
@@ -152,6 +223,8 @@ def build_pipeline(
         device_id=settings.device_id,
         stats_interval_s=settings.log.stats_interval_s,
         on_result=on_result,
+        stage=stage,
+        extra_info={"pipeline": stage.name, **({"fallback": model.fallback} if model.fallback else {})},
     )
 
 

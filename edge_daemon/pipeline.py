@@ -2,14 +2,18 @@
 
 Threads and queues, data flowing one way::
 
-    camera-<name> (one per camera)      inference (one)              publish (one)
-    read frame -> letterbox -> [DropQueue per camera] -> engine.infer -> [bounded queue] -> decode + NMS
-                  (named drop policy)                                                      -> payload -> MQTT
+    camera-<name> (one per camera)       inference (one)                 publish (one)
+    read frame -> stage.prepare -> [DropQueue per camera] -> stage.submit -> [bounded queue] -> outputs
+                  (named drop policy)    (one frame per camera, batched)                   -> decode + NMS
+                                                                                           -> payload -> MQTT
 
-The camera threads pre-process so that the inference thread does nothing but run the engine; OpenCV and
-ONNX Runtime release the GIL, so decoding frame N+1 overlaps inference of frame N. Post-processing and
-publishing run on their own thread for the same reason. Stopping is a drain: cameras stop first, frames
-already captured are inferred and published, then ``offline`` is published and MQTT disconnects.
+The stage (:mod:`edge_daemon.stages`) is the CPU one (OpenCV letterbox on the camera threads, then
+``engine.infer``) or the CUDA one (pinned frame ring, GPU letterbox, engine and copies queued on one
+stream; :mod:`edge_daemon.gpu.stage`). Either way the inference thread does nothing but start the engine;
+OpenCV, ONNX Runtime and CUDA release the GIL, so decoding frame N+1 overlaps inference of frame N, and
+post-processing runs on its own thread. Frames waiting at several cameras go to the engine as one
+batch when its max batch allows. Stopping is a drain: cameras stop first, frames already captured are
+inferred and published, then ``offline`` is published and MQTT disconnects.
 """
 
 from __future__ import annotations
@@ -20,20 +24,20 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
 from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, FrameSource, QueueClosed
 from edge_daemon.engine import InferenceEngine
 from edge_daemon.errors import EdgeError
 from edge_daemon.health import Watchdog
 from edge_daemon.postprocess import DecodeParams, decode_one
-from edge_daemon.preprocess import preprocess
 from edge_daemon.publish.mqtt import Publisher
 from edge_daemon.publish.payload import ModelTag, build_payload, encode
-from edge_daemon.types import Detections, Frame, LetterboxMeta
+from edge_daemon.stages import CpuStage, Stage
+from edge_daemon.types import Detections, Frame
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +54,6 @@ class CameraPlan:
     max_frames: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    frame: Frame
-    tensor: npt.NDArray[np.float32]
-    meta: LetterboxMeta
-
-
-@dataclass(frozen=True, slots=True)
-class _Inferred:
-    prepared: _Prepared
-    output: npt.NDArray[np.float32]
-    inference_ms: float
-
-
 @dataclass
 class PipelineStats:
     """Counters and latency samples (milliseconds), readable while the pipeline runs."""
@@ -71,6 +61,7 @@ class PipelineStats:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     inferred: int = 0
+    batches: int = 0
     published: int = 0
     detections: int = 0
     first_publish: float | None = None
@@ -105,10 +96,14 @@ class Pipeline:
         device_id: str,
         stats_interval_s: float = 10.0,
         on_result: ResultHook | None = None,
+        stage: Stage | None = None,
+        extra_info: dict[str, Any] | None = None,
     ) -> None:
         if not cameras:
             raise ValueError("at least one camera is needed")
         self.engine = engine
+        # The stage belongs to the pipeline (closed at shutdown); the engine to the caller.
+        self.stage: Stage = stage if stage is not None else CpuStage(engine)
         self.publisher = publisher
         self.stats = PipelineStats()
         self.error: BaseException | None = None
@@ -118,17 +113,18 @@ class Pipeline:
         self._device_id = device_id
         self._stats_interval = stats_interval_s
         self._on_result = on_result
-        self._input_hw = engine.info.input_hw
+        self._extra_info = extra_info or {}
+        self._max_batch = engine.info.max_batch
         # OpenCV's own thread pool would split each resize across every core and collide with the engine's
         # workers; per frame its work is ~1 ms, cheaper done on the camera thread alone (docs/benchmarks.md).
         cv2.setNumThreads(1)
         self._cond = threading.Condition()
-        self._queues: dict[str, DropQueue[_Prepared]] = {}
+        self._queues: dict[str, DropQueue[Any]] = {}
         self._ended: set[str] = set()
-        self._results: DropQueue[_Inferred] = DropQueue(2, DropPolicy.BLOCK)
+        self._results: DropQueue[Any] = DropQueue(2, DropPolicy.BLOCK)
         self._readers: list[CameraReader] = []
         for plan in cameras:
-            queue: DropQueue[_Prepared] = DropQueue(plan.queue_size, plan.policy)
+            queue: DropQueue[Any] = DropQueue(plan.queue_size, plan.policy, on_drop=self.stage.discard)
             self._queues[plan.name] = queue
             self._readers.append(
                 CameraReader(
@@ -156,6 +152,7 @@ class Pipeline:
             "precision": self._tag.precision,
             "input": {"height": self._tag.input_hw[0], "width": self._tag.input_hw[1]},
             "cameras": [r.name for r in self._readers],
+            **self._extra_info,
         }
         self.publisher.start()
         for worker in self._workers:
@@ -187,6 +184,11 @@ class Pipeline:
             if worker.is_alive():
                 log.warning("%s thread still busy at the drain deadline; abandoning it", worker.name)
         self.stats.finished = time.monotonic()
+        if not any(w.is_alive() for w in self._workers):
+            for queue in self._queues.values():
+                for item in queue.drain():
+                    self.stage.discard(item)
+            self.stage.close()
         for name, queue in self._queues.items():
             self.stats.dropped[name] = queue.dropped
         for reader in self._readers:
@@ -218,13 +220,17 @@ class Pipeline:
 
     # ----------------------------------------------------------------------------------- the stages
 
-    def _camera_sink(self, queue: DropQueue[_Prepared]) -> Callable[[Frame], None]:
-        input_hw = self._input_hw
+    def _camera_sink(self, queue: DropQueue[Any]) -> Callable[[Frame], None]:
+        stage = self.stage
         cond = self._cond
 
         def sink(frame: Frame) -> None:
-            tensor, meta = preprocess(frame.image, input_hw)
-            queue.put(_Prepared(frame, tensor, meta))
+            item = stage.prepare(frame)
+            if item is None:  # the stage is closing
+                return
+            if not queue.put(item):
+                stage.discard(item)
+                return
             with cond:
                 cond.notify_all()
 
@@ -239,7 +245,28 @@ class Pipeline:
 
         return ended
 
-    def _next_prepared(self) -> _Prepared | None:
+    def _next_batch(self) -> list[Any] | None:
+        """The next frame (captured first across cameras) plus, up to the engine's max batch, the frame
+        waiting first at each other camera; None once every camera ended and drained."""
+        first = self._next_prepared()
+        if first is None or self._max_batch == 1:
+            return None if first is None else [first]
+        batch = [first]
+        for queue in self._queues.values():
+            if len(batch) >= self._max_batch:
+                break
+            head = queue.peek()
+            if head is None or head.frame.camera == first.frame.camera:
+                continue
+            try:
+                item = queue.get(timeout=0)
+            except QueueClosed:
+                continue
+            if item is not None:
+                batch.append(item)
+        return batch
+
+    def _next_prepared(self) -> Any:
         """The waiting frame captured first across all cameras; None once every camera ended and drained."""
         while True:
             with self._cond:
@@ -264,13 +291,12 @@ class Pipeline:
 
     def _infer_loop(self) -> None:
         try:
-            while (item := self._next_prepared()) is not None:
-                t0 = time.perf_counter()
-                output = self.engine.infer(item.tensor)
-                ms = (time.perf_counter() - t0) * 1000.0
-                self.stats.inferred += 1
-                self.stats.inference_ms.append(ms)
-                self._results.put(_Inferred(item, output, ms))
+            while (items := self._next_batch()) is not None:
+                batch = self.stage.submit(items)
+                self.stats.inferred += len(items)
+                self.stats.batches += 1
+                if not self._results.put(batch):
+                    self.stage.release(batch)
         finally:
             self._results.close()
 
@@ -282,21 +308,28 @@ class Pipeline:
                 return
             if item is None:
                 continue
-            frame = item.prepared.frame
-            dets = decode_one(item.output[0], item.prepared.meta, self._decode)
-            e2e_ms = (time.monotonic() - frame.captured_mono) * 1000.0
-            payload = build_payload(
-                self._device_id, frame, dets, self._names, self._tag, item.inference_ms, e2e_ms
-            )
-            self.publisher.publish_detections(frame.camera, encode(payload))
-            now = time.monotonic()
-            if self.stats.first_publish is None:
-                self.stats.first_publish = now
-            self.stats.published += 1
-            self.stats.detections += len(dets)
-            self.stats.end_to_end_ms.append((now - frame.captured_mono) * 1000.0)
-            if self._on_result is not None:
-                self._on_result(frame, dets)
+            try:
+                outputs, inference_ms = self.stage.outputs(item)
+                self.stats.inference_ms.append(inference_ms)
+                for row, prepared in zip(outputs, item.items, strict=True):
+                    self._publish_one(
+                        prepared.frame, decode_one(row, prepared.meta, self._decode), inference_ms
+                    )
+            finally:
+                self.stage.release(item)
+
+    def _publish_one(self, frame: Frame, dets: Detections, inference_ms: float) -> None:
+        e2e_ms = (time.monotonic() - frame.captured_mono) * 1000.0
+        payload = build_payload(self._device_id, frame, dets, self._names, self._tag, inference_ms, e2e_ms)
+        self.publisher.publish_detections(frame.camera, encode(payload))
+        now = time.monotonic()
+        if self.stats.first_publish is None:
+            self.stats.first_publish = now
+        self.stats.published += 1
+        self.stats.detections += len(dets)
+        self.stats.end_to_end_ms.append((now - frame.captured_mono) * 1000.0)
+        if self._on_result is not None:
+            self._on_result(frame, dets)
 
     def _log_stats(self) -> str:
         e2e = list(self.stats.end_to_end_ms)[-1000:]

@@ -266,7 +266,40 @@ class TensorRTEngineConfig(_Strict):
         return self
 
 
-EngineConfig = Annotated[OnnxRuntimeEngineConfig | TensorRTEngineConfig, Field(discriminator="backend")]
+class TorchEngineConfig(_Strict):
+    """PyTorch on a CUDA GPU: a TorchScript file (Ultralytics ``export(format="torchscript")``; ``.pt``
+    weights are exported once and cached). For NVIDIA GPUs without TensorRT; needs the torch extra."""
+
+    backend: Literal["torch"]
+    precision: Literal["fp32", "fp16"] = Field("fp16", description="fp16 needs a CUDA device.")
+    device_index: int | None = Field(0, ge=0, le=16, description="CUDA device; None runs on the CPU.")
+    max_batch: int = Field(1, ge=1, le=64, description="Largest batch (several cameras in one call).")
+
+
+EngineConfig = Annotated[
+    OnnxRuntimeEngineConfig | TensorRTEngineConfig | TorchEngineConfig, Field(discriminator="backend")
+]
+
+
+class GpuConfig(_Strict):
+    """The CUDA pipeline (pinned frame ring, GPU letterbox, engine on the same stream) for GPU engines."""
+
+    preprocess: Literal["auto", "gpu", "cpu"] = Field(
+        "auto",
+        description="gpu: frames go through pinned memory and the GPU letterbox kernel straight into the "
+        "engine's device input; cpu: OpenCV letterbox on the camera threads; auto: gpu when the engine "
+        "runs on device memory.",
+    )
+    mapped_frames: Literal["auto", "on", "off"] = Field(
+        "auto", description="Zero-copy mapped pinned frame slots; auto: on integrated GPUs (Jetson)."
+    )
+    in_flight: int = Field(2, ge=1, le=8, description="Batches queued on the GPU at once (output slots).")
+    cpu_fallback: bool = Field(
+        True,
+        description="With no usable GPU (no driver, no cuda-python / TensorRT / torch), run the CPU engine "
+        "(ONNX Runtime, fp32) instead of exiting; said once in the log and in the MQTT info topic.",
+    )
+
 
 # ----------------------------------------------------------------------------------------- postprocess
 
@@ -353,6 +386,7 @@ class Settings(BaseSettings):
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16)
     model: ModelConfig
     engine: EngineConfig = Field(default_factory=OnnxRuntimeEngineConfig)
+    gpu: GpuConfig = Field(default_factory=GpuConfig)
     detect: DetectConfig = Field(default_factory=DetectConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     log: LogConfig = Field(default_factory=LogConfig)
@@ -393,7 +427,7 @@ def _format_error(err: Any) -> str:
     return f"{loc or '<root>'}: {msg}"
 
 
-_UNION_TAGS = {"file", "v4l2", "url", "csi", "rtsp-hw", "onnxruntime", "tensorrt"}
+_UNION_TAGS = {"file", "v4l2", "url", "csi", "rtsp-hw", "onnxruntime", "tensorrt", "torch"}
 
 
 def _strip_union_tags(loc: tuple[Any, ...]) -> list[Any]:

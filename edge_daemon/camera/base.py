@@ -69,24 +69,27 @@ class QueueClosed(Exception):
 class DropQueue(Generic[T]):
     """A small bounded FIFO with a named drop policy. Thread-safe; ``dropped`` counts discarded items."""
 
-    def __init__(self, maxsize: int, policy: DropPolicy) -> None:
+    def __init__(self, maxsize: int, policy: DropPolicy, on_drop: Callable[[T], None] | None = None) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
         self.maxsize = maxsize
         self.policy = policy
         self.dropped = 0
+        self._on_drop = on_drop  # gets each discarded item (outside the lock), e.g. to free its buffer
         self._items: deque[T] = deque()
         self._cond = threading.Condition()
         self._closed = False
 
     def put(self, item: T, timeout: float | None = None) -> bool:
-        """Add ``item``. Returns False only if BLOCK timed out or the queue is closed."""
+        """Add ``item``. Returns False only if BLOCK timed out or the queue is closed (the caller still
+        owns ``item`` then)."""
+        dropped: T | None = None
         with self._cond:
             if self._closed:
                 return False
             if len(self._items) >= self.maxsize:
                 if self.policy is DropPolicy.LATEST:
-                    self._items.popleft()
+                    dropped = self._items.popleft()
                     self.dropped += 1
                 elif (
                     not self._cond.wait_for(
@@ -97,7 +100,17 @@ class DropQueue(Generic[T]):
                     return False
             self._items.append(item)
             self._cond.notify_all()
-            return True
+        if dropped is not None and self._on_drop is not None:
+            self._on_drop(dropped)
+        return True
+
+    def drain(self) -> list[T]:
+        """Remove and return whatever is waiting (at shutdown, to release it)."""
+        with self._cond:
+            items = list(self._items)
+            self._items.clear()
+            self._cond.notify_all()
+            return items
 
     def get(self, timeout: float | None = None) -> T | None:
         """Next item, or None on timeout. Raises QueueClosed once closed and drained."""

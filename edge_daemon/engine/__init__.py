@@ -11,15 +11,24 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from edge_daemon.engine.base import EngineInfo, EngineRequest, InferenceEngine
+from edge_daemon.engine.base import DeviceIO, EngineInfo, EngineRequest, InferenceEngine
 from edge_daemon.errors import EngineError
 
 BACKENDS: dict[str, str] = {
     "onnxruntime": "edge_daemon.engine.onnxruntime:OnnxRuntimeEngine",
     "tensorrt": "edge_daemon.engine.tensorrt.runtime:TensorRTEngine",
+    "torch": "edge_daemon.engine.torchscript:TorchEngine",
 }
 
-__all__ = ["BACKENDS", "EngineInfo", "EngineRequest", "InferenceEngine", "backend_class", "load_engine"]
+__all__ = [
+    "BACKENDS",
+    "DeviceIO",
+    "EngineInfo",
+    "EngineRequest",
+    "InferenceEngine",
+    "backend_class",
+    "load_engine",
+]
 
 
 def backend_class(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The one small interface every inference backend implements (ONNX Runtime now, TensorRT next).
+"""The one small interface every inference backend implements (ONNX Runtime, TensorRT, PyTorch CUDA).
 
 Contract of :meth:`InferenceEngine.infer`: input float32 NCHW (B, 3, H, W), RGB, values in [0, 1], with
 (H, W) == ``input_hw``; output the raw detect-head tensor (B, 4 + nc + extra, N) as float32 on the host
@@ -58,8 +58,25 @@ class EngineRequest:
     status: Callable[[str], None] = field(default=lambda text: None)
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceIO:
+    """How a GPU engine reads and writes device buffers (see :meth:`InferenceEngine.enqueue`).
+
+    input_dtype: "float32" or "float16", the element type the input tensor must hold;
+    output_shape: the output tensor's shape at ``max_batch`` (float32, row-major); a batch of b uses the
+    first b rows.
+    """
+
+    input_dtype: str
+    output_shape: tuple[int, ...]
+
+
 class InferenceEngine(ABC):
-    """A loaded model that turns an input batch into the raw head output."""
+    """A loaded model that turns an input batch into the raw head output.
+
+    GPU engines also run on device memory: :meth:`device_io` says how, :meth:`enqueue` queues one batch
+    on a CUDA stream without waiting. Engines that cannot return None from ``device_io``.
+    """
 
     info: EngineInfo
 
@@ -70,6 +87,16 @@ class InferenceEngine(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the backend's resources. Idempotent."""
+
+    def device_io(self) -> DeviceIO | None:
+        """Device-buffer contract, or None when this engine runs on the host only."""
+        return None
+
+    def enqueue(self, input_ptr: int, output_ptr: int, batch: int, stream_handle: int) -> None:
+        """Queue inference of ``batch`` images at device address ``input_ptr`` (B, 3, H, W, ``input_dtype``)
+        writing float32 results to ``output_ptr``, on CUDA stream ``stream_handle``; returns without
+        waiting. Only for engines whose :meth:`device_io` is not None."""
+        raise NotImplementedError(f"{type(self).__name__} does not run on device buffers")
 
     def __enter__(self) -> InferenceEngine:
         return self

@@ -110,6 +110,34 @@ class Stream:
             self._stream = None
 
 
+class Event:
+    """An owned CUDA event (timing disabled): ``record`` on a stream, then ``synchronize`` or ``query``."""
+
+    def __init__(self) -> None:
+        self._event: Any = check(
+            cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "cudaEventCreate"
+        )
+
+    def record(self, stream: Stream) -> None:
+        check(cudart.cudaEventRecord(self._event, stream.raw), "cudaEventRecord")
+
+    def synchronize(self) -> None:
+        check(cudart.cudaEventSynchronize(self._event), "cudaEventSynchronize")
+
+    def query(self) -> bool:
+        """True once all work recorded before the event has finished."""
+        err = cudart.cudaEventQuery(self._event)[0]
+        if int(err) == int(cudart.cudaError_t.cudaErrorNotReady):
+            return False
+        check((err,), "cudaEventQuery")
+        return True
+
+    def close(self) -> None:
+        if self._event is not None:
+            check(cudart.cudaEventDestroy(self._event), "cudaEventDestroy")
+            self._event = None
+
+
 class DeviceBuffer:
     """``nbytes`` of device memory (cudaMalloc). ``ptr`` is the device address."""
 

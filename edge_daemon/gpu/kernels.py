@@ -1,7 +1,8 @@
 """GPU pre-processing: one CUDA kernel, compiled at run time with NVRTC, that letterboxes a camera frame.
 
 Input: a BGR uint8 HWC frame in device memory (row pitch in bytes). Output: the model input tensor,
-RGB, divided by 255, CHW float32, letterboxed exactly like :func:`edge_daemon.preprocess.letterbox`
+RGB, divided by 255, CHW float32 (or float16: a second entry point), letterboxed exactly like
+:func:`edge_daemon.preprocess.letterbox`
 (same scale, same padding split, pad value 114). The bilinear arithmetic follows OpenCV's INTER_LINEAR
 (half-pixel centres, clamped borders, the resized value rounded to uint8 before normalising), so the
 result matches the CPU path to within one uint8 level (OpenCV uses 11-bit fixed-point weights; this
@@ -24,9 +25,19 @@ from edge_daemon.types import LetterboxMeta
 log = logging.getLogger(__name__)
 
 LETTERBOX_SOURCE = r"""
-extern "C" __global__ void letterbox_bgr_to_rgb_chw(
+/* float -> IEEE half (round to nearest even) without cuda_fp16.h, so NVRTC needs no include path. */
+__device__ __forceinline__ unsigned short to_half(float v) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    return h;
+}
+__device__ __forceinline__ void store(float* p, int i, float v) { p[i] = v; }
+__device__ __forceinline__ void store(unsigned short* p, int i, float v) { p[i] = to_half(v); }
+
+template <typename T>
+__device__ __forceinline__ void letterbox(
     const unsigned char* __restrict__ src, int src_w, int src_h, int src_pitch,
-    float* __restrict__ dst, int dst_w, int dst_h,
+    T* __restrict__ dst, int dst_w, int dst_h,
     int new_w, int new_h, int pad_x, int pad_y, float pad_value)
 {
     const int x = blockIdx.x * blockDim.x + threadIdx.x;
@@ -37,7 +48,7 @@ extern "C" __global__ void letterbox_bgr_to_rgb_chw(
     const int rx = x - pad_x, ry = y - pad_y;
     if (rx < 0 || ry < 0 || rx >= new_w || ry >= new_h) {
         const float v = pad_value / 255.0f;
-        dst[o] = v; dst[plane + o] = v; dst[2 * plane + o] = v;
+        store(dst, o, v); store(dst, plane + o, v); store(dst, 2 * plane + o, v);
         return;
     }
     /* OpenCV INTER_LINEAR: half-pixel centres; clamp at the borders with zero weight. */
@@ -57,12 +68,29 @@ extern "C" __global__ void letterbox_bgr_to_rgb_chw(
         const float top = r0[sx * 3 + c] * (1.0f - fx) + r0[sx1 * 3 + c] * fx;
         const float bot = r1[sx * 3 + c] * (1.0f - fx) + r1[sx1 * 3 + c] * fx;
         const float v = rintf(top * (1.0f - fy) + bot * fy);  /* the uint8 the CPU resize stores */
-        dst[(2 - c) * plane + o] = v / 255.0f;                  /* BGR in, RGB planes out */
+        store(dst, (2 - c) * plane + o, v / 255.0f);            /* BGR in, RGB planes out */
     }
+}
+
+extern "C" __global__ void letterbox_bgr_to_rgb_chw(
+    const unsigned char* __restrict__ src, int src_w, int src_h, int src_pitch,
+    float* __restrict__ dst, int dst_w, int dst_h,
+    int new_w, int new_h, int pad_x, int pad_y, float pad_value)
+{
+    letterbox(src, src_w, src_h, src_pitch, dst, dst_w, dst_h, new_w, new_h, pad_x, pad_y, pad_value);
+}
+
+extern "C" __global__ void letterbox_bgr_to_rgb_chw_f16(
+    const unsigned char* __restrict__ src, int src_w, int src_h, int src_pitch,
+    unsigned short* __restrict__ dst, int dst_w, int dst_h,
+    int new_w, int new_h, int pad_x, int pad_y, float pad_value)
+{
+    letterbox(src, src_w, src_h, src_pitch, dst, dst_w, dst_h, new_w, new_h, pad_x, pad_y, pad_value);
 }
 """
 
 KERNEL_NAME = b"letterbox_bgr_to_rgb_chw"
+KERNEL_NAME_F16 = b"letterbox_bgr_to_rgb_chw_f16"
 
 
 def _nvrtc() -> Any:
@@ -118,8 +146,9 @@ def compile_letterbox(arch: str, cache_dir: Path | None = None) -> bytes:
 class GpuLetterbox:
     """The compiled kernel, loaded on the current device; :meth:`launch` enqueues it on a stream."""
 
-    def __init__(self, function: Any, module: Any) -> None:
+    def __init__(self, function: Any, module: Any, function_f16: Any = None) -> None:
         self._function = function
+        self._function_f16 = function_f16
         self._module = module
 
     @classmethod
@@ -132,7 +161,8 @@ class GpuLetterbox:
         cubin = compile_letterbox("sm_" + compute_capability.replace(".", ""), cache_dir)
         module = _check_cu(driver.cuModuleLoadData(cubin), "cuModuleLoadData")
         function = _check_cu(driver.cuModuleGetFunction(module, KERNEL_NAME), "cuModuleGetFunction")
-        return cls(function, module)
+        half = _check_cu(driver.cuModuleGetFunction(module, KERNEL_NAME_F16), "cuModuleGetFunction")
+        return cls(function, module, half)
 
     def launch(
         self,
@@ -142,8 +172,10 @@ class GpuLetterbox:
         dst_ptr: int,
         stream: Any,
         pad_value: float = 114.0,
+        half: bool = False,
     ) -> None:
-        """Letterbox the BGR frame at ``src_ptr`` (meta.src_w x meta.src_h) into ``dst_ptr`` (3 x H x W)."""
+        """Letterbox the BGR frame at ``src_ptr`` (meta.src_w x meta.src_h) into ``dst_ptr`` (3 x H x W),
+        float32 or, with ``half``, IEEE float16."""
         from cuda.bindings import driver
 
         new_w = round(meta.src_w * meta.gain_x)
@@ -181,7 +213,9 @@ class GpuLetterbox:
             ),
         )
         _check_cu(
-            driver.cuLaunchKernel(self._function, *grid, *block, 0, stream, args, 0),
+            driver.cuLaunchKernel(
+                self._function_f16 if half else self._function, *grid, *block, 0, stream, args, 0
+            ),
             "cuLaunchKernel(letterbox)",
         )
 

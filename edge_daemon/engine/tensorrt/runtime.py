@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import tensorrt as trt
 
-from edge_daemon.engine.base import EngineInfo, EngineRequest, InferenceEngine
+from edge_daemon.engine.base import DeviceIO, EngineInfo, EngineRequest, InferenceEngine
 from edge_daemon.engine.tensorrt.compat import dims
 from edge_daemon.errors import EngineError
 from edge_daemon.gpu.memory import DeviceView, HostView, Memory
@@ -42,6 +42,7 @@ class TensorRTEngine(InferenceEngine):
         self._memory = memory
         self._output_name = output_name
         self._host_in, self._dev_in, self._host_out, self._dev_out = buffers
+        self._out_shape_max = tuple(int(v) for v in self._host_out.array.shape)
         self._closed = False
 
     @classmethod
@@ -114,6 +115,7 @@ class TensorRTEngine(InferenceEngine):
         b = batch.shape[0]
         if not self._context.set_input_shape(self.info.input_name, tuple(batch.shape)):
             raise EngineError(f"TensorRT refused input shape {tuple(batch.shape)}")
+        self._bind(self._dev_in.ptr, self._dev_out.ptr)  # enqueue() may have bound the pipeline's buffers
         if b == self.info.max_batch:
             self._host_in.write(batch)
         else:
@@ -125,6 +127,32 @@ class TensorRTEngine(InferenceEngine):
         self._memory.synchronize()
         out_shape = dims(self._context.get_tensor_shape(self._output_name))
         return np.array(self._host_out.array.reshape(-1)[: int(np.prod(out_shape))].reshape(out_shape))
+
+    def device_io(self) -> DeviceIO | None:
+        from edge_daemon.gpu.memory import CudaMemory
+
+        if not isinstance(self._memory, CudaMemory):  # the test double's host memory
+            return None
+        return DeviceIO("float32", self._out_shape_max)
+
+    def enqueue(self, input_ptr: int, output_ptr: int, batch: int, stream_handle: int) -> None:
+        """Run on the caller's device buffers and stream (the CUDA pipeline); returns without waiting."""
+        if self._closed:
+            raise EngineError("engine is closed")
+        if not 1 <= batch <= self.info.max_batch:
+            raise ValueError(f"batch must be 1..{self.info.max_batch}, got {batch}")
+        h, w = self.info.input_hw
+        if not self._context.set_input_shape(self.info.input_name, (batch, 3, h, w)):
+            raise EngineError(f"TensorRT refused input shape {(batch, 3, h, w)}")
+        self._bind(input_ptr, output_ptr)
+        if not self._context.execute_async_v3(stream_handle):
+            raise EngineError("TensorRT execute_async_v3 failed; see the TensorRT log")
+
+    def _bind(self, input_ptr: int, output_ptr: int) -> None:
+        if not self._context.set_tensor_address(
+            self.info.input_name, input_ptr
+        ) or not self._context.set_tensor_address(self._output_name, output_ptr):
+            raise EngineError("TensorRT refused a tensor address")
 
     def close(self) -> None:
         if self._closed:
