@@ -4,12 +4,15 @@ One run measures, on the same clip, model file and input shape, in alternating r
 
 - bare: ``engine.infer`` on one ready input tensor, back to back (the engine's ceiling). It is measured
   twice, with the daemon's own session settings and with ONNX Runtime's spin-waiting threads on (faster
-  on an idle machine); the ratios use the faster of the two, so tuning cannot flatter them;
+  on an idle machine); the ratios use the faster of the two, so tuning cannot flatter them. A GPU engine
+  (TensorRT, torch on CUDA) is measured on a ready *device* tensor instead: ``enqueue`` + stream
+  synchronize per call, with no host copy at all;
 - daemon: the full pipeline (decode -> letterbox -> engine -> NMS -> JSON -> MQTT) over the clip as fast as
   it goes (``block`` policy): throughput, and latency that includes waiting in the full queues;
 - live: the same pipeline with the clip paced at its native frame rate and the ``latest`` policy, as a
   camera would feed it: capture -> publish latency without a backlog;
-- ultralytics: ``YOLO(<same onnx>).predict(clip, stream=True)`` at the same input shape.
+- ultralytics: ``YOLO(<same model>).predict(clip, stream=True)`` at the same input shape (the same ONNX;
+  for the torch backend the configured ``.pt`` weights, on the same GPU and in the same precision).
 
 Each figure is the median over the rounds; the ratios are taken between those medians. FPS of a
 streaming run counts from its first result to its last, so start-up is excluded for both contenders.
@@ -144,7 +147,15 @@ def machine_description() -> str:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu}, {cores} cores, Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}"
+    text = f"{cpu}, {cores} cores, Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}"
+    try:
+        from edge_daemon.gpu import cuda
+
+        gpu = cuda.device_info(0)
+        text += f"; GPU {gpu.name} (sm {gpu.compute_capability})"
+    except Exception:  # no cuda-python or no GPU: a CPU machine
+        pass
+    return text
 
 
 def _bench_settings(settings: Settings, frames: int) -> tuple[Settings, Path]:
@@ -209,7 +220,11 @@ def run_bench(
         for r in range(rounds):
             say = log.warning if progress else log.info
             say("bench round %d/%d: bare engine", r + 1, rounds)
-            report.bare_fps.append(_bare(model.engine, tensor, frames))
+            report.bare_fps.append(
+                _bare_device(model.engine, tensor, frames)
+                if model.engine.device_io() is not None
+                else _bare(model.engine, tensor, frames)
+            )
             if spin_engine is not None:
                 report.bare_spin_fps.append(_bare(spin_engine, tensor, frames))
             say("bench round %d/%d: daemon pipeline", r + 1, rounds)
@@ -223,7 +238,7 @@ def run_bench(
             report.live_p99_ms.append(p99)
             if ultralytics:
                 say("bench round %d/%d: ultralytics predict(stream=True)", r + 1, rounds)
-                report.ultralytics_fps.append(_ultralytics(onnx_path, clip, settings, frames))
+                report.ultralytics_fps.append(_ultralytics(onnx_path, clip, settings, frames, model))
     finally:
         model.engine.close()
         if spin_engine is not None:
@@ -248,6 +263,32 @@ def _bare(engine: Any, tensor: np.ndarray, frames: int) -> float:
     return frames / (time.perf_counter() - t0)
 
 
+def _bare_device(engine: Any, tensor: np.ndarray, frames: int) -> float:
+    """The GPU engine on a ready device tensor: enqueue + synchronize, back to back."""
+    from edge_daemon.gpu import cuda
+
+    io = engine.device_io()
+    ready = tensor.astype(np.float16 if io.input_dtype == "float16" else np.float32)
+    stream = cuda.Stream()
+    host = cuda.PinnedBuffer(ready.shape, ready.dtype)
+    dev_in = cuda.DeviceBuffer(host.nbytes)
+    dev_out = cuda.DeviceBuffer(int(np.prod(io.output_shape)) * 4)
+    try:
+        host.write(ready)
+        cuda.copy_htod_async(dev_in, host, stream)
+        for _ in range(10):
+            engine.enqueue(dev_in.ptr, dev_out.ptr, 1, stream.handle)
+        stream.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(frames):
+            engine.enqueue(dev_in.ptr, dev_out.ptr, 1, stream.handle)
+            stream.synchronize()
+        return frames / (time.perf_counter() - t0)
+    finally:
+        for part in (dev_out, dev_in, host, stream):
+            part.close()
+
+
 def _daemon(settings: Settings, model: Any, mqtt: bool) -> tuple[float, float, float]:
     publisher: Publisher = (
         MqttPublisher.from_config(settings.mqtt, settings.device_id) if mqtt else NullPublisher()
@@ -260,7 +301,7 @@ def _daemon(settings: Settings, model: Any, mqtt: bool) -> tuple[float, float, f
     return stats.fps(), float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
 
 
-def _ultralytics(onnx_path: Path, clip: Path, settings: Settings, frames: int) -> float:
+def _ultralytics(onnx_path: Path, clip: Path, settings: Settings, frames: int, model: Any) -> float:
     try:
         from ultralytics import YOLO
     except ImportError:
@@ -268,14 +309,24 @@ def _ultralytics(onnx_path: Path, clip: Path, settings: Settings, frames: int) -
             "bench: the Ultralytics comparison needs the export extra (pip install 'edge-daemon[export]'); "
             "or pass --no-ultralytics"
         ) from None
-    yolo = YOLO(str(onnx_path), task="detect")
+    info = model.engine.info
+    gpu: dict[str, Any] = {}
+    weights = onnx_path
+    if info.backend == "torch":  # Ultralytics' own PyTorch path with the configured weights
+        device = getattr(settings.engine, "device_index", None)
+        gpu = {"device": "cpu" if device is None else device, "half": info.precision == "fp16"}
+        if settings.model.path.suffix.lower() == ".pt":
+            weights = settings.model.path
+    yolo = YOLO(str(weights), task=model.info.task)
     stream = yolo.predict(
         source=str(clip),
         stream=True,
         verbose=False,
+        imgsz=list(info.input_hw),
         conf=settings.detect.conf,
         iou=settings.detect.iou,
         max_det=settings.detect.max_det,
+        **gpu,
     )
     times: list[float] = []
     for _ in stream:

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from edge_daemon.errors import ModelError
@@ -104,7 +105,9 @@ def export_pt(
         shutil.copyfile(pt_path, work)  # Ultralytics writes next to the weights; keep that in our temp dir
         try:
             extra = {"dynamic": dynamic_batch} if fmt == "onnx" else {"device": "cpu"}
-            out = YOLO(str(work)).export(format=fmt, imgsz=list(imgsz), verbose=False, **extra)
+            with warnings.catch_warnings():  # tracer and deprecation warnings are Ultralytics' business
+                warnings.simplefilter("ignore")
+                out = YOLO(str(work)).export(format=fmt, imgsz=list(imgsz), verbose=False, **extra)
         except Exception as exc:  # Ultralytics raises many types; all mean "this export failed"
             label = {"onnx": "ONNX", "torchscript": "TorchScript"}.get(fmt, fmt)
             raise ModelError(f"{pt_path}: {label} export at imgsz {imgsz} failed: {exc}") from None

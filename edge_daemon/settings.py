@@ -159,8 +159,10 @@ class ModelConfig(_Strict):
     @field_validator("path")
     @classmethod
     def _suffix(cls, v: Path) -> Path:
-        if v.suffix.lower() not in {".onnx", ".pt"}:
-            raise ValueError(f"model must be a .onnx or .pt file, got {v.suffix or 'no suffix'!r}")
+        if v.suffix.lower() not in {".onnx", ".pt", ".torchscript"}:
+            raise ValueError(
+                f"model must be a .onnx, .pt or .torchscript file, got {v.suffix or 'no suffix'!r}"
+            )
         return v
 
     @field_validator("imgsz", mode="before")

@@ -159,3 +159,49 @@ def test_gpu_letterbox_matches_the_cpu_letterbox(dst_hw, tmp_path) -> None:
     finally:
         stream.close()
         kernel.close()
+
+
+@requires_gpu
+def test_gpu_letterbox_float16_output(tmp_path) -> None:
+    """The fp16 entry point (for fp16 engine inputs) equals the fp32 result rounded to half precision."""
+    from edge_daemon.gpu.kernels import GpuLetterbox
+    from edge_daemon.preprocess import preprocess
+
+    kernel = GpuLetterbox.load(cuda.device_info(0).compute_capability, tmp_path)
+    stream = cuda.Stream()
+    frame = _real_frames()[0]
+    dst_hw = (448, 576)
+    want, meta = preprocess(frame, dst_hw)
+    src = cuda.PinnedBuffer(frame.shape, np.uint8, mapped=True)  # and read in place: the Jetson path
+    out32 = cuda.PinnedBuffer((1, 3, *dst_hw), np.float32)
+    out16 = cuda.PinnedBuffer((1, 3, *dst_hw), np.float16)
+    dev32, dev16 = cuda.DeviceBuffer(out32.nbytes), cuda.DeviceBuffer(out16.nbytes)
+    try:
+        src.write(frame)
+        kernel.launch(src.device_ptr, frame.shape[1] * 3, meta, dev32.ptr, stream.raw)
+        kernel.launch(src.device_ptr, frame.shape[1] * 3, meta, dev16.ptr, stream.raw, half=True)
+        cuda.copy_dtoh_async(out32, dev32, stream)
+        cuda.copy_dtoh_async(out16, dev16, stream)
+        stream.synchronize()
+        np.testing.assert_array_equal(out16.array, out32.array.astype(np.float16))
+        assert np.abs(out16.array.astype(np.float32) - want).max() <= 1 / 255 + 2e-3
+    finally:
+        for b in (src, out32, out16, dev32, dev16):
+            b.close()
+        stream.close()
+        kernel.close()
+
+
+@requires_gpu
+def test_event_orders_host_waits() -> None:
+    stream, event = cuda.Stream(), cuda.Event()
+    host = cuda.PinnedBuffer((1 << 20,), np.float32)
+    dev = cuda.DeviceBuffer(host.nbytes)
+    try:
+        cuda.copy_htod_async(dev, host, stream)
+        event.record(stream)
+        event.synchronize()
+        assert event.query()
+    finally:
+        for part in (dev, host, event, stream):
+            part.close()

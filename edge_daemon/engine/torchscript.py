@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -73,7 +74,9 @@ class TorchEngine(InferenceEngine):
         device = torch.device("cpu" if device_index is None else f"cuda:{device_index}")
         extra = {"config.txt": ""}
         try:
-            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+            with warnings.catch_warnings():  # deprecated in torch 2.10+, still the loader for TorchScript
+                warnings.filterwarnings("ignore", message=r".*torch\.jit", category=FutureWarning)
+                module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(f"{path}: not a loadable TorchScript file: {str(exc).splitlines()[0]}") from None
         module = module.half() if half else module.float()

@@ -178,6 +178,7 @@ class GpuStage:
         self._per_output = int(np.prod(io.output_shape[1:])) * 4
         self._thread_ready = threading.local()
         self._closed = False
+        self.slots_out_at_close = 0  # frame slots not returned when the stage closed (0 after a clean drain)
         self._parts: list[Any] = []
         try:
             self.kernel = GpuLetterbox.load(gpu.compute_capability, kernel_cache)
@@ -293,6 +294,7 @@ class GpuStage:
         if self._closed:
             return
         self._closed = True
+        self.slots_out_at_close = len(self.ring.slots) - self.ring.free_count()
         try:
             self.stream.synchronize()
         finally:
