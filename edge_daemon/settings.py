@@ -276,6 +276,11 @@ class TorchEngineConfig(_Strict):
     precision: Literal["fp32", "fp16"] = Field("fp16", description="fp16 needs a CUDA device.")
     device_index: int | None = Field(0, ge=0, le=16, description="CUDA device; None runs on the CPU.")
     max_batch: int = Field(1, ge=1, le=64, description="Largest batch (several cameras in one call).")
+    cuda_graphs: bool = Field(
+        True,
+        description="In the CUDA pipeline, replay the model as a CUDA graph (one launch per batch instead of "
+        "hundreds; measured in docs/benchmarks.md).",
+    )
 
 
 EngineConfig = Annotated[

@@ -41,7 +41,14 @@ class TorchEngine(InferenceEngine):
     """A loaded TorchScript module. Build with :meth:`from_config` or :meth:`load`."""
 
     def __init__(
-        self, torch: Any, module: Any, device: Any, half: bool, info: EngineInfo, out_tail: tuple[int, ...]
+        self,
+        torch: Any,
+        module: Any,
+        device: Any,
+        half: bool,
+        info: EngineInfo,
+        out_tail: tuple[int, ...],
+        cuda_graphs: bool = False,
     ):
         self.info = info
         self._torch = torch
@@ -51,17 +58,30 @@ class TorchEngine(InferenceEngine):
         self._out_tail = out_tail  # output shape without the batch dimension
         self._views: dict[tuple[int, tuple[int, ...], str], Any] = {}
         self._streams: dict[int, Any] = {}
+        self._graphs: dict[tuple[int, int, int, int], Any] = {}
+        self._use_graphs = cuda_graphs and device.type == "cuda"
         self._closed = False
 
     @classmethod
     def from_config(cls, config: Any, request: EngineRequest) -> TorchEngine:
-        return cls.load(request.onnx_path, config.device_index, config.precision == "fp16", config.max_batch)
+        return cls.load(
+            request.onnx_path,
+            config.device_index,
+            config.precision == "fp16",
+            config.max_batch,
+            cuda_graphs=config.cuda_graphs,
+        )
 
     @classmethod
-    def load(cls, path: Any, device_index: int | None, half: bool, max_batch: int = 1) -> TorchEngine:
+    def load(
+        cls, path: Any, device_index: int | None, half: bool, max_batch: int = 1, cuda_graphs: bool = False
+    ) -> TorchEngine:
         """Load ``path`` (a ``.torchscript`` file) onto ``cuda:<device_index>`` (None: the CPU).
 
         Runs the model once at ``max_batch`` (warm-up, output shape, and proof that the batch size works).
+        ``cuda_graphs``: :meth:`enqueue` records the model once per (buffers, batch) as a CUDA graph and
+        replays it: one launch instead of hundreds of small ones (the Python executor is launch-bound).
+        fp32 means fp32: TensorFloat-32 convolutions and matmuls are switched off for it.
         """
         try:
             import torch
@@ -72,6 +92,9 @@ class TorchEngine(InferenceEngine):
         if half and device_index is None:
             raise EngineError("torch backend: fp16 needs a CUDA device (set engine.device_index)")
         device = torch.device("cpu" if device_index is None else f"cuda:{device_index}")
+        if device.type == "cuda" and not half:
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         extra = {"config.txt": ""}
         try:
             with warnings.catch_warnings():  # deprecated in torch 2.10+, still the loader for TorchScript
@@ -110,7 +133,7 @@ class TorchEngine(InferenceEngine):
             metadata=metadata,
         )
         log.info("torch engine on %s, %s, input %dx%d, batch <= %d", device, info.precision, h, w, max_batch)
-        return cls(torch, module, device, half, info, tuple(int(v) for v in y.shape[1:]))
+        return cls(torch, module, device, half, info, tuple(int(v) for v in y.shape[1:]), cuda_graphs)
 
     # --------------------------------------------------------------------------------- host memory
 
@@ -146,8 +169,33 @@ class TorchEngine(InferenceEngine):
             stream = self._streams[stream_handle] = torch.cuda.ExternalStream(
                 stream_handle, device=self._device
             )
+        if not self._use_graphs:
+            with torch.cuda.stream(stream), torch.inference_mode():
+                out.copy_(_first(self._module(x)))
+            return
+        key = (input_ptr, output_ptr, batch, stream_handle)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = self._capture(x, out, stream)
+        with torch.cuda.stream(stream):
+            graph.replay()
+
+    def _capture(self, x: Any, out: Any, stream: Any) -> Any:
+        """Record model + output copy on ``stream`` as a CUDA graph (once per buffers and batch size)."""
+        torch = self._torch
         with torch.cuda.stream(stream), torch.inference_mode():
+            for _ in range(3):  # warm-up on this stream (TorchScript profiles the first runs): not captured
+                out.copy_(_first(self._module(x)))
+        stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: the camera and publish threads keep making CUDA calls while this thread captures
+        with (
+            torch.inference_mode(),
+            torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"),
+        ):
             out.copy_(_first(self._module(x)))
+        log.info("torch engine: CUDA graph recorded for batch %d", x.shape[0])
+        return graph
 
     def _view(self, ptr: int, shape: tuple[int, ...], typestr: str) -> Any:
         """A tensor over device memory the caller owns; made once per (address, shape) and reused."""
@@ -163,6 +211,7 @@ class TorchEngine(InferenceEngine):
         if self._closed:
             return
         self._closed = True
+        self._graphs.clear()
         self._views.clear()
         self._streams.clear()
         self._module = None
