@@ -11,6 +11,7 @@ One run measures, on the same clip, model file and input shape, in alternating r
   it goes (``block`` policy): throughput, and latency that includes waiting in the full queues;
 - live: the same pipeline with the clip paced at its native frame rate and the ``latest`` policy, as a
   camera would feed it: capture -> publish latency without a backlog;
+- camera source alone: the clip decoded back to back (the input ceiling of a one-camera pipeline);
 - ultralytics: ``YOLO(<same model>).predict(clip, stream=True)`` at the same input shape (the same ONNX;
   for the torch backend the configured ``.pt`` weights, on the same GPU and in the same precision).
 
@@ -57,6 +58,7 @@ class BenchReport:
     live_p50_ms: list[float] = field(default_factory=list)
     live_p99_ms: list[float] = field(default_factory=list)
     ultralytics_fps: list[float] = field(default_factory=list)
+    decode_fps: list[float] = field(default_factory=list)
     mqtt: bool = True
 
     @staticmethod
@@ -86,6 +88,7 @@ class BenchReport:
                 "live_latency_p50_ms": med(self.live_p50_ms),
                 "live_latency_p99_ms": med(self.live_p99_ms),
                 "ultralytics_fps": ultra,
+                "camera_decode_fps": med(self.decode_fps),
             },
             "ratios": {
                 "daemon_vs_bare": daemon / bare if daemon and bare else None,
@@ -126,6 +129,7 @@ class BenchReport:
             f"{'latency p50, live-paced (ms)':<34}{f(m['live_latency_p50_ms']):>12}",
             f"{'latency p99, live-paced (ms)':<34}{f(m['live_latency_p99_ms']):>12}",
             f"{'ultralytics predict(stream) FPS':<34}{f(m['ultralytics_fps']):>12}",
+            f"{'camera source alone (decode) FPS':<34}{f(m['camera_decode_fps']):>12}",
             "",
             f"{'daemon / bare':<34}{f(r['daemon_vs_bare'], '{:.3f}'):>12}",
             f"{'daemon / ultralytics':<34}{f(r['daemon_vs_ultralytics'], '{:.3f}'):>12}",
@@ -219,6 +223,8 @@ def run_bench(
     try:
         for r in range(rounds):
             say = log.warning if progress else log.info
+            say("bench round %d/%d: camera source alone", r + 1, rounds)
+            report.decode_fps.append(_decode(settings, frames))
             say("bench round %d/%d: bare engine", r + 1, rounds)
             report.bare_fps.append(
                 _bare_device(model.engine, tensor, frames)
@@ -261,6 +267,22 @@ def _bare(engine: Any, tensor: np.ndarray, frames: int) -> float:
     for _ in range(frames):
         engine.infer(tensor)
     return frames / (time.perf_counter() - t0)
+
+
+def _decode(settings: Settings, frames: int) -> float:
+    """The camera source read back to back with nothing else running: the pipeline's input ceiling."""
+    from edge_daemon.camera import open_source
+
+    source = open_source(settings.cameras[0])
+    source.open()
+    try:
+        source.read()
+        t0 = time.perf_counter()
+        for _ in range(frames):
+            source.read()
+        return frames / (time.perf_counter() - t0)
+    finally:
+        source.close()
 
 
 def _bare_device(engine: Any, tensor: np.ndarray, frames: int) -> float:
