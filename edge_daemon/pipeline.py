@@ -161,10 +161,16 @@ class Pipeline:
             reader.start()
         next_log = time.monotonic() + self._stats_interval
         watchdog = Watchdog()
+        seen_state: tuple[bool, ...] = ()
         while not stop.is_set() and any(w.is_alive() for w in self._workers):
             stop.wait(0.2)
             watchdog.tick(self.stats.published, self.stats.fps())
-            if time.monotonic() >= next_log:
+            state = tuple(r.stats.connected for r in self._readers)
+            due = time.monotonic() >= next_log
+            if state != seen_state or due:  # a camera came or went: say so now, not at the next interval
+                seen_state = state
+                self.publisher.publish_health(self.health())
+            if due:
                 watchdog.status(self._log_stats())
                 next_log += self._stats_interval
         watchdog.status("stopping: finishing in-flight frames")
@@ -330,6 +336,27 @@ class Pipeline:
         self.stats.end_to_end_ms.append((now - frame.captured_mono) * 1000.0)
         if self._on_result is not None:
             self._on_result(frame, dets)
+
+    def health(self) -> dict[str, Any]:
+        """The retained ``health`` message: per camera connected / frames / reconnects / last error / drops."""
+        cameras = {
+            r.name: {
+                "connected": r.stats.connected,
+                "frames": r.stats.frames,
+                "reconnects": r.stats.reconnects,
+                "errors": r.stats.errors,
+                "last_error": r.stats.last_error,
+                "dropped_by_policy": self._queues[r.name].dropped,
+            }
+            for r in self._readers
+        }
+        return {
+            "device_id": self._device_id,
+            "time": time.time(),
+            "fps": round(self.stats.fps(), 2),
+            "published": self.stats.published,
+            "cameras": cameras,
+        }
 
     def _log_stats(self) -> str:
         e2e = list(self.stats.end_to_end_ms)[-1000:]

@@ -44,6 +44,8 @@ class Publisher(Protocol):
 
     def publish_detections(self, camera: str, payload: bytes) -> None: ...
 
+    def publish_health(self, health: dict[str, Any]) -> None: ...
+
     def close(self, timeout: float = 5.0) -> None: ...
 
 
@@ -61,6 +63,9 @@ class NullPublisher:
     def publish_detections(self, camera: str, payload: bytes) -> None:
         self.messages += 1
         self.bytes += len(payload)
+
+    def publish_health(self, health: dict[str, Any]) -> None:
+        return None
 
     def close(self, timeout: float = 5.0) -> None:
         return None
@@ -87,6 +92,7 @@ class MqttPublisher:
         self.connect_timeout = connect_timeout
         self.status_topic = status_topic(prefix, device_id)
         self.info_topic = f"{prefix}/{device_id}/info"
+        self.health_topic = f"{prefix}/{device_id}/health"
         # Retained JSON describing what runs (model, backend, precision actually running); set before start.
         self.info: dict[str, Any] | None = None
         self.published = 0
@@ -194,6 +200,19 @@ class MqttPublisher:
             return
         if self._send(topic, payload, None):
             self.published += 1
+
+    def publish_health(self, health: dict[str, Any]) -> None:
+        """Retained state (cameras, drops, outbox) for dashboards; the latest one replaces the last, so it
+        bypasses the outbox. Dropped silently while disconnected: the next one is sent after reconnect."""
+        if not self._connected.is_set():
+            return
+        outbox = (
+            {"pending": self.outbox.pending(), "dropped": self.outbox.dropped}
+            if self.outbox is not None
+            else None
+        )
+        body = {**health, "mqtt": {"published": self.published, "replayed": self.replayed}, "outbox": outbox}
+        self.client.publish(self.health_topic, json.dumps(body).encode("utf-8"), qos=self.qos, retain=True)
 
     def _send(self, topic: str, payload: bytes, row: int | None) -> bool:
         """Hand one message to paho and track its acknowledgement.
