@@ -338,7 +338,7 @@ class Pipeline:
             self._on_result(frame, dets)
 
     def health(self) -> dict[str, Any]:
-        """The retained ``health`` message: per camera connected / frames / reconnects / last error / drops."""
+        """The retained ``health`` message: per camera connected, frames, reconnects, last error, drops."""
         cameras = {
             r.name: {
                 "connected": r.stats.connected,

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_daemon.publish.outbox import Outbox
 from tests.conftest import ROOT, free_port, start_mosquitto
+from tests.helpers.collector import Collector
 
 
 def test_rows_in_order_acked_rows_gone(tmp_path) -> None:
@@ -50,28 +47,6 @@ def test_unwritable_outbox_is_a_clear_error(tmp_path) -> None:
     (tmp_path / "ro" / "o.sqlite").mkdir()  # a directory where the file should be
     with pytest.raises(PublishError, match="cannot open"):
         Outbox(tmp_path / "ro" / "o.sqlite")
-
-
-class _Collector:
-    """A persistent-session subscriber: the broker keeps its QoS 1 messages while it is away."""
-
-    def __init__(self, port: int, topic: str) -> None:
-        self.seqs: list[int] = []
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="collector", clean_session=False)
-        self.client.reconnect_delay_set(1, 1)
-        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        with self.lock:
-            self.seqs.append(json.loads(msg.payload)["seq"])
-
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def _daemon(tmp_path: Path, port: int, clip: Path, model: Path, device: str) -> subprocess.Popen[str]:
@@ -113,7 +88,7 @@ def test_broker_outage_mid_stream_loses_nothing(tmp_path, clip, world_onnx) -> N
     port = free_port()
     extra = f"persistence true\npersistence_location {tmp_path}/\n"
     broker = start_mosquitto(tmp_path, extra=extra.replace("persistence false\n", ""), port=port)
-    collector = _Collector(port, "edge/outage/+/detections")
+    collector = Collector(port, "edge/outage/+/detections")
     proc = _daemon(tmp_path, port, clip, world_onnx, "outage")
     try:
         deadline = time.monotonic() + 120
@@ -154,7 +129,7 @@ def test_messages_left_at_a_crash_go_out_on_the_next_start(tmp_path, clip, world
     box.close()
     assert stored >= 5, "frames were produced and kept on disk"
     broker = start_mosquitto(tmp_path, port=port)
-    collector = _Collector(port, "edge/crash/+/detections")
+    collector = Collector(port, "edge/crash/+/detections")
     proc = _daemon(tmp_path, port, clip, world_onnx, "crash")
     try:
         deadline = time.monotonic() + 60

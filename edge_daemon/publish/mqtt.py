@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sqlite3
 import ssl
 import threading
 import time
@@ -111,6 +112,8 @@ class MqttPublisher:
         # New messages go out directly only once the replay after a connect has caught up (keeps order).
         self._live = False
         self.replayed = 0
+        self.outbox_errors = 0  # consecutive failed outbox writes (disk full); 0 when healthy
+        self.outbox_write_errors_total = 0
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
@@ -193,7 +196,16 @@ class MqttPublisher:
         if topic is None:
             topic = self._topics[camera] = detections_topic(self.prefix, self.device_id, camera)
         if self.outbox is not None:
-            row = self.outbox.add(topic, payload)
+            try:
+                row = self.outbox.add(topic, payload)
+            except PublishError as exc:  # disk full or failing: keep publishing, from memory
+                self._outbox_failed(exc)
+                if self._send(topic, payload, None):
+                    self.published += 1
+                return
+            if self.outbox_errors:
+                log.warning("outbox: writable again after %d failed writes", self.outbox_errors)
+                self.outbox_errors = 0
             self.published += 1
             if self._live and self.connected:
                 self._send(topic, payload, row)
@@ -201,16 +213,35 @@ class MqttPublisher:
         if self._send(topic, payload, None):
             self.published += 1
 
+    def _outbox_failed(self, exc: PublishError) -> None:
+        """Said once per episode (then every 1000th time): messages go out from memory meanwhile, so only
+        a broker outage during a disk failure can lose them."""
+        self.outbox_errors += 1
+        self.outbox_write_errors_total += 1
+        if self.outbox_errors == 1 or self.outbox_errors % 1000 == 0:
+            log.error(
+                "%s; publishing without the disk outbox until it can be written (%d failed writes)",
+                exc,
+                self.outbox_errors,
+            )
+
     def publish_health(self, health: dict[str, Any]) -> None:
         """Retained state (cameras, drops, outbox) for dashboards; the latest one replaces the last, so it
         bypasses the outbox. Dropped silently while disconnected: the next one is sent after reconnect."""
         if not self._connected.is_set():
             return
-        outbox = (
-            {"pending": self.outbox.pending(), "dropped": self.outbox.dropped}
-            if self.outbox is not None
-            else None
-        )
+        outbox = None
+        if self.outbox is not None:
+            try:
+                pending: int | None = self.outbox.pending()
+            except sqlite3.Error:
+                pending = None
+            outbox = {
+                "pending": pending,
+                "dropped": self.outbox.dropped,
+                "write_errors": self.outbox_write_errors_total,
+                "writable": self.outbox_errors == 0,
+            }
         body = {**health, "mqtt": {"published": self.published, "replayed": self.replayed}, "outbox": outbox}
         self.client.publish(self.health_topic, json.dumps(body).encode("utf-8"), qos=self.qos, retain=True)
 

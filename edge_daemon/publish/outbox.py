@@ -49,6 +49,7 @@ class Outbox:
         except sqlite3.Error as exc:
             raise PublishError(f"outbox {path}: cannot open: {exc}") from None
         self.dropped = self._counter("dropped")
+        self.ack_errors = 0
 
     def _counter(self, name: str) -> int:
         row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
@@ -66,7 +67,10 @@ class Outbox:
                 raise PublishError(f"outbox {self.path}: cannot store a message: {exc}") from None
             row_id = int(cur.lastrowid or 0)
             if row_id % 256 == 0:
-                self._enforce_bounds()
+                try:
+                    self._enforce_bounds()
+                except sqlite3.Error as exc:
+                    log.warning("outbox %s: cannot enforce its bounds now: %s", self.path, exc)
             return row_id
 
     def _enforce_bounds(self) -> None:
@@ -92,8 +96,15 @@ class Outbox:
             )
 
     def ack(self, row_id: int) -> None:
+        """Forget an acknowledged message. If the disk refuses even that, the row stays and goes out once
+        more after the next reconnect: a duplicate (consumers see the repeated seq), never a loss."""
         with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+            try:
+                self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+            except sqlite3.Error as exc:
+                self.ack_errors += 1
+                if self.ack_errors == 1 or self.ack_errors % 1000 == 0:
+                    log.error("outbox %s: cannot forget acknowledged message: %s", self.path, exc)
 
     def pending(self) -> int:
         with self._lock:
