@@ -168,7 +168,7 @@ def camera_plans(settings: Settings) -> list[CameraPlan]:
             source=open_source(cam),
             policy=DropPolicy(cam.drop_policy),
             queue_size=cam.queue_size,
-            backoff=Backoff(cam.reconnect_initial_s, cam.reconnect_max_s),
+            backoff=Backoff(cam.reconnect_initial_s, cam.reconnect_max_s, jitter=0.2),
             max_frames=cam.max_frames,
         )
         for cam in settings.cameras

@@ -97,6 +97,11 @@ def test_backoff_is_capped_exponential() -> None:
     assert [b.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     b.reset()
     assert b.next_delay() == 0.5
+    jittered = Backoff(1.0, 8.0, jitter=0.2)
+    delays = [jittered.next_delay() for _ in range(5)]
+    for got, base in zip(delays, [1.0, 2.0, 4.0, 8.0, 8.0], strict=True):
+        assert 0.8 * base <= got <= 1.2 * base
+    assert len({round(d / b, 6) for d, b in zip(delays, [1, 2, 4, 8, 8], strict=True)}) > 1
 
 
 def test_unreachable_stream_retries_with_backoff_and_never_logs_credentials(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import random
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -141,10 +142,15 @@ class DropQueue(Generic[T]):
 
 @dataclass
 class Backoff:
-    """Capped exponential backoff: initial, 2x, 4x, ... up to ``maximum`` seconds; ``reset()`` on success."""
+    """Capped exponential backoff: initial, 2x, 4x, ... up to ``maximum`` seconds; ``reset()`` on success.
+
+    ``jitter``: each delay is scaled by a random factor in [1 - jitter, 1 + jitter], so that many cameras
+    (or devices) that lost the same server do not all knock again at the same instant.
+    """
 
     initial: float
     maximum: float
+    jitter: float = 0.0
     _next: float = 0.0
 
     def __post_init__(self) -> None:
@@ -153,6 +159,8 @@ class Backoff:
     def next_delay(self) -> float:
         delay = self._next
         self._next = min(self._next * 2, self.maximum)
+        if self.jitter:
+            delay *= random.uniform(1.0 - self.jitter, 1.0 + self.jitter)
         return delay
 
     def reset(self) -> None:

@@ -5,7 +5,8 @@ Topics: detections on ``<prefix>/<device_id>/<camera>/detections`` at the config
 (the broker sends it if the daemon dies) and on a clean shutdown; ``<prefix>/<device_id>/info``: retained
 JSON with the model, backend and the precision actually running.
 
-paho's network loop runs in its own thread and reconnects by itself (exponential backoff, 1 s to 60 s).
+paho's network loop runs in its own thread and reconnects by itself (exponential backoff from a random
+0.5-1.5 s base to 60 s).
 ``publish`` never blocks. With an outbox (the default for QoS >= 1, see outbox.py), every detections
 message is stored on disk first and deleted when the broker acknowledges it; after each (re)connect the
 stored messages are replayed in order before new ones go out live, so outages and crashes lose nothing.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random
 import sqlite3
 import ssl
 import threading
@@ -130,7 +132,9 @@ class MqttPublisher:
             clean_session=True,
         )
         client.max_queued_messages_set(cfg.max_queued_messages)
-        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        # paho doubles the delay from min to max without jitter; a random base per client spreads a fleet's
+        # reconnects after a broker restart (delays differ by client at every step).
+        client.reconnect_delay_set(min_delay=random.uniform(0.5, 1.5), max_delay=60)  # type: ignore[arg-type]
         if cfg.username is not None:
             password = cfg.password.get_secret_value() if cfg.password is not None else None
             client.username_pw_set(cfg.username, password)
