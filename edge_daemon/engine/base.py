@@ -106,6 +106,10 @@ class InferenceEngine(ABC):
     ) -> None:
         self.close()
 
+    def check_batch(self, batch: int) -> None:
+        if not 1 <= batch <= self.info.max_batch:
+            raise ValueError(f"batch must be 1..{self.info.max_batch}, got {batch}")
+
     def check_input(self, batch: npt.NDArray[np.float32]) -> None:
         h, w = self.info.input_hw
         if batch.ndim != 4 or batch.shape[1:] != (3, h, w) or not 1 <= batch.shape[0] <= self.info.max_batch:

@@ -158,8 +158,7 @@ class TorchEngine(InferenceEngine):
     def enqueue(self, input_ptr: int, output_ptr: int, batch: int, stream_handle: int) -> None:
         if self._closed:
             raise EngineError("engine is closed")
-        if not 1 <= batch <= self.info.max_batch:
-            raise ValueError(f"batch must be 1..{self.info.max_batch}, got {batch}")
+        self.check_batch(batch)
         h, w = self.info.input_hw
         x = self._view(input_ptr, (batch, 3, h, w), "<f2" if self._half else "<f4")
         out = self._view(output_ptr, (batch, *self._out_tail), "<f4")

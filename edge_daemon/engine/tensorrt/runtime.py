@@ -139,8 +139,7 @@ class TensorRTEngine(InferenceEngine):
         """Run on the caller's device buffers and stream (the CUDA pipeline); returns without waiting."""
         if self._closed:
             raise EngineError("engine is closed")
-        if not 1 <= batch <= self.info.max_batch:
-            raise ValueError(f"batch must be 1..{self.info.max_batch}, got {batch}")
+        self.check_batch(batch)
         h, w = self.info.input_hw
         if not self._context.set_input_shape(self.info.input_name, (batch, 3, h, w)):
             raise EngineError(f"TensorRT refused input shape {(batch, 3, h, w)}")
