@@ -41,6 +41,10 @@ from edge_daemon.types import Detections, Frame
 
 log = logging.getLogger(__name__)
 
+# Latency samples kept for the statistics (the most recent ones): bounded, so a daemon that runs for
+# months holds a fixed amount (about 0.7 MB per deque), not one float per frame it ever served.
+LATENCY_SAMPLES = 20_000
+
 
 @dataclass(frozen=True, slots=True)
 class CameraPlan:
@@ -65,8 +69,8 @@ class PipelineStats:
     published: int = 0
     detections: int = 0
     first_publish: float | None = None
-    end_to_end_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
-    inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    end_to_end_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     dropped: dict[str, int] = field(default_factory=dict)
     captured: dict[str, int] = field(default_factory=dict)
 
