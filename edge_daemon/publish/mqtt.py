@@ -110,6 +110,7 @@ class MqttPublisher:
         self.outbox = outbox
         self._row_of: dict[int, int | None] = {}
         self._inflight_rows: set[int] = set()
+        self._done_rows: set[int] = set()  # recently acknowledged rows (see _send)
         self._early: dict[int, float] = {}
         # New messages go out directly only once the replay after a connect has caught up (keeps order).
         self._live = False
@@ -257,8 +258,10 @@ class MqttPublisher:
         """
         with self._acked:
             if row is not None:
-                if row in self._inflight_rows:
-                    return True  # in flight already; paho resends it itself after a reconnect
+                if row in self._inflight_rows or row in self._done_rows:
+                    # in flight already (paho resends it itself after a reconnect), or acknowledged since
+                    # the replay read it from disk: sending it again would only make a duplicate
+                    return True
                 self._inflight_rows.add(row)
         info = self.client.publish(topic, payload, qos=self.qos)
         with self._acked:
@@ -283,6 +286,10 @@ class MqttPublisher:
         """The broker has a message. Called with the lock held."""
         if row is not None:
             self._inflight_rows.discard(row)
+            self._done_rows.add(row)
+            if len(self._done_rows) > 20_000:  # row ids only grow (AUTOINCREMENT): keep the newest
+                newest = max(self._done_rows)
+                self._done_rows = {r for r in self._done_rows if r > newest - 10_000}
             if self.outbox is not None:
                 self.outbox.ack(row)
         if not self._unacked:
