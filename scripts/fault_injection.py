@@ -266,13 +266,22 @@ def crash_build(tmp: Path) -> dict[str, Any]:
         time.sleep(1)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        left = sorted(
-            str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file() and "onnx/" not in str(p)
-        )
+
+        def temp_files() -> list[str]:
+            return sorted(
+                str(p.relative_to(cache))
+                for p in (cache / "qdq").rglob("*")
+                if p.is_file() and (p.name.endswith(".tmp") or "/.qdq-" in str(p))
+            )
+
+        left = temp_files()
+        calib = sorted((cache / "calibration").rglob("*.jpg"))
         t0 = time.monotonic()
         proc = start_daemon(config, log)
         proc.wait(600)
         second = time.monotonic() - t0
+        after = temp_files()
+        models = sorted(p.name for p in (cache / "qdq").glob("*.onnx"))
         t0 = time.monotonic()
         proc = start_daemon(config, log)
         proc.wait(600)
@@ -280,14 +289,15 @@ def crash_build(tmp: Path) -> dict[str, Any]:
         text = log.read_text(errors="replace")
         return {
             "scenario": "SIGKILL during the INT8 build (calibration)",
-            "files_left_by_the_killed_boot": left,
+            "temp_files_left_by_the_killed_boot": left,
+            "calibration_frames_kept": len(calib),
+            "temp_files_after_the_next_boot": after,
+            "int8_models_after_the_next_boot": models,
             "next_boot_exit_code": 0 if "stopped: 30 frames published" in text else "see log",
             "next_boot_s (rebuilds, then runs 30 frames)": round(second, 1),
             "boot_after_that_s (loads the cache)": round(third, 1),
-            "quarantined_or_swept": [
-                line.split("] ", 1)[-1]
-                for line in text.splitlines()
-                if "stale" in line or "quarantin" in line
+            "log_lines": [
+                ln for ln in text.splitlines() if "stale" in ln or "quarantin" in ln or "INT8 model" in ln
             ][:5],
         }
     finally:
