@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import struct
 import tempfile
 import time
@@ -86,13 +87,18 @@ def build_lock(path: Path, timeout_s: float = 3600.0, poll_s: float = 0.5) -> It
 
 
 def sweep_stale_temp(directory: Path) -> int:
-    """Remove ``.*.tmp`` files left by a writer that was killed. Call only while holding the build lock
-    (every writer holds it, so any temp file seen then is stale). Returns how many were removed."""
+    """Remove ``.*.tmp`` files and ``.*.tmpdir`` / ``.qdq-*`` work folders left by a writer that was
+    killed. Call only while holding the build lock (every writer holds it, so any temporary seen then is
+    stale). Returns how many were removed."""
     removed = 0
     if directory.is_dir():
         for tmp in directory.glob(".*.tmp"):
             with contextlib.suppress(OSError):
                 tmp.unlink()
+                removed += 1
+        for work in [*directory.glob(".qdq-*"), *directory.glob(".*.tmpdir")]:
+            if work.is_dir():
+                shutil.rmtree(work, ignore_errors=True)
                 removed += 1
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted build in %s", removed, directory)

@@ -101,8 +101,13 @@ def start_mosquitto(tmp: Path, extra: str = "", port: int | None = None) -> Brok
         pytest.fail("mosquitto is not installed: `apt-get install mosquitto` (make test does)")
     port = port or free_port()
     conf = tmp / f"mosquitto-{port}.conf"
+    # mosquitto keeps the first "persistence" line it reads: only default it when ``extra`` does not set it.
+    persistence = "" if "persistence " in extra else "persistence false\n"
+    # Started as root, mosquitto switches to the user "mosquitto", which cannot write its persistence file
+    # into the test's folder (it then loses every stored session at a restart): stay the same user.
+    user = "user root\n" if os.geteuid() == 0 else ""
     conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}", encoding="utf-8"
+        f"listener {port} 127.0.0.1\nallow_anonymous true\n{user}{persistence}{extra}", encoding="utf-8"
     )
     proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

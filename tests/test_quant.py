@@ -239,3 +239,15 @@ def test_quant_report_cli_writes_table_json_and_png(tmp_path, world_onnx, clip) 
     assert fp32["precision"] == "fp32" and mixed["precision"] == naive["precision"] == "int8"
     assert mixed["map50_95"] > 0.6 > naive["map50_95"], "mixed precision keeps what naive INT8 loses"
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out_png.stat().st_size > 10_000
+
+
+def test_stale_temporaries_of_a_killed_build_are_swept(tmp_path: Path) -> None:
+    """What a SIGKILLed INT8 build leaves (scripts/fault_injection.py crash-build found both kinds)."""
+    from edge_daemon.artifacts import sweep_stale_temp
+
+    (tmp_path / ".model-int8.onnx.abc123.tmp").write_bytes(b"half a model")
+    (tmp_path / ".qdq-xyz").mkdir()
+    (tmp_path / ".qdq-xyz" / "pre.onnx").write_bytes(b"pre-processed")
+    (tmp_path / "model-int8.onnx").write_bytes(b"a finished model")
+    assert sweep_stale_temp(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model-int8.onnx"]
