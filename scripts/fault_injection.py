@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -390,7 +391,7 @@ def main() -> int:
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / "soak.png")
     parser.add_argument("--out", type=Path, help="append the JSON lines here")
     args = parser.parse_args()
-    runs = {
+    runs: dict[str, Callable[[Path], dict[str, Any]]] = {
         "outage": lambda t: outage(t, args.seconds),
         "rtsp": lambda t: rtsp_kills(t, args.kills),
         "crash-outbox": lambda t: crash_outbox(t, args.kills),
