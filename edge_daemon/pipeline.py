@@ -138,6 +138,7 @@ class Pipeline:
                     plan.backoff,
                     max_frames=plan.max_frames,
                     on_end=self._camera_ended(plan.name),
+                    buffers=self.stage,
                 )
             )
         self._workers = [

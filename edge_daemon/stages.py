@@ -6,6 +6,9 @@ The pipeline's three kinds of thread each call one method::
     inference thread: submit([item, ...]) -> batch    (run, or queue on the GPU without waiting)
     publish thread:   outputs(batch) -> (B, C, N)     (the raw head output on the host), then release(batch)
 
+A stage may also lend the camera threads buffers to decode into (``claim``/``unclaim``): the CUDA stage
+lends its pinned slots, so a frame is decoded straight into page-locked memory.
+
 :class:`CpuStage` letterboxes with OpenCV and calls ``engine.infer``. The CUDA stage
 (:class:`edge_daemon.gpu.stage.GpuStage`) keeps frames in pinned memory and does the rest on one stream.
 Items a drop policy discards are handed to ``discard`` so that their resources come back.
@@ -51,6 +54,12 @@ class Stage(Protocol):
         """A prepared item that will never be submitted (dropped by the queue policy)."""
         ...
 
+    def claim(self, camera: str) -> tuple[object, npt.NDArray[np.uint8]] | None:
+        """Camera thread: a buffer to decode the next frame into, or None (see camera.FrameBuffers)."""
+        ...
+
+    def unclaim(self, token: object) -> None: ...
+
     def submit(self, items: list[Any]) -> Any:
         """Inference thread: start one batch (1 <= len(items) <= engine max batch)."""
         ...
@@ -93,6 +102,12 @@ class CpuStage:
         return CpuItem(frame, meta, tensor)
 
     def discard(self, item: Any) -> None:
+        return None
+
+    def claim(self, camera: str) -> tuple[object, npt.NDArray[np.uint8]] | None:
+        return None  # OpenCV's own arrays are what the CPU letterbox reads
+
+    def unclaim(self, token: object) -> None:
         return None
 
     def submit(self, items: list[Any]) -> CpuBatch:

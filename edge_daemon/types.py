@@ -5,7 +5,7 @@ Only numpy is imported here, so every room can depend on this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -15,7 +15,9 @@ import numpy.typing as npt
 class Frame:
     """One decoded camera frame.
 
-    image: BGR, uint8, shape (H, W, 3), C-contiguous; owned by this frame (never reused by the camera).
+    image: BGR, uint8, shape (H, W, 3), C-contiguous; owned by this frame (never reused by the camera),
+        or, when ``buffer`` is set, a view of a pipeline buffer the camera decoded into (the CUDA stage's
+        pinned slots), valid until the frame has been published.
     seq: per-camera sequence number, starting at 0 and increasing by one per captured frame
         (frames dropped by the drop policy keep their numbers, so gaps are visible downstream).
     captured_at: wall-clock capture time, seconds since the Unix epoch.
@@ -27,6 +29,7 @@ class Frame:
     image: npt.NDArray[np.uint8]
     captured_at: float
     captured_mono: float
+    buffer: object | None = field(default=None, compare=False, repr=False)  # opaque, the stage's token
 
     def __post_init__(self) -> None:
         img = self.image

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +50,11 @@ class FrameSource(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def read_into(self, out: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8] | None:
+        """Like :meth:`read`, decoding into ``out`` when the source can (same shape and type): the
+        returned array is then ``out`` itself. Sources that cannot return a new array, as ``read`` does."""
+        return self.read()
 
 
 class DropPolicy(enum.Enum):
@@ -176,6 +181,19 @@ class CameraStats:
     last_error: str = ""
 
 
+class FrameBuffers(Protocol):
+    """Where a reader may decode frames in place (the CUDA stage's pinned slots)."""
+
+    def claim(self, camera: str) -> tuple[object, npt.NDArray[np.uint8]] | None:
+        """A free buffer shaped like this camera's last frame: (token, array), or None (no shape known
+        yet, or closing). Blocks while every buffer is in use."""
+        ...
+
+    def unclaim(self, token: object) -> None:
+        """Give back a claimed buffer that did not end up holding a frame."""
+        ...
+
+
 class CameraReader:
     """Thread that reads one :class:`FrameSource` and hands numbered :class:`Frame` objects to ``sink``.
 
@@ -193,6 +211,7 @@ class CameraReader:
         max_frames: int | None = None,
         on_end: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
+        buffers: FrameBuffers | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -202,6 +221,7 @@ class CameraReader:
         self._max_frames = max_frames
         self._on_end = on_end
         self._clock = clock
+        self._buffers = buffers
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"camera-{name}", daemon=True)
 
@@ -241,13 +261,24 @@ class CameraReader:
                     continue
                 self.stats.connected = True
                 log.info("camera %s: opened %s", self.name, self.source.description)
+            claimed = self._buffers.claim(self.name) if self._buffers is not None else None
             try:
-                image = self.source.read()
-            except CameraError as exc:
+                image = self.source.read_into(claimed[1]) if claimed is not None else self.source.read()
+            except BaseException as exc:
+                if claimed is not None and self._buffers is not None:
+                    self._buffers.unclaim(claimed[0])
+                if not isinstance(exc, CameraError):
+                    raise
                 self.source.close()
                 self.stats.connected = False
                 self._failed(exc)
                 continue
+            token: object | None = None
+            if claimed is not None and self._buffers is not None:
+                if image is not None and image is claimed[1]:
+                    token = claimed[0]  # decoded in place: no copy downstream
+                else:
+                    self._buffers.unclaim(claimed[0])
             if image is None:
                 if self.source.finite:
                     log.info("camera %s: end of %s after %d frames", self.name, self.source.description, seq)
@@ -257,7 +288,7 @@ class CameraReader:
                 self._failed(CameraError("stream ended"))
                 continue
             self._backoff.reset()
-            self._sink(Frame(self.name, seq, image, self._clock(), time.monotonic()))
+            self._sink(Frame(self.name, seq, image, self._clock(), time.monotonic(), buffer=token))
             seq += 1
             self.stats.frames = seq
             if self._max_frames is not None and seq >= self._max_frames:

@@ -57,12 +57,19 @@ class OpenCVSource(FrameSource):
         self._cap = cap
 
     def read(self) -> npt.NDArray[np.uint8] | None:
+        return self._read(None)
+
+    def read_into(self, out: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8] | None:
+        """OpenCV decodes straight into ``out`` when it fits (no new array, no extra copy)."""
+        return self._read(out)
+
+    def _read(self, out: npt.NDArray[np.uint8] | None) -> npt.NDArray[np.uint8] | None:
         if self._cap is None:
             raise CameraError(f"{self.description} is not open")
-        ok, image = self._cap.read()
+        ok, image = self._cap.read(out) if out is not None else self._cap.read()
         if not ok and self.loop:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, image = self._cap.read()
+            ok, image = self._cap.read(out) if out is not None else self._cap.read()
         if not ok or image is None:
             if self.finite:
                 return None

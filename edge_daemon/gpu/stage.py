@@ -2,9 +2,9 @@
 
 Per batch, everything is queued on one CUDA stream and the inference thread does not wait::
 
-    camera thread     frame -> pinned slot (np.copyto; the only host copy)         [slot ring, >= 3]
+    camera thread     decode straight into a pinned slot (OpenCV writes into it)  [slot ring, >= 3]
     inference thread  H2D(slot) -> letterbox kernel -> engine.enqueue -> D2H(output) -> event record
-    publish thread    event.synchronize -> decode + NMS from pinned output -> release slots
+    publish thread    event.synchronize -> decode + NMS from pinned output -> publish -> release
 
 so capture of frame N+2, upload and pre-processing of N+1 and inference of N overlap. Buffers are
 allocated once: frame slots grow only if a camera's frames get larger (logged), device input and
@@ -177,6 +177,9 @@ class GpuStage:
         self._per_image = 3 * h * w * (2 if self._half else 4)
         self._per_output = int(np.prod(io.output_shape[1:])) * 4
         self._thread_ready = threading.local()
+        self._shapes: dict[str, tuple[int, int, int]] = {}  # last frame shape per camera (for claim)
+        self.in_place = 0  # frames the camera decoded straight into a pinned slot
+        self.copied = 0  # frames copied into a slot (each camera's first, or a source that cannot)
         self._closed = False
         self.slots_out_at_close = 0  # frame slots not returned when the stage closed (0 after a clean drain)
         self._parts: list[Any] = []
@@ -209,12 +212,47 @@ class GpuStage:
 
     # camera threads -------------------------------------------------------------------------------
 
+    def claim(self, camera: str) -> tuple[object, npt.NDArray[np.uint8]] | None:
+        """A free slot for the camera to decode its next frame into (shaped like its last frame), so the
+        frame lands in pinned memory with no copy of ours. None before the camera's first frame."""
+        shape = self._shapes.get(camera)
+        if shape is None:
+            return None
+        slot = self.ring.acquire()
+        if slot is None:
+            return None
+        nbytes = shape[0] * shape[1] * shape[2]
+        try:
+            if slot.host is None or nbytes > slot.host.nbytes:
+                self._in_thread()
+                slot.fit(nbytes)
+            assert slot.host is not None
+            view = slot.host.array[:nbytes].reshape(shape)
+        except BaseException:
+            self.ring.release(slot)
+            raise
+        return slot, view
+
+    def unclaim(self, token: object) -> None:
+        assert isinstance(token, FrameSlot)
+        self.ring.release(token)
+
     def prepare(self, frame: Frame) -> GpuItem | None:
         image = frame.image
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise EngineError(
                 f"camera {frame.camera}: expected a BGR uint8 frame, got {image.dtype} {image.shape}"
             )
+        shape = (int(image.shape[0]), int(image.shape[1]), 3)
+        self._shapes[frame.camera] = shape
+        if isinstance(frame.buffer, FrameSlot):  # decoded into this slot already
+            lent = frame.buffer
+            if self._closed:
+                self.ring.release(lent)
+                return None
+            lent.nbytes = image.nbytes
+            self.in_place += 1
+            return GpuItem(frame, letterbox_meta(shape[:2], self._input_hw), lent)
         slot = self.ring.acquire()
         if slot is None:
             return None
@@ -226,6 +264,7 @@ class GpuStage:
             else:
                 slot.nbytes = image.nbytes
             slot.write(np.ascontiguousarray(image))
+            self.copied += 1
         except BaseException:
             self.ring.release(slot)
             raise
@@ -274,11 +313,12 @@ class GpuStage:
     def outputs(self, batch: Any) -> tuple[npt.NDArray[np.float32], float]:
         batch.out.event.synchronize()
         ms = (time.perf_counter() - batch.started) * 1000.0
-        for item in batch.items:
-            self.ring.release(item.slot)
         return batch.out.host.array[: len(batch.items)], ms
 
     def release(self, batch: Any) -> None:
+        """After publishing: the frames' slots (their images were views of them) and the output slot."""
+        for item in batch.items:
+            self.ring.release(item.slot)
         self._free_outs.put(batch.out)
 
     # ----------------------------------------------------------------------------------------------
