@@ -511,3 +511,27 @@ def test_first_boot_progress_reaches_systemd_status(tmp_path, world_onnx, clip, 
     assert "STATUS=capturing calibration frames 12/12" in text
     assert "STATUS=calibrating INT8, batch 12/12" in text and "ETA" in text
     assert "STATUS=building int8 TensorRT engine" in text
+
+
+def test_enqueue_runs_on_the_callers_buffers_and_infer_rebinds_its_own(
+    tmp_path, world_onnx, clip, frames
+) -> None:
+    """The CUDA stage's path: ``enqueue`` binds the pipeline's input/output addresses and stream; a later
+    ``infer`` must bind the engine's own buffers again (the double's addresses are host pointers)."""
+    model = _boot(_config(tmp_path, world_onnx, clip, precision="fp32"))
+    engine = model.engine
+    try:
+        x, _ = preprocess(frames[0], engine.info.input_hw)
+        want = engine.infer(x)
+        assert engine.device_io() is None  # host memory (the double): the pipeline keeps its CPU stage
+        mine_in = np.ascontiguousarray(x)
+        mine_out = np.zeros_like(want)
+        engine.enqueue(mine_in.ctypes.data, mine_out.ctypes.data, 1, 0)
+        np.testing.assert_array_equal(mine_out, want)
+        again = engine.infer(preprocess(frames[1], engine.info.input_hw)[0])
+        assert not np.array_equal(again, want)
+        np.testing.assert_array_equal(mine_out, want)  # infer wrote to its own buffers, not the caller's
+        with pytest.raises(ValueError, match=r"batch must be 1\.\.1"):
+            engine.enqueue(mine_in.ctypes.data, mine_out.ctypes.data, 2, 0)
+    finally:
+        engine.close()
