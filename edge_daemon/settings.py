@@ -419,8 +419,13 @@ class Settings(BaseSettings):
         return env_settings, init_settings, file_secret_settings
 
 
+def _printable(text: str) -> str:
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def _format_error(err: Any) -> str:
-    loc = ".".join(str(p) for p in _strip_union_tags(err["loc"]))
+    # A key from the file may hold control characters (a stray \r): escape them, one error stays one line.
+    loc = ".".join(_printable(str(p)) for p in _strip_union_tags(err["loc"]))
     msg = str(err["msg"])
     if err["type"] == "extra_forbidden":
         msg = "unknown key"

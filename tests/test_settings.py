@@ -170,3 +170,14 @@ def test_check_config_cli_malformed(write, text: str) -> None:
     res = _cli("check-config", str(write(text=text)))
     assert res.returncode == 78 and "Traceback" not in res.stderr
     assert res.stderr.startswith("config error: ")
+
+
+def test_a_key_with_control_characters_gives_a_one_line_error(tmp_path) -> None:
+    """Found by tests/test_generated_configs.py: a key holding a carriage return split the message."""
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"model": {"\x1e\r": None}}), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    lines = str(info.value).splitlines()
+    assert all(line.strip() for line in lines)
+    assert any("model.\\x1e\\r: unknown key" in line for line in lines)
