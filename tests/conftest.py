@@ -7,11 +7,13 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -70,6 +72,20 @@ def frames(clip: Path) -> list[np.ndarray]:
             out.append(img)
     cap.release()
     return out
+
+
+def run_cli(*args: str, timeout: float | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """``python -m edge_daemon ARGS`` from the repository root, output captured as text; never raises
+    on the exit code (tests assert it). ``kwargs`` go to ``subprocess.run`` (env, preexec_fn, ...)."""
+    return subprocess.run(
+        [sys.executable, "-m", "edge_daemon", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
 
 
 def free_port() -> int:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import run_cli
 
 
 def _run(tmp_path: Path, clip: Path, model: Path, command: str = "run") -> subprocess.CompletedProcess[str]:
@@ -23,14 +22,7 @@ def _run(tmp_path: Path, clip: Path, model: Path, command: str = "run") -> subpr
             }
         )
     )
-    return subprocess.run(
-        [sys.executable, "-m", "edge_daemon", command, "-c", str(config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_cli(command, "-c", str(config), timeout=300)
 
 
 @pytest.mark.parametrize(
@@ -57,19 +49,7 @@ def test_bad_model_files_exit_65_with_one_clear_line(tmp_path, clip, world_onnx,
 
 
 def test_unreadable_config_and_unknown_command(tmp_path) -> None:
-    res = subprocess.run(
-        [sys.executable, "-m", "edge_daemon", "run", "-c", str(tmp_path / "missing.yaml")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    res = run_cli("run", "-c", str(tmp_path / "missing.yaml"))
     assert res.returncode == 78 and res.stderr.strip().endswith("config file not found")
-    res = subprocess.run(
-        [sys.executable, "-m", "edge_daemon", "frobnicate"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    res = run_cli("frobnicate")
     assert res.returncode == 2 and "invalid choice" in res.stderr and "Traceback" not in res.stderr

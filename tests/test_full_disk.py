@@ -8,8 +8,6 @@ import os
 import resource
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import yaml
 
 from edge_daemon.errors import PublishError
 from edge_daemon.publish.outbox import Outbox
-from tests.conftest import ROOT, Broker, subscribed
+from tests.conftest import Broker, run_cli, subscribed
 
 
 def test_sqlite_full_is_a_publish_error_and_the_outbox_recovers(tmp_path: Path) -> None:
@@ -67,16 +65,7 @@ def test_daemon_keeps_publishing_when_the_outbox_disk_is_full(
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
     with subscribed(broker, "edge/fulldisk/#") as sub:
-        proc = subprocess.run(
-            [sys.executable, "-m", "edge_daemon", "run", "-c", str(config)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            preexec_fn=_limit_file_size,
-            check=False,
-        )
+        proc = run_cli("run", "-c", str(config), timeout=300, env=env, preexec_fn=_limit_file_size)
         assert sub.wait_for(lambda m: len([1 for t, _, _ in m if t.endswith("/detections")]) >= frames, 30)
         time.sleep(0.5)
     out = proc.stdout + proc.stderr

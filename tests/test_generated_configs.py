@@ -4,8 +4,6 @@ A few generated files also go through the real CLI: exit 0 or 78 (EX_CONFIG), no
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -14,7 +12,7 @@ from hypothesis import strategies as st
 
 from edge_daemon.errors import ConfigError
 from edge_daemon.settings import Settings, load_settings
-from tests.conftest import ROOT
+from tests.conftest import run_cli
 
 SECRET = "hunter2-XYZZY"
 
@@ -130,14 +128,7 @@ def test_any_text_as_yaml_is_a_config_error_or_a_config(tmp_path: Path, text: st
 def test_generated_configs_through_the_cli(tmp_path: Path, data: dict[str, object]) -> None:
     path = tmp_path / "gen.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "edge_daemon", "check-config", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli("check-config", str(path), timeout=60)
     out = done.stdout + done.stderr
     assert done.returncode in (0, 78), out
     assert "Traceback" not in out and SECRET not in out

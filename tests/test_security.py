@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, Broker, free_port, wait_port
+from tests.conftest import ROOT, Broker, free_port, run_cli, wait_port
 
 PASSWORD = "broker-pw-7f3a9c"
 RTSP_PASSWORD = "rtsp-secret-51be"
@@ -202,13 +202,7 @@ def test_tls_password_acl_full_run_and_no_secret_anywhere(
             out, _ = proc.communicate(timeout=60)
         finally:
             proc.kill()
-        check = subprocess.run(
-            [sys.executable, "-m", "edge_daemon", "check-config", str(config)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=False,
-        )
+        check = run_cli("check-config", str(config))
     finally:
         watcher.disconnect()
         watcher.loop_stop()
@@ -234,14 +228,7 @@ def test_acl_outside_the_prefix_is_refused(tmp_path, clip, world_onnx, pki, tls_
     config.write_text(yaml.safe_dump(data))
     watcher, got = _tls_client_watch(tls_broker, pki, "#")
     try:
-        res = subprocess.run(
-            [sys.executable, "-m", "edge_daemon", "run", "-c", str(config)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
-        )
+        res = run_cli("run", "-c", str(config), timeout=90)
     finally:
         watcher.disconnect()
         watcher.loop_stop()
@@ -261,14 +248,7 @@ def test_wrong_ca_is_refused(tmp_path, clip, world_onnx, pki, tls_broker) -> Non
     data["cameras"] = data["cameras"][:1]
     config = tmp_path / "wrongca.yaml"
     config.write_text(yaml.safe_dump(data))
-    res = subprocess.run(
-        [sys.executable, "-m", "edge_daemon", "run", "-c", str(config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    res = run_cli("run", "-c", str(config), timeout=90)
     assert "connected to" not in res.stderr
     assert PASSWORD not in res.stderr + res.stdout
 
@@ -281,12 +261,6 @@ def test_plain_broker_never_sees_credentials_unless_allowed(tmp_path, clip, worl
     }
     config = tmp_path / "plain.yaml"
     config.write_text(yaml.safe_dump(data))
-    res = subprocess.run(
-        [sys.executable, "-m", "edge_daemon", "check-config", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
+    res = run_cli("check-config", str(config))
     assert res.returncode == 78 and "would be sent in plain text" in res.stderr
     assert PASSWORD not in res.stderr + res.stdout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import yaml
 
 from edge_daemon.errors import ConfigError
 from edge_daemon.settings import FileCamera, UrlCamera, load_settings, redacted_dump
+from tests.conftest import run_cli
 
 
 @pytest.fixture
@@ -128,14 +128,7 @@ def test_redacted_dump_masks_secrets(write, tmp_path: Path) -> None:
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edge_daemon", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
+    return run_cli(*args, timeout=60, env=env)
 
 
 def test_check_config_cli_valid(write) -> None:

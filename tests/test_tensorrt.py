@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 DOUBLES = ROOT / "tests" / "doubles"
 if str(DOUBLES) not in sys.path:
@@ -322,19 +322,11 @@ def test_ultralytics_engine_files_load(tmp_path, world_onnx, clip) -> None:
     model = _boot(data)
     assert model.engine.info.precision == "fp16" and model.info.names == {0: "person", 1: "bicycle"}
     model.engine.close()
-    res = subprocess.run(
-        [sys.executable, "-m", "edge_daemon", "engine", "info", str(ul)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    res = run_cli("engine", "info", str(ul))
+    assert res.returncode == 0, res.stderr
     assert "Ultralytics engine" in res.stdout and '"imgsz"' in res.stdout
-    res = subprocess.run(
-        [sys.executable, "-m", "edge_daemon", "engine", "info", str(plan)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    res = run_cli("engine", "info", str(plan))
+    assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["precision"] == "fp16"
 
 
