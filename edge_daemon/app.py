@@ -178,9 +178,10 @@ def camera_plans(settings: Settings) -> list[CameraPlan]:
 def make_stage(settings: Settings, model: LoadedModel) -> Stage:
     """The CUDA stage when the engine runs on device memory (and ``gpu.preprocess`` allows), else CPU."""
     engine, mode = model.engine, settings.gpu.preprocess
-    if mode == "cpu" or (mode == "auto" and engine.device_io() is None):
+    on_device = engine.device_io() is not None
+    if mode == "cpu" or (mode == "auto" and not on_device):
         return CpuStage(engine)
-    if engine.device_io() is None:
+    if not on_device:
         raise ConfigError(
             f"gpu.preprocess is 'gpu' but the {engine.info.backend} engine runs on the host; "
             "use 'auto' or 'cpu'"

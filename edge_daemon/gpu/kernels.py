@@ -92,6 +92,22 @@ extern "C" __global__ void letterbox_bgr_to_rgb_chw_f16(
 KERNEL_NAME = b"letterbox_bgr_to_rgb_chw"
 KERNEL_NAME_F16 = b"letterbox_bgr_to_rgb_chw_f16"
 
+# The kernel's parameter types, in order, for cuLaunchKernel (built once, not per launch).
+_ARG_TYPES = (
+    ctypes.c_void_p,  # src
+    ctypes.c_int,  # src_w
+    ctypes.c_int,  # src_h
+    ctypes.c_int,  # src_pitch
+    ctypes.c_void_p,  # dst
+    ctypes.c_int,  # dst_w
+    ctypes.c_int,  # dst_h
+    ctypes.c_int,  # new_w
+    ctypes.c_int,  # new_h
+    ctypes.c_int,  # pad_x
+    ctypes.c_int,  # pad_y
+    ctypes.c_float,  # pad_value
+)
+
 
 def _nvrtc() -> Any:
     try:
@@ -147,6 +163,9 @@ class GpuLetterbox:
     """The compiled kernel, loaded on the current device; :meth:`launch` enqueues it on a stream."""
 
     def __init__(self, function: Any, module: Any, function_f16: Any = None) -> None:
+        from cuda.bindings import driver
+
+        self._driver = driver
         self._function = function
         self._function_f16 = function_f16
         self._module = module
@@ -175,9 +194,7 @@ class GpuLetterbox:
         half: bool = False,
     ) -> None:
         """Letterbox the BGR frame at ``src_ptr`` (meta.src_w x meta.src_h) into ``dst_ptr`` (3 x H x W),
-        float32 or, with ``half``, IEEE float16."""
-        from cuda.bindings import driver
-
+        float32 or, with ``half``, IEEE float16. Called per frame: nothing here but the launch."""
         new_w = round(meta.src_w * meta.gain_x)
         new_h = round(meta.src_h * meta.gain_y)
         block = (32, 8, 1)
@@ -197,23 +214,10 @@ class GpuLetterbox:
                 meta.pad_y,
                 pad_value,
             ),
-            (
-                ctypes.c_void_p,
-                ctypes.c_int,
-                ctypes.c_int,
-                ctypes.c_int,
-                ctypes.c_void_p,
-                ctypes.c_int,
-                ctypes.c_int,
-                ctypes.c_int,
-                ctypes.c_int,
-                ctypes.c_int,
-                ctypes.c_int,
-                ctypes.c_float,
-            ),
+            _ARG_TYPES,
         )
         _check_cu(
-            driver.cuLaunchKernel(
+            self._driver.cuLaunchKernel(
                 self._function_f16 if half else self._function, *grid, *block, 0, stream, args, 0
             ),
             "cuLaunchKernel(letterbox)",
