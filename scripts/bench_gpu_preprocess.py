@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge_daemon.gpu import cuda
 from edge_daemon.gpu.kernels import GpuLetterbox
-from edge_daemon.preprocess import letterbox_meta, preprocess
+from edge_daemon.model.preprocess import letterbox_meta, preprocess
 
 
 def median_ms(fn, iters: int) -> float:  # type: ignore[no-untyped-def]

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Fault-injection suite: the figures of docs/reliability.md, from real processes and real faults.
 
+One script over 400 lines on purpose: each scenario is a short function and they share the process and
+broker helpers; it is one command with one report.
+
     .venv/bin/python scripts/fault_injection.py all            # everything below except the soak
     .venv/bin/python scripts/fault_injection.py outage --seconds 30
     .venv/bin/python scripts/fault_injection.py rtsp --kills 5
@@ -35,7 +38,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge_daemon.model import resolve_onnx  # noqa: E402
+from edge_daemon.build.export import resolve_onnx  # noqa: E402
 from tests.conftest import free_port, start_mosquitto  # noqa: E402
 from tests.helpers import rtsp  # noqa: E402
 from tests.helpers.collector import Collector  # noqa: E402

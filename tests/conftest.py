@@ -54,7 +54,7 @@ def world_pt() -> Path:
 @pytest.fixture(scope="session")
 def world_onnx(world_pt: Path) -> Path:
     """YOLO-World v8s exported to ONNX at 480x576 through the daemon's own export path (cached)."""
-    from edge_daemon.model import resolve_onnx
+    from edge_daemon.build.export import resolve_onnx
 
     path, _ = resolve_onnx(world_pt, WORLD_IMGSZ, MODEL_CACHE)
     return path

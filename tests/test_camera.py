@@ -13,9 +13,9 @@ import pytest
 from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, QueueClosed, open_source
 from edge_daemon.camera.gstreamer import csi_pipeline, rtsp_hw_pipeline
 from edge_daemon.camera.opencv import with_credentials
+from edge_daemon.config import CsiCamera, FileCamera, UrlCamera, V4L2Camera
 from edge_daemon.errors import CameraError
 from edge_daemon.logs import redact_url
-from edge_daemon.settings import CsiCamera, FileCamera, UrlCamera, V4L2Camera
 from edge_daemon.types import Frame
 from tests.conftest import free_port
 

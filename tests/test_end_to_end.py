@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from edge_daemon.app import run_daemon
+from edge_daemon.config import MqttConfig, Settings
 from edge_daemon.publish.mqtt import MqttPublisher
 from edge_daemon.publish.payload import load_schema
-from edge_daemon.settings import MqttConfig, Settings
 from tests.conftest import ROOT, Broker, free_port, start_mosquitto, subscribed
 
 VALIDATOR = jsonschema.Draft202012Validator(load_schema())

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edge_daemon.config import Settings, load_settings
 from edge_daemon.errors import ConfigError
-from edge_daemon.settings import Settings, load_settings
 from tests.conftest import run_cli
 
 SECRET = "hunter2-XYZZY"

@@ -130,7 +130,7 @@ def _real_frames() -> list[np.ndarray]:
 @pytest.mark.parametrize("dst_hw", [(480, 576), (384, 640), (640, 640)])
 def test_gpu_letterbox_matches_the_cpu_letterbox(dst_hw, tmp_path) -> None:
     from edge_daemon.gpu.kernels import GpuLetterbox
-    from edge_daemon.preprocess import preprocess
+    from edge_daemon.model.preprocess import preprocess
 
     kernel = GpuLetterbox.load(cuda.device_info(0).compute_capability, tmp_path)
     stream = cuda.Stream()
@@ -165,7 +165,7 @@ def test_gpu_letterbox_matches_the_cpu_letterbox(dst_hw, tmp_path) -> None:
 def test_gpu_letterbox_float16_output(tmp_path) -> None:
     """The fp16 entry point (for fp16 engine inputs) equals the fp32 result rounded to half precision."""
     from edge_daemon.gpu.kernels import GpuLetterbox
-    from edge_daemon.preprocess import preprocess
+    from edge_daemon.model.preprocess import preprocess
 
     kernel = GpuLetterbox.load(cuda.device_info(0).compute_capability, tmp_path)
     stream = cuda.Stream()

@@ -45,7 +45,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _settings(cache_dir: Path, cameras: int = 1, **engine: Any) -> Any:
-    from edge_daemon.settings import Settings
+    from edge_daemon.config import Settings
 
     gpu = engine.pop("gpu", {})
     clip = _asset("vtest.avi")
@@ -70,7 +70,7 @@ def _settings(cache_dir: Path, cameras: int = 1, **engine: Any) -> Any:
 def _run(settings: Any) -> tuple[dict[tuple[str, int], Any], Any, Any]:
     """Run the daemon's pipeline over the clip; (camera, seq) -> Detections, the pipeline, its stats."""
     from edge_daemon.app import build_pipeline, load_model
-    from edge_daemon.publish.mqtt import NullPublisher
+    from edge_daemon.publish.base import NullPublisher
 
     results: dict[tuple[str, int], Any] = {}
     model = load_model(settings)

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_daemon.engine import BACKENDS, backend_class, load_engine
+from edge_daemon.build.export import exported_onnx_path, resolve_onnx
+from edge_daemon.config import OnnxRuntimeEngineConfig
 from edge_daemon.errors import EngineError, ModelError
-from edge_daemon.model import exported_onnx_path, model_info, resolve_onnx, sha256_file
-from edge_daemon.settings import OnnxRuntimeEngineConfig
+from edge_daemon.model.info import model_info, sha256_file
+from edge_daemon.runtime import BACKENDS, backend_class, load_engine
 from tests.conftest import MODEL_CACHE, WORLD_IMGSZ
 
 ORT = OnnxRuntimeEngineConfig()
@@ -24,7 +25,7 @@ def test_pt_export_is_cached_by_content_and_size(world_pt: Path, world_onnx: Pat
     assert world_onnx == exported_onnx_path(world_pt, sha, WORLD_IMGSZ, MODEL_CACHE)
     assert world_onnx.name == f"yolov8s-world-{sha[:16]}-480x576.onnx"
     # Second resolution must not export again: make any export attempt fail loudly.
-    import edge_daemon.model as model_mod
+    import edge_daemon.build.export as model_mod
 
     def no_export(*args: object) -> None:
         raise AssertionError("exported again although the cache holds this model")
@@ -91,7 +92,8 @@ def test_unknown_backend() -> None:
 
 def test_backends_are_imported_lazily() -> None:
     code = (
-        "import sys, edge_daemon.engine, edge_daemon.pipeline, edge_daemon.app, edge_daemon.cli\n"
+        "import sys, edge_daemon.runtime, edge_daemon.build, edge_daemon.pipeline, edge_daemon.app\n"
+        "import edge_daemon.cli\n"
         "heavy = [m for m in ('onnxruntime', 'tensorrt', 'torch', 'ultralytics') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

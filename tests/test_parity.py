@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_daemon.engine import load_engine
-from edge_daemon.postprocess import DecodeParams, decode_one
-from edge_daemon.preprocess import preprocess
-from edge_daemon.settings import OnnxRuntimeEngineConfig
+from edge_daemon.config import OnnxRuntimeEngineConfig
+from edge_daemon.model.postprocess import DecodeParams, decode_one
+from edge_daemon.model.preprocess import preprocess
+from edge_daemon.runtime import load_engine
 
 
 def test_detections_match_ultralytics_predict(world_onnx: Path, frames: list[np.ndarray]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_daemon.preprocess import letterbox, letterbox_meta, preprocess
+from edge_daemon.model.preprocess import letterbox, letterbox_meta, preprocess
 
 
 @pytest.mark.parametrize(

@@ -14,12 +14,12 @@ import onnx
 import pytest
 import yaml
 
-from edge_daemon.engine import load_engine
-from edge_daemon.postprocess import DecodeParams, decode_one
-from edge_daemon.preprocess import preprocess
-from edge_daemon.quant.cache import QdqRequest, ensure_qdq
-from edge_daemon.quant.report import coco_agreement
-from edge_daemon.settings import CalibrationConfig, FileCamera, OnnxRuntimeEngineConfig, Settings
+from edge_daemon.build.quant.cache import QdqRequest, ensure_qdq
+from edge_daemon.config import CalibrationConfig, FileCamera, OnnxRuntimeEngineConfig, Settings
+from edge_daemon.model.postprocess import DecodeParams, decode_one
+from edge_daemon.model.preprocess import preprocess
+from edge_daemon.runtime import load_engine
+from edge_daemon.tools.quant_report import coco_agreement
 from tests.conftest import MODEL_CACHE, ROOT
 
 FP32 = OnnxRuntimeEngineConfig()
@@ -141,7 +141,7 @@ def test_changed_calibration_set_invalidates_the_cache(tmp_path, world_onnx, cli
     cal = CalibrationConfig(source="images", images=str(images), frames=8)
     req = QdqRequest(world_onnx, "world-sha", world_onnx.stem, tmp_path / "cache", cal, None, "cpu", "minmax")
     first, _ = ensure_qdq(req)
-    from edge_daemon.quant import qdq
+    from edge_daemon.build.quant import qdq
 
     calls: list[int] = []
     real = qdq.quantize
@@ -150,7 +150,7 @@ def test_changed_calibration_set_invalidates_the_cache(tmp_path, world_onnx, cli
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("edge_daemon.quant.cache.quantize", counting)
+    monkeypatch.setattr("edge_daemon.build.quant.cache.quantize", counting)
     assert ensure_qdq(req)[0] == first and calls == [], "same data: served from the cache"
     img = cv2.imread(str(images / "002.jpg"))
     cv2.imwrite(str(images / "002.jpg"), cv2.flip(np.asarray(img), 1))
@@ -243,7 +243,7 @@ def test_quant_report_cli_writes_table_json_and_png(tmp_path, world_onnx, clip) 
 
 def test_stale_temporaries_of_a_killed_build_are_swept(tmp_path: Path) -> None:
     """What a SIGKILLed INT8 build leaves (scripts/fault_injection.py crash-build found both kinds)."""
-    from edge_daemon.artifacts import sweep_stale_temp
+    from edge_daemon.build.artifacts import sweep_stale_temp
 
     (tmp_path / ".model-int8.onnx.abc123.tmp").write_bytes(b"half a model")
     (tmp_path / ".qdq-xyz").mkdir()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from edge_daemon.app import run_daemon
-from edge_daemon.settings import Settings
+from edge_daemon.config import Settings
 from tests.conftest import Broker, free_port, subscribed
 from tests.helpers import rtsp
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edge_daemon.config import FileCamera, UrlCamera, load_settings, redacted_dump
 from edge_daemon.errors import ConfigError
-from edge_daemon.settings import FileCamera, UrlCamera, load_settings, redacted_dump
 from tests.conftest import run_cli
 
 
@@ -174,3 +174,4 @@ def test_a_key_with_control_characters_gives_a_one_line_error(tmp_path) -> None:
     lines = str(info.value).splitlines()
     assert all(line.strip() for line in lines)
     assert any("model.\\x1e\\r: unknown key" in line for line in lines)
+

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from edge_daemon.app import run_daemon
+from edge_daemon.config import Settings, load_settings
 from edge_daemon.errors import ConfigError
-from edge_daemon.settings import Settings, load_settings
 from tests.conftest import ROOT, free_port
 
 UNIT = ROOT / "systemd" / "edge-daemon.service"

@@ -1,5 +1,8 @@
 """The TensorRT engine life cycle, run through the TensorRT test double (tests/doubles/tensorrt).
 
+Over 400 lines on purpose: one table of life-cycle cases (keys, caches, quarantine, locks, calibration)
+that share the same fixtures and the double's counters.
+
 No real TensorRT runs here: the double executes networks with ONNX Runtime and checks what TensorRT
 checks. These tests prove the daemon's side: keys, caching, calibration protocol, atomicity, locking,
 quarantine and the named-tensor execution path.
@@ -30,17 +33,14 @@ if str(DOUBLES) not in sys.path:
     sys.path.insert(0, str(DOUBLES))
 
 from edge_daemon.app import load_model  # noqa: E402
-from edge_daemon.artifacts import (  # noqa: E402
-    atomic_write,
-    build_lock,
-    read_manifest,
-    split_ultralytics_engine,
-)
-from edge_daemon.engine.tensorrt.keys import read_l4t_release  # noqa: E402
+from edge_daemon.build.artifacts import build_lock  # noqa: E402
+from edge_daemon.build.tensorrt.keys import read_l4t_release  # noqa: E402
+from edge_daemon.config import Settings  # noqa: E402
 from edge_daemon.errors import EngineError  # noqa: E402
-from edge_daemon.postprocess import DecodeParams, decode_one  # noqa: E402
-from edge_daemon.preprocess import preprocess  # noqa: E402
-from edge_daemon.settings import Settings  # noqa: E402
+from edge_daemon.files import atomic_write, read_manifest  # noqa: E402
+from edge_daemon.model.postprocess import DecodeParams, decode_one  # noqa: E402
+from edge_daemon.model.preprocess import preprocess  # noqa: E402
+from edge_daemon.runtime.tensorrt.planfile import split_ultralytics_engine  # noqa: E402
 from tests.doubles.hostmem import HostMemory  # noqa: E402
 
 # The very module object the daemon imports as ``tensorrt``: the double (typed Any, not the real API stubs).
@@ -268,8 +268,8 @@ def test_tensorrt_8_6_builds_with_explicit_batch(tmp_path, world_onnx, clip) -> 
 
 
 def test_detections_through_the_double_match_onnxruntime(tmp_path, world_onnx, clip, frames) -> None:
-    from edge_daemon.engine import load_engine
-    from edge_daemon.settings import OnnxRuntimeEngineConfig
+    from edge_daemon.config import OnnxRuntimeEngineConfig
+    from edge_daemon.runtime import load_engine
 
     ort_engine = load_engine(OnnxRuntimeEngineConfig(), world_onnx)
     trt_model = _boot(_config(tmp_path, world_onnx, clip, precision="fp16"))
@@ -388,7 +388,7 @@ def test_build_lock_reports_waiting(tmp_path) -> None:
                 sys.executable,
                 "-c",
                 "import sys; from pathlib import Path\n"
-                "from edge_daemon.artifacts import build_lock\n"
+                "from edge_daemon.build.artifacts import build_lock\n"
                 "try:\n    with build_lock(Path(sys.argv[1]), timeout_s=0.5, poll_s=0.1): pass\n"
                 "except TimeoutError as e: print('timeout', e)",
                 str(lock),
@@ -443,13 +443,13 @@ def test_l4t_release_parsing(tmp_path, text, expected) -> None:
     ],
 )
 def test_auto_input_size_follows_the_camera_aspect(frame_hw, expected) -> None:
-    from edge_daemon.model import auto_imgsz
+    from edge_daemon.model.info import auto_imgsz
 
     assert auto_imgsz(frame_hw) == expected
 
 
 def test_camera_input_size_is_chosen_once_and_remembered(tmp_path, world_pt, clip, monkeypatch) -> None:
-    import edge_daemon.app as app
+    import edge_daemon.app.boot as app
 
     settings = Settings(**_config(tmp_path, world_pt, clip))
     assert app.camera_imgsz(settings) == (480, 640)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from edge_daemon.app import run_daemon
-from edge_daemon.engine.torchscript import TorchEngine
+from edge_daemon.build.export import resolve_onnx, resolve_torchscript
+from edge_daemon.config import Settings
 from edge_daemon.errors import EngineError, ModelError
-from edge_daemon.model import resolve_onnx, resolve_torchscript
-from edge_daemon.preprocess import preprocess
-from edge_daemon.settings import Settings
+from edge_daemon.model.preprocess import preprocess
+from edge_daemon.runtime.torchscript import TorchEngine
 from tests.conftest import ROOT, Broker, subscribed
 
 torch = pytest.importorskip("torch")

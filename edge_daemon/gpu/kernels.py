@@ -2,7 +2,7 @@
 
 Input: a BGR uint8 HWC frame in device memory (row pitch in bytes). Output: the model input tensor,
 RGB, divided by 255, CHW float32 (or float16: a second entry point), letterboxed exactly like
-:func:`edge_daemon.preprocess.letterbox`
+:func:`edge_daemon.model.preprocess.letterbox`
 (same scale, same padding split, pad value 114). The bilinear arithmetic follows OpenCV's INTER_LINEAR
 (half-pixel centres, clamped borders, the resized value rounded to uint8 before normalising), so the
 result matches the CPU path to within one uint8 level (OpenCV uses 11-bit fixed-point weights; this
@@ -152,7 +152,7 @@ def compile_letterbox(arch: str, cache_dir: Path | None = None) -> bytes:
     finally:
         nvrtc.nvrtcDestroyProgram(program)
     if cached is not None:
-        from edge_daemon.artifacts import atomic_write
+        from edge_daemon.files import atomic_write
 
         atomic_write(cached, cubin)
     log.info("compiled the GPU letterbox kernel for %s with NVRTC %d.%d", arch, *version)

@@ -18,17 +18,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import random
 import sqlite3
-import ssl
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_daemon.errors import PublishError
+from edge_daemon.publish.client import make_client
 from edge_daemon.publish.outbox import Outbox
 from edge_daemon.publish.payload import detections_topic, status_topic
 
@@ -36,42 +34,6 @@ log = logging.getLogger(__name__)
 
 ONLINE = b"online"
 OFFLINE = b"offline"
-
-
-class Publisher(Protocol):
-    """What the pipeline needs from a publisher."""
-
-    info: dict[str, Any] | None
-
-    def start(self) -> None: ...
-
-    def publish_detections(self, camera: str, payload: bytes) -> None: ...
-
-    def publish_health(self, health: dict[str, Any]) -> None: ...
-
-    def close(self, timeout: float = 5.0) -> None: ...
-
-
-class NullPublisher:
-    """Accepts payloads and counts them; used by ``edge-daemon bench --no-mqtt``."""
-
-    def __init__(self) -> None:
-        self.info: dict[str, Any] | None = None
-        self.messages = 0
-        self.bytes = 0
-
-    def start(self) -> None:
-        return None
-
-    def publish_detections(self, camera: str, payload: bytes) -> None:
-        self.messages += 1
-        self.bytes += len(payload)
-
-    def publish_health(self, health: dict[str, Any]) -> None:
-        return None
-
-    def close(self, timeout: float = 5.0) -> None:
-        return None
 
 
 class MqttPublisher:
@@ -126,32 +88,8 @@ class MqttPublisher:
 
     @classmethod
     def from_config(cls, cfg: Any, device_id: str) -> MqttPublisher:
-        """Create the paho client from an MqttConfig (TLS files and credentials are checked here)."""
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=cfg.client_id or f"edge-daemon-{device_id}",
-            clean_session=True,
-        )
-        client.max_queued_messages_set(cfg.max_queued_messages)
-        # paho doubles the delay from min to max without jitter; a random base per client spreads a fleet's
-        # reconnects after a broker restart (delays differ by client at every step).
-        client.reconnect_delay_set(min_delay=random.uniform(0.5, 1.5), max_delay=60)  # type: ignore[arg-type]
-        if cfg.username is not None:
-            password = cfg.password.get_secret_value() if cfg.password is not None else None
-            client.username_pw_set(cfg.username, password)
-        if cfg.tls is not None:
-            try:
-                client.tls_set(
-                    ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-                    certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                    keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                    cert_reqs=ssl.CERT_NONE if cfg.tls.insecure_skip_verify else ssl.CERT_REQUIRED,
-                )
-            except (ssl.SSLError, OSError, ValueError) as exc:
-                raise PublishError(f"mqtt.tls: cannot load certificates: {exc}") from None
-            if cfg.tls.insecure_skip_verify:
-                client.tls_insecure_set(True)
-                log.warning("mqtt: TLS certificate verification is OFF (mqtt.tls.insecure_skip_verify)")
+        """The paho client and the outbox from an MqttConfig (TLS files and credentials checked here)."""
+        client = make_client(cfg, device_id)
         outbox = None
         if cfg.outbox.enabled and cfg.qos > 0:
             outbox = Outbox(cfg.outbox.path, cfg.outbox.max_messages, cfg.outbox.max_age_s)

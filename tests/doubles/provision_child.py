@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "doubles"))
 
 from edge_daemon.app import load_model  # noqa: E402
+from edge_daemon.config import load_settings  # noqa: E402
 from edge_daemon.logs import setup_logging  # noqa: E402
-from edge_daemon.settings import load_settings  # noqa: E402
 from tests.doubles.hostmem import HostMemory  # noqa: E402
 
 

@@ -1,5 +1,8 @@
 """A faithful test double of the ``tensorrt`` Python module (the subset edge-daemon uses). Tests only.
 
+One file over 400 lines on purpose: it stands in for one module (``import tensorrt``), and its classes
+(builder, network, parser, runtime, engine, context) share the state a real TensorRT keeps between them.
+
 No TensorRT runtime can be installed where this project is developed and tested, so the daemon's TensorRT
 code runs against this double. It is never importable by the daemon: it lives in tests/doubles, which only
 the test suite puts on sys.path. It behaves like TensorRT 8.6/10.x where the daemon can observe it:

@@ -1,0 +1,119 @@
+"""Turns validated Settings and a loaded model into the pipeline's parts (cameras, stage, publisher) and
+runs the daemon. Nothing here runs per frame; the model and engine come from :mod:`edge_daemon.app.boot`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from edge_daemon.app.boot import LoadedModel, load_model
+from edge_daemon.camera import Backoff, DropPolicy, open_source
+from edge_daemon.config import Settings
+from edge_daemon.errors import ConfigError, EngineError
+from edge_daemon.model.postprocess import DecodeParams
+from edge_daemon.pipeline.runner import CameraPlan, Pipeline, PipelineStats, ResultHook
+from edge_daemon.pipeline.stages import CpuStage, Stage
+from edge_daemon.publish.base import Publisher
+from edge_daemon.publish.mqtt import MqttPublisher
+from edge_daemon.types import ModelInfo
+
+log = logging.getLogger(__name__)
+
+
+def decode_params(settings: Settings, info: ModelInfo) -> DecodeParams:
+    d = settings.detect
+    return DecodeParams(
+        num_classes=info.num_classes,
+        conf=d.conf,
+        iou=d.iou,
+        classes=tuple(d.classes) if d.classes is not None else None,
+        max_det=d.max_det,
+    )
+
+
+def camera_plans(settings: Settings) -> list[CameraPlan]:
+    return [
+        CameraPlan(
+            name=cam.name,
+            source=open_source(cam),
+            policy=DropPolicy(cam.drop_policy),
+            queue_size=cam.queue_size,
+            backoff=Backoff(cam.reconnect_initial_s, cam.reconnect_max_s, jitter=0.2),
+            max_frames=cam.max_frames,
+        )
+        for cam in settings.cameras
+    ]
+
+
+def make_stage(settings: Settings, model: LoadedModel) -> Stage:
+    """The CUDA stage when the engine runs on device memory (and ``gpu.preprocess`` allows), else CPU."""
+    engine, mode = model.engine, settings.gpu.preprocess
+    on_device = engine.device_io() is not None
+    if mode == "cpu" or (mode == "auto" and not on_device):
+        return CpuStage(engine)
+    if not on_device:
+        raise ConfigError(
+            f"gpu.preprocess is 'gpu' but the {engine.info.backend} engine runs on the host; "
+            "use 'auto' or 'cpu'"
+        )
+    from edge_daemon.pipeline.cuda_stage import GpuStage
+
+    queued = sum(cam.queue_size for cam in settings.cameras)
+    slots = max(3, queued + len(settings.cameras) + settings.gpu.in_flight * engine.info.max_batch)
+    mapped = {"auto": None, "on": True, "off": False}[settings.gpu.mapped_frames]
+    try:
+        return GpuStage(
+            engine,
+            device_index=getattr(settings.engine, "device_index", 0) or 0,
+            frame_slots=slots,
+            in_flight=settings.gpu.in_flight,
+            mapped=mapped,
+            kernel_cache=settings.model.cache_dir / "kernels",
+        )
+    except EngineError as exc:
+        if mode == "gpu":
+            raise
+        log.warning("CUDA pipeline unavailable (%s): pre-processing on the CPU", exc)
+        return CpuStage(engine)
+
+
+def build_pipeline(
+    settings: Settings,
+    model: LoadedModel,
+    publisher: Publisher | None = None,
+    on_result: ResultHook | None = None,
+) -> Pipeline:
+    stage = make_stage(settings, model)
+    return Pipeline(
+        cameras=camera_plans(settings),
+        engine=model.engine,
+        decode_params=decode_params(settings, model.info),
+        names=model.info.names,
+        model_tag=model.tag,
+        publisher=publisher or MqttPublisher.from_config(settings.mqtt, settings.device_id),
+        device_id=settings.device_id,
+        stats_interval_s=settings.log.stats_interval_s,
+        on_result=on_result,
+        stage=stage,
+        extra_info={"pipeline": stage.name, **({"fallback": model.fallback} if model.fallback else {})},
+    )
+
+
+def run_daemon(
+    settings: Settings, stop: threading.Event, on_result: ResultHook | None = None, memory: Any = None
+) -> PipelineStats:
+    """The main job: serve every camera until ``stop`` is set (or all finite sources end).
+
+    ``memory``: the GPU memory provider for a TensorRT engine (None: CUDA on the configured device).
+    """
+    model = load_model(settings, memory=memory)
+    try:
+        pipeline = build_pipeline(settings, model, on_result=on_result)
+        stats = pipeline.run(stop)
+        if pipeline.error is not None:
+            raise pipeline.error
+        return stats
+    finally:
+        model.engine.close()

@@ -1,0 +1,50 @@
+"""Build-time: everything that makes an artifact before serving, and its caches.
+
+``.pt`` -> ONNX/TorchScript export (:mod:`.export`), Q/DQ INT8 quantization (:mod:`.quant`), calibration
+data (:mod:`.calibration`), TensorRT plans with their keys, calibrator and build (:mod:`.tensorrt`), and the
+lock, sweep and quarantine every writer uses (:mod:`.artifacts`). :func:`prepare` decides what the chosen
+engine needs and builds it if the cache does not hold it; the engine (:mod:`edge_daemon.runtime`) then
+only loads the artifact it is handed. Backends' build modules are imported only when chosen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge_daemon.build.request import BuildRequest
+from edge_daemon.runtime.base import Artifact
+
+__all__ = ["BuildRequest", "prepare"]
+
+
+def prepare(config: Any, request: BuildRequest, refused: str | None = None) -> tuple[Artifact, bool]:
+    """The artifact the engine of ``config`` loads: ``(artifact, cached)``, built now if needed.
+
+    ``cached``: the artifact came from the cache unchecked by a load; if the engine refuses it, call again
+    with ``refused`` (the engine's reason) to move it aside and build it anew. TensorRT: a plan for this
+    device (built and calibrated on first boot). ONNX Runtime ``int8``: the CPU-format Q/DQ model. Every
+    other case: the model file as it is.
+    """
+    if config.backend == "tensorrt":
+        from edge_daemon.build.tensorrt.provision import ensure_plan
+
+        return ensure_plan(config, request, refused)
+    if config.backend == "onnxruntime" and config.precision == "int8":
+        from edge_daemon.build.quant.cache import QdqRequest, ensure_qdq
+
+        path, _ = ensure_qdq(
+            QdqRequest(
+                fp32=request.onnx_path,
+                model_sha256=request.model_sha256 or "unknown",
+                model_stem=request.model_stem,
+                cache_dir=request.cache_dir,
+                calibration=config.calibration,
+                camera=request.camera,
+                fmt="cpu",
+                method=config.quantize.method,
+                exclude=config.quantize.exclude,
+            ),
+            request.status,
+        )
+        return Artifact(path, request.imgsz, precision="int8"), False
+    return Artifact(request.onnx_path, request.imgsz, memory=request.memory), False

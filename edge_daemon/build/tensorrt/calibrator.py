@@ -1,0 +1,110 @@
+"""INT8 post-training calibrators, as top-level classes (TensorRT 8.6 and 10.x implicit quantization).
+
+TensorRT drives a calibrator like this: ``read_calibration_cache()``; if that returns non-empty bytes, it
+uses them and never asks for data; otherwise it calls ``get_batch(names)`` until it returns an empty list,
+then ``write_calibration_cache(cache)``. Batches are letterboxed exactly like inference frames and copied
+into a device buffer the calibrator owns. The cache file lives under the key's calibration digest (model,
+shape, batch profile, algorithm, calibration data, TensorRT version, GPU, L4T), never per ONNX file alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import tensorrt as trt
+
+from edge_daemon.build.calibration import Progress, StatusFn
+from edge_daemon.files import atomic_write
+from edge_daemon.gpu.memory import DeviceView, HostView, Memory
+
+log = logging.getLogger(__name__)
+
+
+class _CalibratorCore:
+    """The shared half of both calibrators: batches in, device pointer out, cache file in and out.
+
+    Listed first among the bases, its ``super().__init__()`` runs the TensorRT calibrator base's
+    constructor, which TensorRT's Python bindings require.
+    """
+
+    def __init__(
+        self,
+        batches: Iterator[npt.NDArray[np.float32]],
+        total_batches: int,
+        batch_shape: tuple[int, int, int, int],
+        cache_path: Path,
+        memory: Memory,
+        status: StatusFn | None = None,
+    ) -> None:
+        super().__init__()
+        self.batch_shape = batch_shape
+        self.cache_path = cache_path
+        self.batches_used = 0
+        self.cache_read = False
+        self.cache_written = False
+        self._batches = batches
+        self._memory = memory
+        self._host: HostView = memory.host(batch_shape, np.float32)
+        self._device: DeviceView = memory.device(int(np.prod(batch_shape)) * 4)
+        self._progress = Progress(total_batches, "calibrating INT8, batch", status)
+
+    def get_batch_size(self) -> int:
+        return self.batch_shape[0]
+
+    def get_batch(self, names: list[str]) -> list[int]:
+        """Device pointers of the next batch, one per input; an empty list when the data is exhausted."""
+        batch = next(self._batches, None)
+        if batch is None:
+            return []
+        if batch.shape != self.batch_shape:
+            raise ValueError(f"calibration batch {batch.shape} does not match {self.batch_shape}")
+        self._host.write(batch)
+        self._memory.upload(self._device, self._host)
+        self._memory.synchronize()
+        self.batches_used += 1
+        self._progress.update(self.batches_used)
+        return [self._device.ptr]
+
+    def read_calibration_cache(self) -> bytes:
+        """The cache's bytes, or empty bytes (TensorRT's "no cache": calibrate from data)."""
+        try:
+            data = self.cache_path.read_bytes()
+        except OSError:
+            return b""
+        if not data:
+            return b""
+        self.cache_read = True
+        log.info("using INT8 calibration cache %s", self.cache_path.name)
+        return data
+
+    def write_calibration_cache(self, cache: Any) -> None:
+        atomic_write(self.cache_path, bytes(cache))
+        self.cache_written = True
+        log.info("wrote INT8 calibration cache %s (%d batches)", self.cache_path.name, self.batches_used)
+
+    def close(self) -> None:
+        self._host.close()
+        self._device.close()
+
+
+class EntropyCalibrator(_CalibratorCore, trt.IInt8EntropyCalibrator2):
+    """Entropy calibration (TensorRT's recommended default for CNNs)."""
+
+    algorithm = "entropy"
+
+
+class MinMaxCalibrator(_CalibratorCore, trt.IInt8MinMaxCalibrator):
+    """MinMax calibration: keeps the full activation range (sometimes better for detection heads)."""
+
+    algorithm = "minmax"
+
+
+CALIBRATORS: dict[str, type[EntropyCalibrator] | type[MinMaxCalibrator]] = {
+    "entropy": EntropyCalibrator,
+    "minmax": MinMaxCalibrator,
+}

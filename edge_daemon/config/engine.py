@@ -1,0 +1,116 @@
+"""The ``engine`` section: one model per backend, picked by ``backend``, and INT8 calibration/quantization."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, FilePath, model_validator
+
+from edge_daemon.config.base import Strict
+
+
+class CalibrationConfig(Strict):
+    """INT8 calibration data: frames from the first camera at first boot (default), or images."""
+
+    source: Literal["camera", "images"] = "camera"
+    images: str | None = Field(None, description="A directory or glob of images, for source: images.")
+    frames: int = Field(500, ge=8, le=20000, description="How many frames or images to calibrate on.")
+    interval_s: float = Field(
+        0.2, ge=0, le=3600, description="Live cameras: seconds between captured frames (spread over time)."
+    )
+    algorithm: Literal["entropy", "minmax"] = "entropy"
+
+    @model_validator(mode="after")
+    def _images_given(self) -> CalibrationConfig:
+        if self.source == "images" and not self.images:
+            raise ValueError("calibration.images is required when calibration.source is images")
+        return self
+
+
+class QuantizeConfig(Strict):
+    """How the INT8 Q/DQ model is made from the FP32 one (ONNX Runtime precision: int8)."""
+
+    method: Literal["entropy", "minmax", "percentile"] = "entropy"
+    exclude: Literal["head-final+attn", "head-final", "head", "none"] | list[str] = Field(
+        "head-final+attn",
+        description="Nodes kept in float: a named set (measured: docs/benchmarks.md) or node-name prefixes.",
+    )
+
+
+class OnnxRuntimeEngineConfig(Strict):
+    """ONNX Runtime: the embedded CPU default; CUDA / TensorRT execution providers when installed."""
+
+    backend: Literal["onnxruntime"] = "onnxruntime"
+    providers: list[Literal["cpu", "cuda", "tensorrt"]] = Field(default=["cpu"], min_length=1)
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="int8: a Q/DQ model quantized on first boot from the camera's frames (cached)."
+    )
+    calibration: CalibrationConfig = Field(default_factory=lambda: CalibrationConfig(frames=100))
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    intra_op_threads: int | None = Field(None, ge=1, le=256, description="None: one per usable core.")
+    spin_wait: bool = Field(
+        True,
+        description="Let ONNX Runtime's worker threads busy-wait between operators (ORT's default). Measured "
+        "faster end to end on 2 cores once OpenCV runs single-threaded; turn off to save power when idle.",
+    )
+
+
+class TensorRTEngineConfig(Strict):
+    """TensorRT (8.6 / 10.x): built for this device on first boot, loaded from the cache after."""
+
+    backend: Literal["tensorrt"]
+    precision: Literal["fp32", "fp16", "int8"] = "int8"
+    allow_fp16_fallback: bool = Field(
+        False, description="On a GPU without fast INT8, build FP16 (loudly) instead of failing."
+    )
+    workspace_gib: float = Field(1.0, gt=0, le=256)
+    max_batch: int = Field(1, ge=1, le=64)
+    opt_batch: int | None = Field(
+        None, ge=1, le=64, description="Batch the profile optimizes for (default max)."
+    )
+    dla_core: int | None = Field(
+        None, ge=0, le=3, description="Run on this DLA core (Xavier/Orin), GPU fallback on."
+    )
+    device_index: int = Field(0, ge=0, le=16)
+    plan: FilePath | None = Field(
+        None, description="Load this prebuilt plan (or Ultralytics .engine) instead of building one."
+    )
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    int8_mode: Literal["auto", "implicit", "explicit"] = Field(
+        "auto",
+        description="implicit: calibrator + INT8 builder flag (TensorRT 8.6/10); explicit: strongly typed "
+        "network from a Q/DQ ONNX made on first boot (the only INT8 route on TensorRT 11); "
+        "auto: explicit on 11+, implicit before.",
+    )
+    quantize_exclude: Literal["head-final+attn", "head-final", "head", "none"] | list[str] = Field(
+        "head-final+attn", description="explicit mode: nodes kept in float in the Q/DQ model."
+    )
+    build_lock_timeout_s: float = Field(
+        3600, gt=0, description="How long to wait for another process's build."
+    )
+
+    @model_validator(mode="after")
+    def _batches(self) -> TensorRTEngineConfig:
+        if self.opt_batch is not None and self.opt_batch > self.max_batch:
+            raise ValueError("opt_batch must be <= max_batch")
+        return self
+
+
+class TorchEngineConfig(Strict):
+    """PyTorch on a CUDA GPU: a TorchScript file (Ultralytics ``export(format="torchscript")``; ``.pt``
+    weights are exported once and cached). For NVIDIA GPUs without TensorRT; needs the torch extra."""
+
+    backend: Literal["torch"]
+    precision: Literal["fp32", "fp16"] = Field("fp16", description="fp16 needs a CUDA device.")
+    device_index: int | None = Field(0, ge=0, le=16, description="CUDA device; None runs on the CPU.")
+    max_batch: int = Field(1, ge=1, le=64, description="Largest batch (several cameras in one call).")
+    cuda_graphs: bool = Field(
+        True,
+        description="In the CUDA pipeline, replay the model as a CUDA graph (one launch per batch instead of "
+        "hundreds; measured in docs/benchmarks.md).",
+    )
+
+
+EngineConfig = Annotated[
+    OnnxRuntimeEngineConfig | TensorRTEngineConfig | TorchEngineConfig, Field(discriminator="backend")
+]

@@ -1,0 +1,29 @@
+"""The ``gpu`` section: the CUDA pipeline for engines that run on device memory."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from edge_daemon.config.base import Strict
+
+
+class GpuConfig(Strict):
+    """The CUDA pipeline (pinned frame ring, GPU letterbox, engine on the same stream) for GPU engines."""
+
+    preprocess: Literal["auto", "gpu", "cpu"] = Field(
+        "auto",
+        description="gpu: frames go through pinned memory and the GPU letterbox kernel straight into the "
+        "engine's device input; cpu: OpenCV letterbox on the camera threads; auto: gpu when the engine "
+        "runs on device memory.",
+    )
+    mapped_frames: Literal["auto", "on", "off"] = Field(
+        "auto", description="Zero-copy mapped pinned frame slots; auto: on integrated GPUs (Jetson)."
+    )
+    in_flight: int = Field(2, ge=1, le=8, description="Batches queued on the GPU at once (output slots).")
+    cpu_fallback: bool = Field(
+        True,
+        description="With no usable GPU (no driver, no cuda-python / TensorRT / torch), run the CPU engine "
+        "(ONNX Runtime, fp32) instead of exiting; said once in the log and in the MQTT info topic.",
+    )

@@ -1,0 +1,375 @@
+"""Wires the rooms together; the only module that knows all of them.
+
+Threads and queues, data flowing one way::
+
+    camera-<name> (one per camera)       inference (one)                 publish (one)
+    read frame -> stage.prepare -> [DropQueue per camera] -> stage.submit -> [bounded queue] -> outputs
+                  (named drop policy)    (one frame per camera, batched)                   -> decode + NMS
+                                                                                           -> payload -> MQTT
+
+The stage (:mod:`.stages`) is the CPU one (OpenCV letterbox on the camera threads, then ``engine.infer``)
+or the CUDA one (pinned frame ring, GPU letterbox, engine and copies queued on one stream;
+:mod:`.cuda_stage`). Either way the inference thread does nothing but start the engine;
+OpenCV, ONNX Runtime and CUDA release the GIL, so decoding frame N+1 overlaps inference of frame N, and
+post-processing runs on its own thread. Frames waiting at several cameras go to the engine as one
+batch when its max batch allows. Stopping is a drain: cameras stop first, frames already captured are
+inferred and published, then ``offline`` is published and MQTT disconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, FrameSource, QueueClosed
+from edge_daemon.errors import EdgeError
+from edge_daemon.model.postprocess import DecodeParams, decode_one
+from edge_daemon.pipeline.stages import CpuStage, Stage
+from edge_daemon.publish.base import Publisher
+from edge_daemon.publish.payload import ModelTag, build_payload, encode
+from edge_daemon.runtime import InferenceEngine
+from edge_daemon.service.notify import Watchdog
+from edge_daemon.types import Detections, Frame
+
+log = logging.getLogger(__name__)
+
+# Latency samples kept for the statistics (the most recent ones): bounded, so a daemon that runs for
+# months holds a fixed amount (about 0.7 MB per deque), not one float per frame it ever served.
+LATENCY_SAMPLES = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class CameraPlan:
+    """Everything the pipeline needs to run one camera, resolved from its settings."""
+
+    name: str
+    source: FrameSource
+    policy: DropPolicy
+    queue_size: int
+    backoff: Backoff
+    max_frames: int | None = None
+
+
+@dataclass
+class PipelineStats:
+    """Counters and latency samples (milliseconds), readable while the pipeline runs."""
+
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    inferred: int = 0
+    batches: int = 0
+    published: int = 0
+    detections: int = 0
+    first_publish: float | None = None
+    end_to_end_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    dropped: dict[str, int] = field(default_factory=dict)
+    captured: dict[str, int] = field(default_factory=dict)
+
+    def fps(self) -> float:
+        """Published frames per second, from the first publication to the last (or now)."""
+        if self.first_publish is None or self.published < 2:
+            return 0.0
+        end = self.finished or time.monotonic()
+        return (self.published - 1) / max(end - self.first_publish, 1e-9)
+
+
+# Called for every published frame: (frame, detections). Tests and the demo use it to observe results.
+ResultHook = Callable[[Frame, Detections], None]
+
+
+class Pipeline:
+    """Runs cameras -> engine -> publisher until stopped or until every finite camera ends."""
+
+    def __init__(
+        self,
+        cameras: Sequence[CameraPlan],
+        engine: InferenceEngine,
+        decode_params: DecodeParams,
+        names: dict[int, str],
+        model_tag: ModelTag,
+        publisher: Publisher,
+        device_id: str,
+        stats_interval_s: float = 10.0,
+        on_result: ResultHook | None = None,
+        stage: Stage | None = None,
+        extra_info: dict[str, Any] | None = None,
+    ) -> None:
+        if not cameras:
+            raise ValueError("at least one camera is needed")
+        self.engine = engine
+        # The stage belongs to the pipeline (closed at shutdown); the engine to the caller.
+        self.stage: Stage = stage if stage is not None else CpuStage(engine)
+        self.publisher = publisher
+        self.stats = PipelineStats()
+        self.error: BaseException | None = None
+        self._decode = decode_params
+        self._names = names
+        self._tag = model_tag
+        self._device_id = device_id
+        self._stats_interval = stats_interval_s
+        self._on_result = on_result
+        self._extra_info = extra_info or {}
+        self._max_batch = engine.info.max_batch
+        # OpenCV's own thread pool would split each resize across every core and collide with the engine's
+        # workers; per frame its work is ~1 ms, cheaper done on the camera thread alone (docs/benchmarks.md).
+        cv2.setNumThreads(1)
+        self._cond = threading.Condition()
+        self._queues: dict[str, DropQueue[Any]] = {}
+        self._ended: set[str] = set()
+        self._results: DropQueue[Any] = DropQueue(2, DropPolicy.BLOCK)
+        self._readers: list[CameraReader] = []
+        for plan in cameras:
+            queue: DropQueue[Any] = DropQueue(plan.queue_size, plan.policy, on_drop=self.stage.discard)
+            self._queues[plan.name] = queue
+            self._readers.append(
+                CameraReader(
+                    plan.name,
+                    plan.source,
+                    self._camera_sink(queue),
+                    plan.backoff,
+                    max_frames=plan.max_frames,
+                    on_end=self._camera_ended(plan.name),
+                    buffers=self.stage,
+                )
+            )
+        self._workers = [
+            threading.Thread(target=self._guard(self._infer_loop), name="inference", daemon=True),
+            threading.Thread(target=self._guard(self._publish_loop), name="publish", daemon=True),
+        ]
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    def run(self, stop: threading.Event, drain_timeout_s: float = 10.0) -> PipelineStats:
+        """Block until ``stop`` is set or all cameras ended; then drain and close the publisher."""
+        self.publisher.info = {
+            "device_id": self._device_id,
+            "model": self._tag.model_id,
+            "backend": self._tag.backend,
+            "precision": self._tag.precision,
+            "input": {"height": self._tag.input_hw[0], "width": self._tag.input_hw[1]},
+            "cameras": [r.name for r in self._readers],
+            **self._extra_info,
+        }
+        self.publisher.start()
+        for worker in self._workers:
+            worker.start()
+        for reader in self._readers:
+            reader.start()
+        next_log = time.monotonic() + self._stats_interval
+        watchdog = Watchdog()
+        seen_state: tuple[bool, ...] = ()
+        while not stop.is_set() and any(w.is_alive() for w in self._workers):
+            stop.wait(0.2)
+            watchdog.tick(self.stats.published, self.stats.fps())
+            state = tuple(r.stats.connected for r in self._readers)
+            due = time.monotonic() >= next_log
+            if state != seen_state or due:  # a camera came or went: say so now, not at the next interval
+                seen_state = state
+                self.publisher.publish_health(self.health())
+            if due:
+                watchdog.status(self._log_stats())
+                next_log += self._stats_interval
+        watchdog.status("stopping: finishing in-flight frames")
+        self.shutdown(drain_timeout_s)
+        return self.stats
+
+    def shutdown(self, drain_timeout_s: float) -> None:
+        """Stop cameras, let queued frames finish (bounded), then close the publisher."""
+        deadline = time.monotonic() + drain_timeout_s
+        for reader in self._readers:
+            reader.stop()
+        for reader in self._readers:
+            if not reader.join(max(0.0, deadline - time.monotonic())):
+                log.warning("camera %s did not stop in time", reader.name)
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                log.warning("%s thread still busy at the drain deadline; abandoning it", worker.name)
+        self.stats.finished = time.monotonic()
+        if not any(w.is_alive() for w in self._workers):
+            for queue in self._queues.values():
+                for item in queue.drain():
+                    self.stage.discard(item)
+            self.stage.close()
+        for name, queue in self._queues.items():
+            self.stats.dropped[name] = queue.dropped
+        for reader in self._readers:
+            self.stats.captured[reader.name] = reader.stats.frames
+        self.publisher.close(timeout=max(1.0, deadline - time.monotonic()))
+        self._log_stats()
+
+    def _abort(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        for reader in self._readers:
+            reader.stop()
+        for queue in self._queues.values():
+            queue.close()
+        self._results.close()
+
+    def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                loop()
+            except EdgeError as exc:
+                log.error("%s", exc)
+                self._abort(exc)
+            except Exception as exc:
+                log.exception("pipeline thread %s crashed", threading.current_thread().name)
+                self._abort(exc)
+
+        return run
+
+    # ----------------------------------------------------------------------------------- the stages
+
+    def _camera_sink(self, queue: DropQueue[Any]) -> Callable[[Frame], None]:
+        stage = self.stage
+        cond = self._cond
+
+        def sink(frame: Frame) -> None:
+            item = stage.prepare(frame)
+            if item is None:  # the stage is closing
+                return
+            if not queue.put(item):
+                stage.discard(item)
+                return
+            with cond:
+                cond.notify_all()
+
+        return sink
+
+    def _camera_ended(self, name: str) -> Callable[[], None]:
+        def ended() -> None:
+            self._queues[name].close()
+            with self._cond:
+                self._ended.add(name)
+                self._cond.notify_all()
+
+        return ended
+
+    def _next_batch(self) -> list[Any] | None:
+        """The next frame (captured first across cameras) plus, up to the engine's max batch, the frame
+        waiting first at each other camera; None once every camera ended and drained."""
+        first = self._next_prepared()
+        if first is None or self._max_batch == 1:
+            return None if first is None else [first]
+        batch = [first]
+        for queue in self._queues.values():
+            if len(batch) >= self._max_batch:
+                break
+            head = queue.peek()
+            if head is None or head.frame.camera == first.frame.camera:
+                continue
+            try:
+                item = queue.get(timeout=0)
+            except QueueClosed:
+                continue
+            if item is not None:
+                batch.append(item)
+        return batch
+
+    def _next_prepared(self) -> Any:
+        """The waiting frame captured first across all cameras; None once every camera ended and drained."""
+        while True:
+            with self._cond:
+                self._cond.wait_for(
+                    lambda: (
+                        any(len(q) for q in self._queues.values()) or len(self._ended) == len(self._queues)
+                    ),
+                    timeout=0.5,
+                )
+            heads = [(q, q.peek()) for q in self._queues.values()]
+            ready = [(q, head.frame.captured_mono) for q, head in heads if head is not None]
+            if ready:
+                queue = min(ready, key=lambda pair: pair[1])[0]
+                try:
+                    item = queue.get(timeout=0)
+                except QueueClosed:
+                    continue
+                if item is not None:
+                    return item
+            elif len(self._ended) == len(self._queues):
+                return None
+
+    def _infer_loop(self) -> None:
+        try:
+            while (items := self._next_batch()) is not None:
+                batch = self.stage.submit(items)
+                self.stats.inferred += len(items)
+                self.stats.batches += 1
+                if not self._results.put(batch):
+                    self.stage.release(batch)
+        finally:
+            self._results.close()
+
+    def _publish_loop(self) -> None:
+        while True:
+            try:
+                item = self._results.get(timeout=1.0)
+            except QueueClosed:
+                return
+            if item is None:
+                continue
+            try:
+                outputs, inference_ms = self.stage.outputs(item)
+                self.stats.inference_ms.append(inference_ms)
+                for row, prepared in zip(outputs, item.items, strict=True):
+                    self._publish_one(
+                        prepared.frame, decode_one(row, prepared.meta, self._decode), inference_ms
+                    )
+            finally:
+                self.stage.release(item)
+
+    def _publish_one(self, frame: Frame, dets: Detections, inference_ms: float) -> None:
+        e2e_ms = (time.monotonic() - frame.captured_mono) * 1000.0
+        payload = build_payload(self._device_id, frame, dets, self._names, self._tag, inference_ms, e2e_ms)
+        self.publisher.publish_detections(frame.camera, encode(payload))
+        now = time.monotonic()
+        if self.stats.first_publish is None:
+            self.stats.first_publish = now
+        self.stats.published += 1
+        self.stats.detections += len(dets)
+        self.stats.end_to_end_ms.append((now - frame.captured_mono) * 1000.0)
+        if self._on_result is not None:
+            self._on_result(frame, dets)
+
+    def health(self) -> dict[str, Any]:
+        """The retained ``health`` message: per camera connected, frames, reconnects, last error, drops."""
+        cameras = {
+            r.name: {
+                "connected": r.stats.connected,
+                "frames": r.stats.frames,
+                "reconnects": r.stats.reconnects,
+                "errors": r.stats.errors,
+                "last_error": r.stats.last_error,
+                "dropped_by_policy": self._queues[r.name].dropped,
+            }
+            for r in self._readers
+        }
+        return {
+            "device_id": self._device_id,
+            "time": time.time(),
+            "fps": round(self.stats.fps(), 2),
+            "published": self.stats.published,
+            "cameras": cameras,
+        }
+
+    def _log_stats(self) -> str:
+        e2e = list(self.stats.end_to_end_ms)[-1000:]
+        p50 = float(np.percentile(e2e, 50)) if e2e else 0.0
+        dropped = sum(q.dropped for q in self._queues.values())
+        text = (
+            f"running at {self.stats.fps():.1f} fps: {self.stats.published} frames published, "
+            f"end-to-end p50 {p50:.1f} ms, {dropped} dropped by policy"
+        )
+        log.info("%s", text)
+        return text

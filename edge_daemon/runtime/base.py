@@ -1,0 +1,118 @@
+"""The one small interface every inference backend implements (ONNX Runtime, TensorRT, PyTorch CUDA).
+
+Run-time only: an engine loads a ready :class:`Artifact` and runs it; it never exports, quantizes,
+calibrates or builds (that is :mod:`edge_daemon.build`, before serving).
+
+Contract of :meth:`InferenceEngine.infer`: input float32 NCHW (B, 3, H, W), RGB, values in [0, 1], with
+(H, W) == ``input_hw``; output the raw detect-head tensor (B, 4 + nc + extra, N) as float32 on the host
+(layout documented in :mod:`edge_daemon.postprocess`). Backends hold no per-frame state beyond their own
+buffers, and ``close()`` releases everything they own.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    """What a loaded engine reports about itself.
+
+    input_hw: (height, width) in pixels; max_batch: largest batch ``infer`` accepts;
+    precision: the precision actually running (fp32, fp16, int8), never merely the one asked for;
+    metadata: the model's own key/value metadata (Ultralytics writes names, stride, task, imgsz).
+    """
+
+    backend: str
+    precision: str
+    input_name: str
+    input_hw: tuple[int, int]
+    max_batch: int
+    providers: tuple[str, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A ready model file for a backend to load: everything that had to be built was built before.
+
+    path: the file (ONNX, Q/DQ ONNX, TorchScript, TensorRT plan or Ultralytics ``.engine``);
+    imgsz: (H, W) for models whose input size is dynamic, None for the model's own size;
+    precision: what the file computes in when the file itself does not say (a Q/DQ model is int8; a
+    TensorRT plan's manifest says what was built), None for the backend's own reading;
+    metadata: the model's key/value metadata where the file does not carry it (TensorRT plans);
+    memory: a GPU memory provider (TensorRT), None for the backend's default.
+    """
+
+    path: Path
+    imgsz: tuple[int, int] | None = None
+    precision: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    memory: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIO:
+    """How a GPU engine reads and writes device buffers (see :meth:`InferenceEngine.enqueue`).
+
+    input_dtype: "float32" or "float16", the element type the input tensor must hold;
+    output_shape: the output tensor's shape at ``max_batch`` (float32, row-major); a batch of b uses the
+    first b rows.
+    """
+
+    input_dtype: str
+    output_shape: tuple[int, ...]
+
+
+class InferenceEngine(ABC):
+    """A loaded model that turns an input batch into the raw head output.
+
+    GPU engines also run on device memory: :meth:`device_io` says how, :meth:`enqueue` queues one batch
+    on a CUDA stream without waiting. Engines that cannot return None from ``device_io``.
+    """
+
+    info: EngineInfo
+
+    @abstractmethod
+    def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Run one batch. Raises EngineError on a backend failure and ValueError on a bad input shape."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the backend's resources. Idempotent."""
+
+    def device_io(self) -> DeviceIO | None:
+        """Device-buffer contract, or None when this engine runs on the host only."""
+        return None
+
+    def enqueue(self, input_ptr: int, output_ptr: int, batch: int, stream_handle: int) -> None:
+        """Queue inference of ``batch`` images at device address ``input_ptr`` (B, 3, H, W, ``input_dtype``)
+        writing float32 results to ``output_ptr``, on CUDA stream ``stream_handle``; returns without
+        waiting. Only for engines whose :meth:`device_io` is not None."""
+        raise NotImplementedError(f"{type(self).__name__} does not run on device buffers")
+
+    def __enter__(self) -> InferenceEngine:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def check_batch(self, batch: int) -> None:
+        if not 1 <= batch <= self.info.max_batch:
+            raise ValueError(f"batch must be 1..{self.info.max_batch}, got {batch}")
+
+    def check_input(self, batch: npt.NDArray[np.float32]) -> None:
+        h, w = self.info.input_hw
+        if batch.ndim != 4 or batch.shape[1:] != (3, h, w) or not 1 <= batch.shape[0] <= self.info.max_batch:
+            raise ValueError(
+                f"input must be (1..{self.info.max_batch}, 3, {h}, {w}), got {tuple(batch.shape)}"
+            )

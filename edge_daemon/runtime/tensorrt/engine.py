@@ -1,0 +1,188 @@
+"""TensorRT inference engine: a deserialized plan run with the named-tensor API on one CUDA stream.
+
+Per call: the batch is copied into a pinned host buffer, uploaded asynchronously, ``execute_async_v3``
+runs on the stream, the output is downloaded into pinned memory, and the stream is synchronized.
+Buffers are allocated once for the profile's max batch; tensor addresses are bound once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import tensorrt as trt
+
+from edge_daemon.errors import EngineError
+from edge_daemon.gpu.memory import DeviceView, HostView, Memory
+from edge_daemon.runtime.base import Artifact, DeviceIO, EngineInfo, InferenceEngine
+from edge_daemon.runtime.tensorrt.compat import dims
+from edge_daemon.runtime.tensorrt.logger import TrtLogger
+from edge_daemon.runtime.tensorrt.planfile import read_plan
+
+log = logging.getLogger(__name__)
+
+
+class TensorRTEngine(InferenceEngine):
+    """Stores ready parts; open one with :meth:`from_config` (a plan file) or :meth:`from_plan` (bytes)."""
+
+    def __init__(
+        self,
+        engine: Any,
+        context: Any,
+        memory: Memory,
+        info: EngineInfo,
+        output_name: str,
+        buffers: tuple[HostView, DeviceView, HostView, DeviceView],
+        runtime: Any = None,
+    ) -> None:
+        self.info = info
+        self._engine = engine
+        self._context = context
+        self._runtime = runtime  # keeps the runtime alive as long as the engine
+        self._memory = memory
+        self._output_name = output_name
+        self._host_in, self._dev_in, self._host_out, self._dev_out = buffers
+        self._out_shape_max = tuple(int(v) for v in self._host_out.array.shape)
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, config: Any, artifact: Artifact) -> TensorRTEngine:
+        """Load the plan at ``artifact.path`` (built before by :mod:`edge_daemon.build.tensorrt`, or the
+        user's own plan or Ultralytics ``.engine``). Raises EngineError if the file is damaged or TensorRT
+        refuses it; the caller decides whether to rebuild. ``artifact.memory`` (None: CUDA on
+        ``config.device_index``) becomes the engine's once it loads."""
+        memory: Memory | None = artifact.memory
+        owned = memory is None
+        if memory is None:
+            from edge_daemon.gpu.memory import CudaMemory
+
+            memory = CudaMemory(config.device_index)
+        try:
+            started = time.monotonic()
+            file = read_plan(artifact.path, artifact.metadata, artifact.precision)
+            engine = cls.from_plan(file.plan, memory, TrtLogger(), file.precision, file.metadata)
+        except BaseException:
+            if owned:
+                memory.close()
+            raise
+        log.info(
+            "loaded TensorRT %s engine %s in %.2fs",
+            file.precision,
+            artifact.path.name,
+            time.monotonic() - started,
+        )
+        return engine
+
+    @classmethod
+    def from_plan(
+        cls,
+        plan: bytes,
+        memory: Memory,
+        logger: trt.ILogger,
+        precision: str,
+        metadata: dict[str, str],
+    ) -> TensorRTEngine:
+        """Deserialize ``plan`` (plain TensorRT plan bytes). Raises EngineError if TensorRT refuses it."""
+        runtime = trt.Runtime(logger)
+        engine: trt.ICudaEngine | None = runtime.deserialize_cuda_engine(plan)  # None when refused
+        if engine is None:
+            raise EngineError(
+                "TensorRT could not deserialize the plan (other TensorRT version or GPU, or corrupt)"
+            )
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or not outputs:
+            raise EngineError(
+                f"plan must have one input and an output, has inputs {inputs}, outputs {outputs}"
+            )
+        in_name, out_name = inputs[0], outputs[0]
+        if (
+            engine.get_tensor_dtype(in_name) != trt.DataType.FLOAT
+            or engine.get_tensor_dtype(out_name) != trt.DataType.FLOAT
+        ):
+            raise EngineError("plan input and output must be float32 tensors")
+        in_shape = dims(engine.get_tensor_shape(in_name))
+        max_shape = dims(engine.get_tensor_profile_shape(in_name, 0)[2]) if in_shape[0] == -1 else in_shape
+        max_batch, _, h, w = max_shape
+        context: trt.IExecutionContext | None = engine.create_execution_context()
+        if context is None:
+            raise EngineError("TensorRT could not create an execution context (out of GPU memory?)")
+        context.set_input_shape(in_name, (max_batch, 3, h, w))
+        out_shape = dims(context.get_tensor_shape(out_name))
+        host_in = memory.host((max_batch, 3, h, w), np.float32)
+        dev_in = memory.device(host_in.array.nbytes)
+        host_out = memory.host(out_shape, np.float32)
+        dev_out = memory.device(host_out.array.nbytes)
+        if not context.set_tensor_address(in_name, dev_in.ptr) or not context.set_tensor_address(
+            out_name, dev_out.ptr
+        ):
+            raise EngineError("TensorRT refused a tensor address")
+        info = EngineInfo(
+            backend="tensorrt",
+            precision=precision,
+            input_name=in_name,
+            input_hw=(h, w),
+            max_batch=max_batch,
+            providers=(f"TensorRT {trt.__version__}",),
+            metadata=metadata,
+        )
+        return cls(engine, context, memory, info, out_name, (host_in, dev_in, host_out, dev_out), runtime)
+
+    def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        if self._closed:
+            raise EngineError("engine is closed")
+        self.check_input(batch)
+        b = batch.shape[0]
+        if not self._context.set_input_shape(self.info.input_name, tuple(batch.shape)):
+            raise EngineError(f"TensorRT refused input shape {tuple(batch.shape)}")
+        self._bind(self._dev_in.ptr, self._dev_out.ptr)  # enqueue() may have bound the pipeline's buffers
+        if b == self.info.max_batch:
+            self._host_in.write(batch)
+        else:
+            self._host_in.array[:b] = batch
+        self._memory.upload(self._dev_in, self._host_in)
+        if not self._context.execute_async_v3(self._memory.stream_handle):
+            raise EngineError("TensorRT execute_async_v3 failed; see the TensorRT log")
+        self._memory.download(self._host_out, self._dev_out)
+        self._memory.synchronize()
+        out_shape = dims(self._context.get_tensor_shape(self._output_name))
+        return np.array(self._host_out.array.reshape(-1)[: int(np.prod(out_shape))].reshape(out_shape))
+
+    def device_io(self) -> DeviceIO | None:
+        from edge_daemon.gpu.memory import CudaMemory
+
+        if not isinstance(self._memory, CudaMemory):  # the test double's host memory
+            return None
+        return DeviceIO("float32", self._out_shape_max)
+
+    def enqueue(self, input_ptr: int, output_ptr: int, batch: int, stream_handle: int) -> None:
+        """Run on the caller's device buffers and stream (the CUDA pipeline); returns without waiting."""
+        if self._closed:
+            raise EngineError("engine is closed")
+        self.check_batch(batch)
+        h, w = self.info.input_hw
+        if not self._context.set_input_shape(self.info.input_name, (batch, 3, h, w)):
+            raise EngineError(f"TensorRT refused input shape {(batch, 3, h, w)}")
+        self._bind(input_ptr, output_ptr)
+        if not self._context.execute_async_v3(stream_handle):
+            raise EngineError("TensorRT execute_async_v3 failed; see the TensorRT log")
+
+    def _bind(self, input_ptr: int, output_ptr: int) -> None:
+        if not self._context.set_tensor_address(
+            self.info.input_name, input_ptr
+        ) or not self._context.set_tensor_address(self._output_name, output_ptr):
+            raise EngineError("TensorRT refused a tensor address")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for buf in (self._host_in, self._dev_in, self._host_out, self._dev_out):
+            buf.close()
+        self._context = None
+        self._engine = None
+        self._memory.close()

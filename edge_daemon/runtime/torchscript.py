@@ -1,0 +1,243 @@
+"""PyTorch executor: an Ultralytics TorchScript export run on a CUDA GPU (FP32 or FP16), or on the CPU.
+
+For x86 NVIDIA GPUs without TensorRT. On the GPU it runs on the pipeline's own device buffers and CUDA
+stream (:meth:`TorchEngine.enqueue`): the input and output addresses are wrapped as tensors through the
+CUDA array interface (no copy) and the model is called under ``torch.cuda.ExternalStream``, so the
+upload, the letterbox kernel, the model and the download are ordered on one stream with no host wait.
+``torch`` is imported only when this backend is chosen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_daemon.errors import EngineError, ModelError
+from edge_daemon.runtime.base import Artifact, DeviceIO, EngineInfo, InferenceEngine
+
+log = logging.getLogger(__name__)
+
+
+class _DeviceArray:
+    """A device address seen through the CUDA array interface (v3), for ``torch.as_tensor``."""
+
+    def __init__(self, ptr: int, shape: tuple[int, ...], typestr: str) -> None:
+        self.__cuda_array_interface__ = {
+            "shape": shape,
+            "typestr": typestr,
+            "data": (ptr, False),
+            "version": 3,
+            "strides": None,
+            "stream": None,  # ordering is the caller's: everything runs on one stream
+        }
+
+
+class TorchEngine(InferenceEngine):
+    """A loaded TorchScript module. Build with :meth:`from_config` or :meth:`load`."""
+
+    def __init__(
+        self,
+        torch: Any,
+        module: Any,
+        device: Any,
+        half: bool,
+        info: EngineInfo,
+        out_tail: tuple[int, ...],
+        cuda_graphs: bool = False,
+    ):
+        self.info = info
+        self._torch = torch
+        self._module = module
+        self._device = device
+        self._half = half
+        self._out_tail = out_tail  # output shape without the batch dimension
+        self._views: dict[tuple[int, tuple[int, ...], str], Any] = {}
+        self._streams: dict[int, Any] = {}
+        self._graphs: dict[tuple[int, int, int, int], Any] = {}
+        self._use_graphs = cuda_graphs and device.type == "cuda"
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, config: Any, artifact: Artifact) -> TorchEngine:
+        return cls.load(
+            artifact.path,
+            config.device_index,
+            config.precision == "fp16",
+            config.max_batch,
+            cuda_graphs=config.cuda_graphs,
+        )
+
+    @classmethod
+    def load(
+        cls, path: Any, device_index: int | None, half: bool, max_batch: int = 1, cuda_graphs: bool = False
+    ) -> TorchEngine:
+        """Load ``path`` (a ``.torchscript`` file) onto ``cuda:<device_index>`` (None: the CPU).
+
+        Runs the model once at ``max_batch`` (warm-up, output shape, and proof that the batch size works).
+        ``cuda_graphs``: :meth:`enqueue` records the model once per (buffers, batch) as a CUDA graph and
+        replays it: one launch instead of hundreds of small ones (the Python executor is launch-bound).
+        fp32 means fp32: TensorFloat-32 convolutions and matmuls are switched off for it.
+        """
+        try:
+            import torch
+        except ImportError:
+            raise EngineError("the torch backend needs PyTorch: pip install 'edge-daemon[export]'") from None
+        if device_index is not None and not torch.cuda.is_available():
+            raise EngineError("the torch backend asks for a CUDA device, but PyTorch sees none")
+        if half and device_index is None:
+            raise EngineError("torch backend: fp16 needs a CUDA device (set engine.device_index)")
+        device = torch.device("cpu" if device_index is None else f"cuda:{device_index}")
+        if device.type == "cuda" and not half:
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+        extra = {"config.txt": ""}
+        try:
+            with warnings.catch_warnings():  # deprecated in torch 2.10+, still the loader for TorchScript
+                warnings.filterwarnings("ignore", message=r".*torch\.jit", category=FutureWarning)
+                module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelError(f"{path}: not a loadable TorchScript file: {str(exc).splitlines()[0]}") from None
+        module = module.half() if half else module.float()
+        module.eval()
+        metadata = _metadata(extra["config.txt"])
+        imgsz = metadata.get("imgsz")
+        try:
+            h, w = (int(v) for v in json.loads(imgsz)) if imgsz else (640, 640)
+        except (ValueError, TypeError):
+            raise ModelError(f"{path}: metadata imgsz {imgsz!r} is not [height, width]") from None
+        dtype = torch.float16 if half else torch.float32
+        with torch.inference_mode():
+            try:
+                y = _first(module(torch.zeros((max_batch, 3, h, w), dtype=dtype, device=device)))
+            except RuntimeError as exc:
+                raise EngineError(
+                    f"{path}: the model does not run at batch {max_batch}, {h}x{w}: "
+                    f"{str(exc).splitlines()[0]}"
+                ) from None
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if y.ndim != 3 or y.shape[0] != max_batch:
+            raise EngineError(f"{path}: expected a (batch, channels, anchors) output, got {tuple(y.shape)}")
+        info = EngineInfo(
+            backend="torch",
+            precision="fp16" if half else "fp32",
+            input_name="images",
+            input_hw=(h, w),
+            max_batch=max_batch,
+            providers=(f"torch {torch.__version__} {device}",),
+            metadata=metadata,
+        )
+        log.info("torch engine on %s, %s, input %dx%d, batch <= %d", device, info.precision, h, w, max_batch)
+        return cls(torch, module, device, half, info, tuple(int(v) for v in y.shape[1:]), cuda_graphs)
+
+    # --------------------------------------------------------------------------------- host memory
+
+    def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        if self._closed:
+            raise EngineError("engine is closed")
+        self.check_input(batch)
+        torch = self._torch
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._device)
+        with torch.inference_mode():
+            y = _first(self._module(x.half() if self._half else x))
+            out: npt.NDArray[np.float32] = y.float().cpu().numpy()
+        return out
+
+    # ------------------------------------------------------------------------------- device memory
+
+    def device_io(self) -> DeviceIO | None:
+        if self._device.type != "cuda":
+            return None
+        return DeviceIO("float16" if self._half else "float32", (self.info.max_batch, *self._out_tail))
+
+    def enqueue(self, input_ptr: int, output_ptr: int, batch: int, stream_handle: int) -> None:
+        if self._closed:
+            raise EngineError("engine is closed")
+        self.check_batch(batch)
+        h, w = self.info.input_hw
+        x = self._view(input_ptr, (batch, 3, h, w), "<f2" if self._half else "<f4")
+        out = self._view(output_ptr, (batch, *self._out_tail), "<f4")
+        torch = self._torch
+        stream = self._streams.get(stream_handle)
+        if stream is None:
+            stream = self._streams[stream_handle] = torch.cuda.ExternalStream(
+                stream_handle, device=self._device
+            )
+        if not self._use_graphs:
+            with torch.cuda.stream(stream), torch.inference_mode():
+                out.copy_(_first(self._module(x)))
+            return
+        key = (input_ptr, output_ptr, batch, stream_handle)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = self._capture(x, out, stream)
+        with torch.cuda.stream(stream):
+            graph.replay()
+
+    def _capture(self, x: Any, out: Any, stream: Any) -> Any:
+        """Record model + output copy on ``stream`` as a CUDA graph (once per buffers and batch size)."""
+        torch = self._torch
+        with torch.cuda.stream(stream), torch.inference_mode():
+            for _ in range(3):  # warm-up on this stream (TorchScript profiles the first runs): not captured
+                out.copy_(_first(self._module(x)))
+        stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: the camera and publish threads keep making CUDA calls while this thread captures
+        with (
+            torch.inference_mode(),
+            torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"),
+        ):
+            out.copy_(_first(self._module(x)))
+        log.info("torch engine: CUDA graph recorded for batch %d", x.shape[0])
+        return graph
+
+    def _view(self, ptr: int, shape: tuple[int, ...], typestr: str) -> Any:
+        """A tensor over device memory the caller owns; made once per (address, shape) and reused."""
+        key = (ptr, shape, typestr)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = self._torch.as_tensor(
+                _DeviceArray(ptr, shape, typestr), device=self._device
+            )
+        return view
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._graphs.clear()
+        self._views.clear()
+        self._streams.clear()
+        self._module = None
+
+
+def _first(y: Any) -> Any:
+    """Ultralytics exports return the detect tensor, or a tuple/list with it first."""
+    return y[0] if isinstance(y, list | tuple) else y
+
+
+def _metadata(raw: Any) -> dict[str, str]:
+    """Ultralytics stores its metadata as JSON in the ``config.txt`` extra file; values become strings
+    in the form the ONNX metadata has (``names`` as a Python dict literal)."""
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        if key == "names" and isinstance(value, dict):
+            out[key] = repr({int(k): str(v) for k, v in value.items()})
+        elif isinstance(value, list | dict):
+            out[key] = json.dumps(value)
+        else:
+            out[key] = str(value)
+    return out

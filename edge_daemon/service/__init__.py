@@ -1,0 +1,1 @@
+"""Living under a service manager: systemd notifications (READY, STATUS, WATCHDOG)."""

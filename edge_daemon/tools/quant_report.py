@@ -1,0 +1,328 @@
+"""``edge-daemon quant-report``: how close INT8 stays to FP32 on the device's own frames, and how fast.
+
+No labeled data set exists for a product's cameras, so FP32 detections at conf >= 0.25 are the reference
+(pseudo-labels). Each INT8 variant's detections (conf >= 0.001, as for validation) are scored against
+them with pycocotools' COCOeval: mAP50, mAP50-95 and per-class AP50-95 ("agreement"). Variants: the
+configured mixed-precision INT8 and a naive all-layers INT8 (MinMax), both quantized the same way.
+Speed: the bare engine per precision and, optionally, the daemon's end-to-end throughput.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edge_daemon.build.export import resolve_onnx
+from edge_daemon.build.quant.cache import QdqRequest, ensure_qdq
+from edge_daemon.config import FileCamera, OnnxRuntimeEngineConfig, Settings
+from edge_daemon.errors import ConfigError
+from edge_daemon.model.info import model_info
+from edge_daemon.model.postprocess import DecodeParams, decode_one
+from edge_daemon.model.preprocess import preprocess
+from edge_daemon.runtime import Artifact, InferenceEngine, load_engine
+from edge_daemon.types import Detections, LetterboxMeta
+
+log = logging.getLogger(__name__)
+
+REFERENCE_CONF = 0.25
+PREDICTION_CONF = 0.001
+
+
+@dataclass
+class VariantResult:
+    name: str
+    precision: str
+    excluded_nodes: int = 0
+    map50: float | None = None
+    map50_95: float | None = None
+    per_class: dict[str, float] = field(default_factory=dict)
+    bare_fps: float = 0.0
+    e2e_fps: float | None = None
+    detections: int = 0
+
+
+@dataclass
+class QuantReport:
+    model: str
+    frames: int
+    input_hw: tuple[int, int]
+    reference_detections: int
+    variants: list[VariantResult]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "frames": self.frames,
+            "input_hw": list(self.input_hw),
+            "reference": f"FP32 detections at conf >= {REFERENCE_CONF} (pseudo-labels)",
+            "reference_detections": self.reference_detections,
+            "variants": [v.__dict__ for v in self.variants],
+        }
+
+    def table(self) -> str:
+        fp32 = next(v for v in self.variants if v.precision == "fp32")
+        lines = [
+            f"model {self.model}, {self.frames} frames at {self.input_hw[0]}x{self.input_hw[1]}, "
+            f"reference: {self.reference_detections} FP32 detections (conf >= {REFERENCE_CONF})",
+            "",
+            f"{'variant':<40}{'mAP50':>8}{'mAP50-95':>10}{'bare FPS':>10}{'x FP32':>8}"
+            f"{'e2e FPS':>9}{'x FP32':>8}",
+        ]
+        for v in self.variants:
+
+            def f(x: float | None, fmt: str = "{:.3f}") -> str:
+                return "-" if x is None else fmt.format(x)
+
+            e2e_ratio = v.e2e_fps / fp32.e2e_fps if v.e2e_fps and fp32.e2e_fps else None
+            lines.append(
+                f"{v.name:<40}{f(v.map50):>8}{f(v.map50_95):>10}{v.bare_fps:>10.1f}"
+                f"{v.bare_fps / fp32.bare_fps:>8.2f}{f(v.e2e_fps, '{:.1f}'):>9}{f(e2e_ratio, '{:.2f}'):>8}"
+            )
+        mixed = self.variants[1] if len(self.variants) > 1 else None
+        if mixed is not None and mixed.per_class:
+            lines += ["", f"per-class agreement (AP50-95 vs FP32), {mixed.name}:"]
+            for label, ap in sorted(mixed.per_class.items(), key=lambda kv: -kv[1]):
+                lines.append(f"  {label:<20}{ap:.3f}")
+        return "\n".join(lines)
+
+
+def _frames(settings: Settings, count: int) -> list[npt.NDArray[np.uint8]]:
+    cam = settings.cameras[0]
+    if not isinstance(cam, FileCamera):
+        raise ConfigError("quant-report: cameras[0] must be a file camera (the clip to evaluate on)")
+    cap = cv2.VideoCapture(str(cam.path))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    stride = max(1, total // count) if total else 1
+    out: list[npt.NDArray[np.uint8]] = []
+    index = 0
+    while len(out) < count:
+        ok, image = cap.read()
+        if not ok:
+            break
+        if index % stride == 0:
+            out.append(np.ascontiguousarray(image, np.uint8))
+        index += 1
+    cap.release()
+    if len(out) < min(count, 10):
+        raise ConfigError(f"quant-report: only {len(out)} frames could be read from {cam.path}")
+    return out
+
+
+def _predict(
+    engine: InferenceEngine, inputs: list[tuple[npt.NDArray[np.float32], LetterboxMeta]], params: DecodeParams
+) -> tuple[list[Detections], float]:
+    outs, times = [], []
+    for tensor, meta in inputs:
+        t0 = time.perf_counter()
+        raw = engine.infer(tensor)
+        times.append(time.perf_counter() - t0)
+        outs.append(decode_one(raw[0], meta, params))
+    return outs, 1.0 / statistics.median(times)
+
+
+def coco_agreement(
+    reference: list[Detections], predicted: list[Detections], names: dict[int, str]
+) -> tuple[float, float, dict[str, float]]:
+    """(mAP50, mAP50-95, per-class AP50-95) of ``predicted`` against ``reference`` (pycocotools COCOeval)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for i, (ref, pred) in enumerate(zip(reference, predicted, strict=True)):
+        images.append({"id": i})
+        for (x1, y1, x2, y2), cls in zip(ref.xyxy.tolist(), ref.class_id.tolist(), strict=True):
+            w, h = x2 - x1, y2 - y1
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": cls,
+                    "bbox": [x1, y1, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
+        for (x1, y1, x2, y2), cls, conf in zip(
+            pred.xyxy.tolist(), pred.class_id.tolist(), pred.confidence.tolist(), strict=True
+        ):
+            results.append(
+                {"image_id": i, "category_id": cls, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": conf}
+            )
+    if not annotations:
+        raise ConfigError("quant-report: FP32 found nothing on these frames; nothing to compare against")
+    cats = sorted({a["category_id"] for a in annotations} | {r["category_id"] for r in results})
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": annotations, "categories": [{"id": c} for c in cats]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        if not results:
+            return 0.0, 0.0, {}
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    precision = ev.eval["precision"]  # [IoU thresholds, recall, categories, area, maxDets]
+    present = {a["category_id"] for a in annotations}
+    per_class = {}
+    for k, cat in enumerate(ev.params.catIds):
+        if cat not in present:
+            continue
+        p = precision[:, :, k, 0, -1]
+        per_class[names.get(cat, str(cat))] = float(np.mean(p[p > -1])) if (p > -1).any() else 0.0
+    return float(ev.stats[1]), float(ev.stats[0]), per_class
+
+
+def run_report(
+    settings: Settings, frames: int = 300, naive: bool = True, end_to_end: bool = True
+) -> QuantReport:
+    """Build/load FP32 and INT8 variants, evaluate them on ``frames`` frames of the first camera."""
+    if not isinstance(settings.engine, OnnxRuntimeEngineConfig):
+        raise ConfigError("quant-report runs the ONNX Runtime backend; set engine.backend: onnxruntime")
+    cfg = settings.engine
+    fp32_path, sha = resolve_onnx(settings.model.path, settings.model.imgsz, settings.model.cache_dir)
+    base = cfg.model_copy(update={"precision": "fp32"})
+    fp32 = load_engine(base, fp32_path)
+    info = model_info(fp32.info.metadata, fp32.info.input_hw, settings.model.path, sha)
+    images = _frames(settings, frames)
+    inputs = [preprocess(img, fp32.info.input_hw) for img in images]
+    ref_params = DecodeParams(info.num_classes, conf=REFERENCE_CONF, iou=settings.detect.iou)
+    pred_params = DecodeParams(info.num_classes, conf=PREDICTION_CONF, iou=settings.detect.iou)
+    reference, fp32_fps = _predict(fp32, inputs, ref_params)
+    fp32.close()
+    variants = [
+        VariantResult(
+            "FP32 (reference)",
+            "fp32",
+            bare_fps=fp32_fps,
+            map50=1.0,
+            map50_95=1.0,
+            detections=sum(len(d) for d in reference),
+        )
+    ]
+    plans: list[tuple[str, Any, Any]] = [
+        (
+            f"INT8 mixed ({cfg.quantize.exclude if isinstance(cfg.quantize.exclude, str) else 'custom'}, "
+            f"{cfg.quantize.method})",
+            cfg.quantize.exclude,
+            cfg.quantize.method,
+        ),
+    ]
+    if naive:
+        plans.append(("INT8 naive (all layers, minmax)", "none", "minmax"))
+    for name, exclude, method in plans:
+        path, manifest = ensure_qdq(
+            QdqRequest(
+                fp32_path,
+                sha,
+                settings.model.path.stem,
+                settings.model.cache_dir,
+                cfg.calibration,
+                settings.cameras[0],
+                "cpu",
+                method,
+                exclude,
+            )
+        )
+        engine = load_engine(base, Artifact(path, precision="int8"))
+        preds, fps = _predict(engine, inputs, pred_params)
+        engine.close()
+        m50, m5095, per_class = coco_agreement(reference, preds, info.names)
+        variants.append(
+            VariantResult(
+                name,
+                "int8",
+                len(manifest.get("excluded_nodes", [])),
+                m50,
+                m5095,
+                per_class,
+                fps,
+                detections=sum(len(d) for d in preds),
+            )
+        )
+    if end_to_end:
+        variants[0].e2e_fps = _end_to_end(settings, "fp32", len(images))
+        variants[1].e2e_fps = _end_to_end(settings, "int8", len(images))
+    return QuantReport(info.model_id, len(images), fp32.info.input_hw, variants[0].detections, variants)
+
+
+def _end_to_end(settings: Settings, precision: str, frames: int) -> float:
+    """The daemon's pipeline throughput (no MQTT) over ``frames`` frames of the clip at ``precision``."""
+    from edge_daemon.app import build_pipeline, load_model
+    from edge_daemon.publish.base import NullPublisher
+
+    cam = settings.cameras[0].model_copy(
+        update={"drop_policy": "block", "realtime": False, "loop": True, "max_frames": frames}
+    )
+    engine = settings.engine.model_copy(update={"precision": precision})
+    s = settings.model_copy(update={"cameras": [cam], "engine": engine})
+    model = load_model(s)
+    try:
+        pipeline = build_pipeline(s, model, publisher=NullPublisher())
+        return pipeline.run(threading.Event()).fps()
+    finally:
+        model.engine.close()
+
+
+def write_png(report: QuantReport, path: Path) -> None:
+    """Per-class agreement of each INT8 variant, and speed per precision, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    int8 = [v for v in report.variants if v.precision == "int8"]
+    labels = sorted({c for v in int8 for c in v.per_class}, key=lambda c: -(int8[0].per_class.get(c, 0.0)))[
+        :12
+    ]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [2, 1]})
+    width = 0.8 / max(1, len(int8))
+    x = np.arange(len(labels))
+    for i, v in enumerate(int8):
+        ax1.bar(
+            x + i * width,
+            [v.per_class.get(c, 0.0) for c in labels],
+            width,
+            label=f"{v.name}: mAP50-95 {v.map50_95 or 0.0:.3f}",
+        )
+    ax1.set_xticks(x + width * (len(int8) - 1) / 2, labels, rotation=30, ha="right")
+    ax1.set_ylim(0, 1.05)
+    ax1.set_ylabel("AP50-95 vs FP32")
+    ax1.set_title(f"Per-class agreement with FP32, {report.frames} frames")
+    ax1.legend(loc="lower left", fontsize=8)
+    names = [
+        v.name.split(" (")[0]
+        if v.precision == "fp32"
+        else v.name.split(" (")[0] + "\n" + v.name.split(" (")[1].rstrip(")")
+        for v in report.variants
+    ]
+    ax2.bar(
+        range(len(report.variants)),
+        [v.bare_fps for v in report.variants],
+        color=["grey", "C0", "C1"][: len(report.variants)],
+    )
+    ax2.set_xticks(range(len(report.variants)), names, fontsize=7)
+    ax2.set_ylabel("engine FPS (median)")
+    ax2.set_title("Speed")
+    fig.suptitle(report.model)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_json(report: QuantReport, path: Path) -> None:
+    path.write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
