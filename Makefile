@@ -28,7 +28,7 @@ setup: $(STAMP) assets
 demo: setup
 	scripts/demo.sh
 
-# Everything CI runs: lint, format, types, the whole test suite.
+# Everything CI runs: lint, format, types, layer contracts (import-linter), the whole test suite.
 test: setup lint
 	$(BIN)/pytest
 
@@ -36,6 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(SRC)
 	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # Throughput and latency vs Ultralytics and the bare engine (figures for docs/benchmarks.md).
 bench: setup
