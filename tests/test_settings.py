@@ -175,3 +175,11 @@ def test_a_key_with_control_characters_gives_a_one_line_error(tmp_path) -> None:
     assert all(line.strip() for line in lines)
     assert any("model.\\x1e\\r: unknown key" in line for line in lines)
 
+
+@pytest.mark.parametrize("text", ["?\n", "1: a\n", "null: 3\n"])
+def test_a_top_level_key_that_is_not_text_is_a_config_error(tmp_path, text: str) -> None:
+    """Found by tests/test_generated_configs.py: ``?`` parses to {None: None}, which crashed (TypeError)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="top-level keys must be names"):
+        load_settings(path)

@@ -72,6 +72,9 @@ def load_settings(path: Path | str, base_dir: Path | None = None) -> Settings:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
+    odd = [key for key in data if not isinstance(key, str)]
+    if odd:
+        raise ConfigError(f"{path}: top-level keys must be names, got {_printable(repr(odd[0]))}")
     try:
         settings = Settings(**data)
     except ValidationError as exc:
