@@ -11,6 +11,11 @@ paho's network loop runs in its own thread and reconnects by itself (exponential
 message is stored on disk first and deleted when the broker acknowledges it; after each (re)connect the
 stored messages are replayed in order before new ones go out live, so outages and crashes lose nothing.
 Without one, paho's bounded in-memory queue (``max_queued_messages``) holds messages while disconnected.
+
+Acknowledgements (:mod:`.acks`): every publication, tracked or not, is registered under its message id
+with paho's own message-info object; a row leaves the outbox only through the acknowledgement of the
+message that carried it. Replays (:meth:`MqttPublisher._replay`) are numbered by connection: a newer
+connection's replay supersedes an older one, and only the current one may let live messages through.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from edge_daemon.errors import PublishError
+from edge_daemon.publish.acks import AckBook
 from edge_daemon.publish.client import make_client
 from edge_daemon.publish.outbox import Outbox
 from edge_daemon.publish.payload import detections_topic, status_topic
@@ -63,19 +70,18 @@ class MqttPublisher:
         self.published = 0
         self.rejected = 0
         self._connected = threading.Event()
-        # Message ids of QoS >= 1 publications the broker has not acknowledged yet.
-        self._unacked: set[int] = set()
-        self._acked = threading.Condition()
         self._topics: dict[str, str] = {}
-        # Outbox bookkeeping: mid -> outbox row (None: no outbox), rows in flight, and acknowledgements that
-        # arrived before publish() returned their mid (mid -> arrival time).
         self.outbox = outbox
-        self._row_of: dict[int, int | None] = {}
-        self._inflight_rows: set[int] = set()
-        self._done_rows: set[int] = set()  # recently acknowledged rows (see _send)
-        self._early: dict[int, float] = {}
-        # New messages go out directly only once the replay after a connect has caught up (keeps order).
-        self._live = False
+        self._book = AckBook(outbox)
+        # Stored messages go out before live ones: the publish thread stores (and, once live, sends) under
+        # this lock, and a replay goes live under it, so no message lands between the last stored one and
+        # the first live one. Connections are numbered; a replay only goes live for the current one.
+        self._order = threading.Lock()
+        self._connection = 0
+        self._live_for = -1
+        self._replay_thread: threading.Thread | None = None
+        self._ack_thread: threading.Thread | None = None
+        self._closing = threading.Event()
         self.replayed = 0
         self.outbox_errors = 0  # consecutive failed outbox writes (disk full); 0 when healthy
         self.outbox_write_errors_total = 0
@@ -125,6 +131,9 @@ class MqttPublisher:
             self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
         except (OSError, ValueError) as exc:
             raise PublishError(f"mqtt: cannot connect to {self.host}:{self.port}: {exc}") from None
+        if self.outbox is not None:
+            self._ack_thread = threading.Thread(target=self._forget_acked, name="mqtt-outbox", daemon=True)
+            self._ack_thread.start()
         self.client.loop_start()
         if not self._connected.wait(self.connect_timeout):
             log.warning(
@@ -135,26 +144,39 @@ class MqttPublisher:
             )
 
     def publish_detections(self, camera: str, payload: bytes) -> None:
-        topic = self._topics.get(camera)
-        if topic is None:
-            topic = self._topics[camera] = detections_topic(self.prefix, self.device_id, camera)
-        if self.outbox is not None:
+        self.publish_detections_many([(camera, payload)])
+
+    def publish_detections_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Publish ``(camera, payload)`` messages in order: stored in the outbox in one transaction first,
+        then handed to MQTT if no replay is catching up (otherwise the replay sends them, in order)."""
+        batch = [(self._topic(camera), payload) for camera, payload in messages]
+        if self.outbox is None:
+            for topic, payload in batch:
+                if self._send(topic, payload, None, self.qos):
+                    self.published += 1
+            return
+        with self._order:
             try:
-                row = self.outbox.add(topic, payload)
+                rows = self.outbox.add_many(batch)
             except PublishError as exc:  # disk full or failing: keep publishing, from memory
                 self._outbox_failed(exc)
-                if self._send(topic, payload, None):
-                    self.published += 1
+                for topic, payload in batch:
+                    if self._send(topic, payload, None, self.qos):
+                        self.published += 1
                 return
             if self.outbox_errors:
                 log.warning("outbox: writable again after %d failed writes", self.outbox_errors)
                 self.outbox_errors = 0
-            self.published += 1
-            if self._live and self.connected:
-                self._send(topic, payload, row)
-            return
-        if self._send(topic, payload, None):
-            self.published += 1
+            self.published += len(rows)
+            if self._live_for == self._connection and self.connected:
+                for (topic, payload), row in zip(batch, rows, strict=True):
+                    self._send(topic, payload, row, self.qos)
+
+    def _topic(self, camera: str) -> str:
+        topic = self._topics.get(camera)
+        if topic is None:
+            topic = self._topics[camera] = detections_topic(self.prefix, self.device_id, camera)
+        return topic
 
     def _outbox_failed(self, exc: PublishError) -> None:
         """Said once per episode (then every 1000th time): messages go out from memory meanwhile, so only
@@ -186,83 +208,73 @@ class MqttPublisher:
                 "writable": self.outbox_errors == 0,
             }
         body = {**health, "mqtt": {"published": self.published, "replayed": self.replayed}, "outbox": outbox}
-        self.client.publish(self.health_topic, json.dumps(body).encode("utf-8"), qos=self.qos, retain=True)
+        self._send(self.health_topic, json.dumps(body).encode("utf-8"), None, self.qos, retain=True)
 
-    def _send(self, topic: str, payload: bytes, row: int | None) -> bool:
-        """Hand one message to paho and track its acknowledgement.
+    def _send(self, topic: str, payload: bytes, row: int | None, qos: int, retain: bool = False) -> bool:
+        """Hand one message to paho and register it for its acknowledgement. Every publication goes
+        through here, tracked by the outbox or not, so that no acknowledgement is ever unaccounted for.
 
-        Never calls paho while holding our lock: paho runs on_publish under its own mutex, so holding ours
-        across publish() would deadlock with the network thread.
+        Never calls paho while holding the book's lock: paho runs on_publish under its own mutex, so
+        holding ours across publish() would deadlock with the network thread.
         """
-        with self._acked:
-            if row is not None:
-                if row in self._inflight_rows or row in self._done_rows:
-                    # in flight already (paho resends it itself after a reconnect), or acknowledged since
-                    # the replay read it from disk: sending it again would only make a duplicate
-                    return True
-                self._inflight_rows.add(row)
-        info = self.client.publish(topic, payload, qos=self.qos)
-        with self._acked:
-            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-                if row is not None:
-                    self._inflight_rows.discard(row)  # stays in the outbox; the next replay sends it
-                self.rejected += 1
-                if self.rejected in (1, 10, 100) or self.rejected % 1000 == 0:
-                    log.warning("mqtt: outgoing queue full, %d messages rejected so far", self.rejected)
-                return False
-            # NO_CONN is fine for QoS >= 1: paho keeps the message and sends it after reconnecting.
-            if self.qos == 0:
-                return True
-            if self._early.pop(info.mid, None) is not None:
-                self._acknowledged(row)
-            else:
-                self._unacked.add(info.mid)
-                self._row_of[info.mid] = row
-            return True
+        if row is not None and not self._book.claim(row):
+            return True  # in flight already (paho resends it itself), or acknowledged since it was read
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            self._book.unclaim(row)  # stays in the outbox; the next replay sends it
+            self.rejected += 1
+            if self.rejected in (1, 10, 100) or self.rejected % 1000 == 0:
+                log.warning("mqtt: outgoing queue full, %d messages rejected so far", self.rejected)
+            return False
+        # NO_CONN is fine for QoS >= 1: paho keeps the message and sends it after reconnecting.
+        if qos > 0 or info.rc == mqtt.MQTT_ERR_SUCCESS:
+            self._book.register(info, row)
+        if len(self._book.to_forget) > 512:  # the outbox thread lags: forget on this thread too
+            self._book.forget_acked()
+        return True
 
-    def _acknowledged(self, row: int | None) -> None:
-        """The broker has a message. Called with the lock held."""
-        if row is not None:
-            self._inflight_rows.discard(row)
-            self._done_rows.add(row)
-            if len(self._done_rows) > 20_000:  # row ids only grow (AUTOINCREMENT): keep the newest
-                newest = max(self._done_rows)
-                self._done_rows = {r for r in self._done_rows if r > newest - 10_000}
-            if self.outbox is not None:
-                self.outbox.ack(row)
-        if not self._unacked:
-            self._acked.notify_all()
-
-    def _replay(self) -> None:
-        """Send every stored message in order, then let new messages go out directly."""
+    def _replay(self, connection: int, previous: threading.Thread | None) -> None:
+        """Send every stored message in order, then let new messages go out directly, unless a newer
+        connection has begun meanwhile (its own replay takes over)."""
+        if previous is not None:
+            previous.join()  # one replay at a time: the older one stops at its next message
         if self.outbox is None:
             return
         sent = 0
         for row, topic, payload in self.outbox.iter_pending():
-            if not self.connected:
+            if not self._current(connection):
                 return
-            with self._acked:  # keep paho's queue small: wait while many are in flight
-                self._acked.wait_for(lambda: len(self._unacked) < 500 or not self.connected, timeout=30)
-            if self._send(topic, payload, row):
+            # keep paho's queue small: wait while many are in flight
+            self._book.wait(lambda: self._book.in_flight < 500 or not self._current(connection), 30)
+            if self._send(topic, payload, row, self.qos):
                 sent += 1
-        self._live = True
-        # Rows added between the last batch and going live: sent now, not at the next outage.
-        for row, topic, payload in self.outbox.iter_pending():
-            self._send(topic, payload, row)
+        with self._order:  # the publish thread waits: nothing new is stored until this replay went live
+            if not self._current(connection):
+                return
+            for row, topic, payload in self.outbox.iter_pending():  # stored while the replay ran
+                if self._send(topic, payload, row, self.qos):
+                    sent += 1
+            self._live_for = connection
         if sent:
             self.replayed += sent
             log.info("mqtt: replayed %d stored messages", sent)
 
+    def _current(self, connection: int) -> bool:
+        return connection == self._connection and self._connected.is_set()
+
+    def _forget_acked(self) -> None:
+        """Outbox thread: delete acknowledged rows in batches, off paho's network thread."""
+        while not self._closing.wait(0.1):
+            self._book.forget_acked()
+
     @property
     def pending(self) -> int:
-        """QoS >= 1 messages handed to paho but not yet acknowledged by the broker."""
-        with self._acked:
-            return len(self._unacked)
+        """Publications handed to paho and not yet acknowledged by the broker."""
+        return self._book.in_flight
 
     def flush(self, timeout: float) -> bool:
-        """Wait until the broker acknowledged every QoS >= 1 message; False on timeout."""
-        with self._acked:
-            return self._acked.wait_for(lambda: not self._unacked, timeout=max(0.0, timeout))
+        """Wait until the broker acknowledged every publication; False on timeout."""
+        return self._book.wait(lambda: self._book.in_flight == 0, max(0.0, timeout))
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush what was published (bounded by ``timeout``), publish ``offline``, disconnect."""
@@ -276,9 +288,8 @@ class MqttPublisher:
         if self.outbox is not None:
             # The replay after a (late) connect runs on its own thread: wait for the outbox itself to empty,
             # not just for what happens to be in flight at this instant.
-            while self.outbox.pending() and self.connected and time.monotonic() < deadline:
-                with self._acked:
-                    self._acked.wait(timeout=0.05)
+            while self._stored() and self.connected and time.monotonic() < deadline:
+                self._book.wait(lambda: False, 0.05)
         if not self.flush(deadline - time.monotonic()):
             log.warning("mqtt: %d messages not acknowledged by the broker at shutdown", self.pending)
         if self.connected:
@@ -286,8 +297,11 @@ class MqttPublisher:
         self.client.disconnect()
         self.client.loop_stop()
         self._connected.clear()
+        self._closing.set()
+        if self._ack_thread is not None:
+            self._ack_thread.join(5)
         if self.outbox is not None:
-            left = self.outbox.pending()
+            left = self._stored()
             if left:
                 log.warning(
                     "mqtt: %d messages stay in the outbox %s and go out on the next start",
@@ -295,6 +309,12 @@ class MqttPublisher:
                     self.outbox.path,
                 )
             self.outbox.close()
+
+    def _stored(self) -> int:
+        """Rows still on disk once the acknowledged ones are deleted."""
+        assert self.outbox is not None
+        self._book.forget_acked()
+        return self.outbox.pending()
 
     # paho callbacks, run on paho's network thread --------------------------------------------------
 
@@ -304,26 +324,21 @@ class MqttPublisher:
             return
         log.info("mqtt: connected to %s:%d", self.host, self.port)
         self._fails = 0
-        client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+        self._connection += 1  # before anything else: an older replay must not go live from now on
+        self._send(self.status_topic, ONLINE, None, 1, retain=True)
         if self.info is not None:
             info = {**self.info, "outbox_dropped": self.outbox.dropped if self.outbox is not None else 0}
-            client.publish(self.info_topic, json.dumps(info).encode("utf-8"), qos=1, retain=True)
+            self._send(self.info_topic, json.dumps(info).encode("utf-8"), None, 1, retain=True)
         self._connected.set()
         if self.outbox is not None:
-            self._live = False
-            threading.Thread(target=self._replay, name="mqtt-replay", daemon=True).start()
+            previous = self._replay_thread
+            self._replay_thread = threading.Thread(
+                target=self._replay, args=(self._connection, previous), name="mqtt-replay", daemon=True
+            )
+            self._replay_thread.start()
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        now = time.monotonic()
-        with self._acked:
-            if mid in self._unacked:
-                self._unacked.discard(mid)
-                self._acknowledged(self._row_of.pop(mid, None))
-                return
-            # Not registered (yet): the ack overtook publish()'s return, or it is a status message's.
-            self._early[mid] = now
-            if len(self._early) > 1000:  # forget stale ones long before 16-bit mids wrap around
-                self._early = {m: t for m, t in self._early.items() if now - t < 60}
+        self._book.acknowledged(mid)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self._fails += 1
@@ -338,7 +353,6 @@ class MqttPublisher:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         was = self._connected.is_set()
         self._connected.clear()
-        self._live = False
         if was and reason.is_failure:
             log.warning("mqtt: disconnected (%s); reconnecting", reason)
 

@@ -3,18 +3,19 @@
 SQLite in WAL mode, one row per message, in publication order. A row is written before the message is
 handed to MQTT and deleted only when the broker acknowledges it (QoS 1/2 PUBACK/PUBCOMP). After a
 reconnect, or on the next boot after a crash, every remaining row is sent again in order: consumers may
-see a message twice (MQTT QoS 1 is at-least-once; the per-camera ``seq`` lets them drop duplicates), but
-none is lost. Bounded by ``max_messages`` and ``max_age_s``: past those the oldest rows are dropped and
-counted (``dropped``), never silently.
+see a message twice (MQTT QoS 1 is at-least-once; ``run`` and the per-camera ``seq`` let them drop
+duplicates), but none is lost. Bounded by ``max_messages`` and ``max_age_s``: past those the oldest rows
+are dropped and counted (``dropped``), never silently.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from edge_daemon.errors import PublishError
@@ -56,22 +57,33 @@ class Outbox:
         return int(row[0]) if row else 0
 
     def add(self, topic: str, payload: bytes) -> int:
-        """Store a message; returns its row id. Enforces the bounds (dropping the oldest, counted)."""
+        """Store a message; returns its row id."""
+        return self.add_many([(topic, payload)])[0]
+
+    def add_many(self, messages: Sequence[tuple[str, bytes]]) -> list[int]:
+        """Store ``(topic, payload)`` messages in order, in one transaction; returns their row ids. Enforces
+        the bounds (dropping the oldest, counted) every 256 rows."""
+        now = time.time()
         with self._lock:
             try:
-                cur = self._db.execute(
-                    "INSERT INTO outbox (topic, payload, created) VALUES (?, ?, ?)",
-                    (topic, payload, time.time()),
-                )
+                self._db.execute("BEGIN")
+                rows = []
+                for topic, payload in messages:
+                    cur = self._db.execute(
+                        "INSERT INTO outbox (topic, payload, created) VALUES (?, ?, ?)", (topic, payload, now)
+                    )
+                    rows.append(int(cur.lastrowid or 0))
+                self._db.execute("COMMIT")
             except sqlite3.Error as exc:  # disk full, read-only, corrupt: say so, don't crash the pipeline
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
                 raise PublishError(f"outbox {self.path}: cannot store a message: {exc}") from None
-            row_id = int(cur.lastrowid or 0)
-            if row_id % 256 == 0:
+            if rows and rows[-1] // 256 != (rows[0] - 1) // 256:
                 try:
                     self._enforce_bounds()
                 except sqlite3.Error as exc:
                     log.warning("outbox %s: cannot enforce its bounds now: %s", self.path, exc)
-            return row_id
+            return rows
 
     def _enforce_bounds(self) -> None:
         n = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
@@ -96,15 +108,23 @@ class Outbox:
             )
 
     def ack(self, row_id: int) -> None:
-        """Forget an acknowledged message. If the disk refuses even that, the row stays and goes out once
-        more after the next reconnect: a duplicate (consumers see the repeated seq), never a loss."""
+        self.ack_many([row_id])
+
+    def ack_many(self, row_ids: Sequence[int]) -> None:
+        """Forget acknowledged messages, in one transaction. If the disk refuses even that, the rows stay and
+        go out once more after the next reconnect: duplicates (consumers drop them by run and seq), never a
+        loss."""
         with self._lock:
             try:
-                self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+                self._db.execute("BEGIN")
+                self._db.executemany("DELETE FROM outbox WHERE id = ?", [(r,) for r in row_ids])
+                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
                 self.ack_errors += 1
                 if self.ack_errors == 1 or self.ack_errors % 1000 == 0:
-                    log.error("outbox %s: cannot forget acknowledged message: %s", self.path, exc)
+                    log.error("outbox %s: cannot forget acknowledged messages: %s", self.path, exc)
 
     def pending(self) -> int:
         with self._lock:

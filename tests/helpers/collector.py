@@ -14,6 +14,7 @@ class Collector:
 
     def __init__(self, port: int, topic: str, client_id: str = "collector") -> None:
         self.seqs: list[int] = []
+        self.runs: list[tuple[str, int]] = []  # (run, seq): what a consumer deduplicates on
         self.messages: list[tuple[str, int, str]] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
@@ -27,7 +28,8 @@ class Collector:
         body = json.loads(msg.payload)
         with self.lock:
             self.seqs.append(body["seq"])
-            self.messages.append((body["camera"], body["seq"], body["captured_at"]))
+            self.runs.append((body.get("run", ""), body["seq"]))
+            self.messages.append((body["camera"], body["seq"], body.get("captured_at", "")))
 
     def count(self) -> int:
         with self.lock:

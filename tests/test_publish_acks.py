@@ -1,0 +1,198 @@
+"""A row leaves the outbox only when the broker acknowledged *that* message, whatever the message ids do.
+
+paho's message ids are 16 bits and wrap; acknowledgements can overtake ``publish()``'s return; health,
+status and info are published beside the detections. Through a real mosquitto, with the daemon's real
+publisher and outbox, SIGKILLed at random points while the broker holds back its acknowledgements.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from edge_daemon.config import MqttConfig
+from edge_daemon.publish.mqtt import MqttPublisher
+from tests.conftest import ROOT, free_port, start_mosquitto
+from tests.helpers.collector import Collector
+
+
+def _wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_a_reused_message_id_never_acknowledges_another_message(tmp_path) -> None:
+    """A health message is acknowledged; its id comes round again for a detections message that the broker
+    never acknowledges: the detections message must stay on disk."""
+    broker = start_mosquitto(tmp_path)
+    cfg = MqttConfig(host="127.0.0.1", port=broker.port, outbox={"path": tmp_path / "o.sqlite"})
+    pub = MqttPublisher.from_config(cfg, "dev")
+    pub.start()
+    try:
+        assert pub.connected
+        pub.publish_health({"device_id": "dev"})
+        health_mid = pub.client._last_mid
+        assert _wait(lambda: not pub.client._out_messages, 5), "the broker acknowledged the health message"
+        broker.proc.send_signal(signal.SIGSTOP)  # connected, but nothing is acknowledged any more
+        pub.client._last_mid = health_mid - 1  # the 16-bit ids wrapped: the next message reuses the id
+        pub.publish_detections("cam0", b'{"seq": 0}')
+        assert pub.client._last_mid == health_mid
+        time.sleep(0.5)
+        assert pub.outbox is not None and pub.outbox.pending() == 1, (
+            "the broker never acknowledged this message, yet it left the outbox"
+        )
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+        pub.close(timeout=5)
+        broker.proc.terminate()
+        broker.proc.wait(10)
+
+
+def _child(port: int, outbox: Path, first: int, count: int, rate: float, wrap: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers.publisher_child", str(port), str(outbox)]
+        + [str(first), str(count), str(rate), str(wrap)],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _read(proc: subprocess.Popen[str], produced: list[int]) -> threading.Thread:
+    def run() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("p "):
+                produced.append(int(line.split()[1]))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def kill_rounds(tmp_path: Path, rounds: int, wrap: int, rate: float, seed: int) -> tuple[set[int], set[int]]:
+    """Publish through ``rounds`` daemon lives, each SIGKILLed at a random moment while the broker holds
+    back its acknowledgements (SIGSTOP), then one clean life. Returns (produced, received)."""
+    rng = random.Random(seed)
+    broker = start_mosquitto(tmp_path, extra="max_queued_messages 0\n")
+    collector = Collector(broker.port, "edge/child/+/detections", client_id=f"collector-{seed}")
+    outbox = tmp_path / "outbox.sqlite"
+    produced: list[int] = []
+    try:
+        for _ in range(rounds):
+            proc = _child(broker.port, outbox, len(produced) and max(produced) + 1, 10**9, rate, wrap)
+            reader = _read(proc, produced)
+            time.sleep(rng.uniform(1.0, 2.5))
+            broker.proc.send_signal(signal.SIGSTOP)
+            time.sleep(rng.uniform(0.1, 0.4))
+            proc.kill()
+            proc.wait(10)
+            reader.join(10)
+            broker.proc.send_signal(signal.SIGCONT)
+        proc = _child(broker.port, outbox, max(produced) + 1, 50, rate, wrap)
+        reader = _read(proc, produced)
+        assert proc.wait(120) == 0
+        reader.join(10)
+        want = set(produced)
+        _wait(lambda: want <= set(collector.seqs), 60)
+        return want, set(collector.seqs)
+    finally:
+        collector.stop()
+        broker.proc.send_signal(signal.SIGCONT)
+        broker.proc.terminate()
+        broker.proc.wait(10)
+
+
+def test_message_ids_wrap_under_crashes_and_nothing_is_lost(tmp_path) -> None:
+    """CI version of the fault-injection run (scripts/fault_injection.py wrap): ids wrap every 512
+    messages instead of 65,535, so several wraps happen within each life of the daemon."""
+    produced, received = kill_rounds(tmp_path, rounds=4, wrap=512, rate=400, seed=7)
+    assert len(produced) > 4 * 512, "enough messages for the ids to wrap in every life"
+    lost = sorted(produced - received)
+    assert not lost, f"{len(lost)} of {len(produced)} lost, e.g. {lost[:10]}"
+
+
+def _kick(port: int, client_id: str) -> None:
+    """Drop a client's connection without touching the broker: connect with its client id (the broker
+    closes the older connection, MQTT's session takeover), then leave."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    thief = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    thief.connect("127.0.0.1", port)
+    thief.loop_start()
+    time.sleep(0.2)
+    thief.disconnect()
+    thief.loop_stop()
+
+
+def test_stored_messages_go_out_before_live_ones_across_reconnects(tmp_path) -> None:
+    """Stored messages are replayed in order and live ones wait until the replay caught up, also when the
+    connection drops several times during the replay (a newer replay supersedes the older one)."""
+    # mosquitto keeps at most 1000 undelivered messages per subscriber by default and drops the rest
+    broker = start_mosquitto(tmp_path, extra="max_queued_messages 0\n")
+    collector = Collector(broker.port, "edge/dev/+/detections", client_id="order")
+    outbox_path = tmp_path / "o.sqlite"
+    stored = 20_000
+    from edge_daemon.publish.outbox import Outbox
+
+    box = Outbox(outbox_path, max_messages=10 * stored)
+    box.add_many(
+        [("edge/dev/cam0/detections", f'{{"camera": "cam0", "seq": {n}}}'.encode()) for n in range(stored)]
+    )
+    box.close()
+    cfg = MqttConfig(
+        host="127.0.0.1", port=broker.port, outbox={"path": outbox_path, "max_messages": 10 * stored}
+    )
+    pub = MqttPublisher.from_config(cfg, "dev")
+    stop = threading.Event()
+    live = [stored]
+
+    def produce() -> None:
+        while not stop.is_set():
+            pub.publish_detections("cam0", f'{{"camera": "cam0", "seq": {live[0]}}}'.encode())
+            live[0] += 1
+            time.sleep(0.002)
+
+    producer = threading.Thread(target=produce)
+    kicks = 0
+    try:
+        pub.start()
+        producer.start()
+        for threshold in (2000, 6000, 10000):  # drop the connection during the replay, three times
+            _wait(lambda t=threshold: len(collector.seqs) > t, 30)  # type: ignore[misc]
+            if pub.replayed == 0:
+                _kick(broker.port, "edge-daemon-dev")
+                kicks += 1
+            _wait(lambda: pub.connected, 30)
+        stop.set()
+        producer.join(10)
+        assert pub.flush(60)
+        _wait(lambda: set(range(live[0])) <= set(collector.seqs), 60)
+    finally:
+        stop.set()
+        pub.close(timeout=10)
+        collector.stop()
+        broker.proc.terminate()
+        broker.proc.wait(10)
+    assert kicks >= 2, "the connection dropped during the replay"
+    seqs = collector.seqs
+    assert set(range(live[0])) <= set(seqs), "nothing lost"
+    first: dict[int, int] = {}
+    for i, s in enumerate(seqs):
+        first.setdefault(s, i)
+    last_stored = max(first[s] for s in range(stored))
+    first_live = min(first[s] for s in range(stored, live[0]))
+    assert last_stored < first_live, "a live message went out before a stored one"
+    stored_order = sorted(range(stored), key=lambda s: first[s])
+    assert stored_order == list(range(stored)), "stored messages arrived out of order"
