@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edge_daemon.config import MqttConfig
 from edge_daemon.publish.mqtt import MqttPublisher
-from tests.conftest import ROOT, free_port, start_mosquitto
+from tests.conftest import ROOT, start_mosquitto
 from tests.helpers.collector import Collector
 
 
@@ -60,7 +60,7 @@ def test_a_reused_message_id_never_acknowledges_another_message(tmp_path) -> Non
 def _child(port: int, outbox: Path, first: int, count: int, rate: float, wrap: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.helpers.publisher_child", str(port), str(outbox)]
-        + [str(first), str(count), str(rate), str(wrap)],
+        + [str(v) for v in (first, count, rate, wrap)],
         cwd=ROOT,
         text=True,
         stdout=subprocess.PIPE,
