@@ -63,6 +63,9 @@ def test_pipeline_publishes_schema_valid_messages(broker: Broker, clip: Path, wo
     assert [m["seq"] for m in by_cam["cam0"]] == list(range(12))
     assert [m["seq"] for m in by_cam["cam1"]] == list(range(6))
     first = by_cam["cam0"][0]
+    runs = {m["run"] for c in by_cam.values() for m in c}
+    [info] = [json.loads(p) for t, p, _ in sub.messages if t == "edge/testdev/info"]
+    assert runs == {info["run"]} and len(info["run"]) == 16, "one run id, in every message and in info"
     assert first["image"] == {"width": 768, "height": 576}
     assert first["model"]["precision"] == "fp32" and first["model"]["input"] == {"height": 480, "width": 576}
     assert first["model"]["id"].startswith("yolov8s-world-")

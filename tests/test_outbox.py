@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -124,23 +125,33 @@ def test_broker_outage_mid_stream_loses_nothing(tmp_path, clip, world_onnx) -> N
 
 
 def test_messages_left_at_a_crash_go_out_on_the_next_start(tmp_path, clip, world_onnx) -> None:
+    """The next run re-counts seq from 0, so only (run, seq) tells a replayed message from a new one: every
+    stored message of the killed run must arrive under its own run id (what the README tells consumers to
+    deduplicate on)."""
     port = free_port()  # no broker at first: everything the daemon produces stays in the outbox
     proc = _daemon(tmp_path, port, clip, world_onnx, "crash")
     time.sleep(6)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     box = Outbox(Path(os.environ["EDGE_MQTT__OUTBOX__PATH"]))
-    stored = box.pending()
+    first_run = {(body["run"], body["seq"]) for body in (json.loads(p) for _, _, p in box.iter_pending())}
     box.close()
-    assert stored >= 5, "frames were produced and kept on disk"
+    assert len(first_run) >= 5, "frames were produced and kept on disk"
+    assert len({run for run, _ in first_run}) == 1
     broker = start_mosquitto(tmp_path, port=port)
     collector = Collector(port, "edge/crash/+/detections")
     proc = _daemon(tmp_path, port, clip, world_onnx, "crash")
     try:
         deadline = time.monotonic() + 60
-        while len(set(collector.seqs)) < stored and time.monotonic() < deadline:
+        def arrived() -> bool:  # the first run's messages, and at least one of the new run's
+            runs = set(collector.runs)
+            return first_run <= runs and any(run != first for run, _ in runs)
+
+        first = next(iter(first_run))[0]
+        while not arrived() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert set(range(stored)) <= set(collector.seqs), "the first run's messages arrived after the restart"
+        assert first_run <= set(collector.runs), "the first run's messages arrived after the restart"
+        assert {run for run, _ in collector.runs} - {run for run, _ in first_run}, "the new run has its own id"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)

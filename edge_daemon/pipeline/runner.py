@@ -34,7 +34,7 @@ from edge_daemon.errors import EdgeError
 from edge_daemon.model.postprocess import DecodeParams, decode_one
 from edge_daemon.pipeline.stages import CpuStage, Stage
 from edge_daemon.publish.base import Publisher
-from edge_daemon.publish.payload import ModelTag, build_payload, encode
+from edge_daemon.publish.payload import ModelTag, build_payload, encode, new_run_id
 from edge_daemon.runtime import InferenceEngine
 from edge_daemon.service.notify import Watchdog
 from edge_daemon.types import Detections, Frame
@@ -102,6 +102,7 @@ class Pipeline:
         on_result: ResultHook | None = None,
         stage: Stage | None = None,
         extra_info: dict[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> None:
         if not cameras:
             raise ValueError("at least one camera is needed")
@@ -115,6 +116,7 @@ class Pipeline:
         self._names = names
         self._tag = model_tag
         self._device_id = device_id
+        self.run_id = run_id or new_run_id()  # in every message: consumers deduplicate on (run, seq)
         self._stats_interval = stats_interval_s
         self._on_result = on_result
         self._extra_info = extra_info or {}
@@ -152,6 +154,7 @@ class Pipeline:
         """Block until ``stop`` is set or all cameras ended; then drain and close the publisher."""
         self.publisher.info = {
             "device_id": self._device_id,
+            "run": self.run_id,
             "model": self._tag.model_id,
             "backend": self._tag.backend,
             "precision": self._tag.precision,
@@ -331,7 +334,9 @@ class Pipeline:
 
     def _publish_one(self, frame: Frame, dets: Detections, inference_ms: float) -> None:
         e2e_ms = (time.monotonic() - frame.captured_mono) * 1000.0
-        payload = build_payload(self._device_id, frame, dets, self._names, self._tag, inference_ms, e2e_ms)
+        payload = build_payload(
+            self._device_id, self.run_id, frame, dets, self._names, self._tag, inference_ms, e2e_ms
+        )
         self.publisher.publish_detections(frame.camera, encode(payload))
         now = time.monotonic()
         if self.stats.first_publish is None:
@@ -357,6 +362,7 @@ class Pipeline:
         }
         return {
             "device_id": self._device_id,
+            "run": self.run_id,
             "time": time.time(),
             "fps": round(self.stats.fps(), 2),
             "published": self.stats.published,

@@ -2,11 +2,16 @@
 
 Topic: ``<prefix>/<device_id>/<camera>/detections``. Bump SCHEMA_VERSION on any change that is not a
 pure addition of optional fields; consumers should check it.
+
+Deduplication: ``seq`` restarts at 0 in every run of the daemon, so a message is identified by
+``(device_id, camera, run, seq)``; ``run`` is a random id drawn once per start (:func:`new_run_id`).
+Messages replayed from the outbox after a crash keep the run id they were made under.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
@@ -28,6 +33,11 @@ class ModelTag:
     input_hw: tuple[int, int]
 
 
+def new_run_id() -> str:
+    """A random id for this run of the daemon: 16 hex digits (64 bits)."""
+    return secrets.token_hex(8)
+
+
 def detections_topic(prefix: str, device_id: str, camera: str) -> str:
     return f"{prefix}/{device_id}/{camera}/detections"
 
@@ -38,6 +48,7 @@ def status_topic(prefix: str, device_id: str) -> str:
 
 def build_payload(
     device_id: str,
+    run: str,
     frame: Frame,
     detections: Detections,
     names: dict[int, str],
@@ -70,6 +81,7 @@ def build_payload(
         "schema_version": SCHEMA_VERSION,
         "device_id": device_id,
         "camera": frame.camera,
+        "run": run,
         "seq": frame.seq,
         "captured_at": datetime.fromtimestamp(frame.captured_at, tz=timezone.utc).isoformat(
             timespec="milliseconds"
