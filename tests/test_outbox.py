@@ -143,6 +143,7 @@ def test_messages_left_at_a_crash_go_out_on_the_next_start(tmp_path, clip, world
     proc = _daemon(tmp_path, port, clip, world_onnx, "crash")
     try:
         deadline = time.monotonic() + 60
+
         def arrived() -> bool:  # the first run's messages, and at least one of the new run's
             runs = set(collector.runs)
             return first_run <= runs and any(run != first for run, _ in runs)
@@ -151,7 +152,7 @@ def test_messages_left_at_a_crash_go_out_on_the_next_start(tmp_path, clip, world
         while not arrived() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert first_run <= set(collector.runs), "the first run's messages arrived after the restart"
-        assert {run for run, _ in collector.runs} - {run for run, _ in first_run}, "the new run has its own id"
+        assert {run for run, _ in collector.runs} - {first}, "the new run has its own id"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
