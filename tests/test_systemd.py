@@ -1,4 +1,4 @@
-"""systemd integration: the hardened unit file, credentials, READY/WATCHDOG from the pipeline's progress."""
+"""systemd integration: the hardened unit file, credentials, READY/STATUS/WATCHDOG from service health."""
 
 from __future__ import annotations
 
@@ -103,18 +103,36 @@ def test_mqtt_password_comes_from_the_systemd_credential(tmp_path, clip, world_o
 
 
 class _NotifySocket:
+    """A real notify socket, read on its own thread so every message keeps its arrival time."""
+
     def __init__(self, path: Path) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
         self.sock.settimeout(0.05)
-        self.messages: list[str] = []
+        self.timed: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.timed.append((time.monotonic(), self.sock.recv(4096).decode()))
+            except TimeoutError:
+                continue
+
+    @property
+    def messages(self) -> list[str]:
+        return [m for _, m in self.timed]
 
     def drain(self) -> list[str]:
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except TimeoutError:
-                return self.messages
+        time.sleep(0.1)
+        self._stop.set()
+        self._thread.join(2)
+        return self.messages
+
+    def pings(self) -> list[float]:
+        return [t for t, m in self.timed if m == "WATCHDOG=1"]
 
 
 def _run_for(settings: Settings, seconds: float) -> None:
@@ -145,10 +163,12 @@ def test_ready_and_watchdog_while_frames_flow(tmp_path, clip, world_onnx, broker
     assert msgs.index(next(m for m in msgs if "READY=1" in m)) < msgs.index("WATCHDOG=1")
 
 
-def test_dead_camera_sends_no_ready_and_no_watchdog(tmp_path, world_onnx, broker, monkeypatch) -> None:
+def test_a_camera_down_is_reported_not_restarted(tmp_path, world_onnx, broker, monkeypatch) -> None:
+    """A camera down at boot and for longer than the watchdog interval: READY once the engine runs, the
+    outage in STATUS (and health), and not one missed watchdog ping (systemd must not restart us)."""
     sock = _NotifySocket(tmp_path / "notify")
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
-    monkeypatch.setenv("WATCHDOG_USEC", "500000")
+    monkeypatch.setenv("WATCHDOG_USEC", "500000")  # 0.5 s, the camera stays down for 3 s
     settings = Settings(
         cameras=[
             {
@@ -162,6 +182,65 @@ def test_dead_camera_sends_no_ready_and_no_watchdog(tmp_path, world_onnx, broker
         model={"path": str(world_onnx)},
         mqtt={"host": "127.0.0.1", "port": broker.port},
     )
-    _run_for(settings, 2.5)
+    started = time.monotonic()
+    _run_for(settings, 3.0)
     msgs = sock.drain()
-    assert not any("READY=1" in m or m == "WATCHDOG=1" for m in msgs), msgs
+    assert sum("READY=1" in m for m in msgs) == 1, msgs
+    assert any("STATUS=" in m and "cam0" in m and "down" in m for m in msgs), msgs
+    pings = sock.pings()
+    assert len(pings) >= 5, msgs
+    gaps = [b - a for a, b in zip([started, *pings], pings, strict=False)]
+    assert max(gaps[1:]) < 0.5, f"a watchdog ping came late: gaps {gaps}"
+
+
+def test_hung_inference_stops_the_pings_and_its_buffers_stay(
+    tmp_path, clip, world_onnx, broker, monkeypatch, caplog
+) -> None:
+    """Inference stuck on one batch longer than service.stuck_batch_s: the pings stop (systemd restarts
+    the service). At shutdown the stuck thread is abandoned and the engine it is inside is not closed."""
+    import logging
+
+    from edge_daemon.runtime.onnxruntime import OnnxRuntimeEngine
+
+    sock = _NotifySocket(tmp_path / "notify")
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")
+    release = threading.Event()
+    calls = {"infer": 0, "inside": 0, "closed_while_inside": 0}
+    real_infer, real_close = OnnxRuntimeEngine.infer, OnnxRuntimeEngine.close
+
+    def infer(self, batch):  # type: ignore[no-untyped-def]
+        calls["infer"] += 1
+        calls["inside"] += 1
+        try:
+            if calls["infer"] == 5:
+                release.wait(30)  # the hang
+            return real_infer(self, batch)
+        finally:
+            calls["inside"] -= 1
+
+    def close(self) -> None:  # type: ignore[no-untyped-def]
+        if calls["inside"]:
+            calls["closed_while_inside"] += 1
+        real_close(self)
+
+    monkeypatch.setattr(OnnxRuntimeEngine, "infer", infer)
+    monkeypatch.setattr(OnnxRuntimeEngine, "close", close)
+    settings = Settings(
+        cameras=[{"type": "file", "path": str(clip), "loop": True, "realtime": True}],
+        model={"path": str(world_onnx)},
+        mqtt={"host": "127.0.0.1", "port": broker.port},
+        service={"stuck_batch_s": 1.0, "drain_timeout_s": 1.0},
+    )
+    try:
+        with caplog.at_level(logging.WARNING):
+            _run_for(settings, 5.0)
+        msgs = sock.drain()
+    finally:
+        release.set()
+    assert calls["infer"] >= 5
+    hang_seen = next(t for t, m in sock.timed if "STATUS=" in m and "stuck" in m)
+    assert sock.pings() and max(sock.pings()) < hang_seen, "no ping once inference is stuck"
+    assert sum("READY=1" in m for m in msgs) == 1
+    assert calls["closed_while_inside"] == 0, "the engine was closed under a running inference"
+    assert any("still inside the engine" in r.getMessage() for r in caplog.records)

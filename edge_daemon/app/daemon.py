@@ -98,6 +98,7 @@ def build_pipeline(
         on_result=on_result,
         stage=stage,
         extra_info={"pipeline": stage.name, **({"fallback": model.fallback} if model.fallback else {})},
+        stuck_batch_s=settings.service.stuck_batch_s,
     )
 
 
@@ -109,11 +110,20 @@ def run_daemon(
     ``memory``: the GPU memory provider for a TensorRT engine (None: CUDA on the configured device).
     """
     model = load_model(settings, memory=memory)
+    pipeline: Pipeline | None = None
     try:
         pipeline = build_pipeline(settings, model, on_result=on_result)
-        stats = pipeline.run(stop)
+        stats = pipeline.run(stop, settings.service.drain_timeout_s)
         if pipeline.error is not None:
             raise pipeline.error
         return stats
     finally:
-        model.engine.close()
+        if pipeline is not None and pipeline.abandoned:
+            # Closing the engine would free device buffers a running execute may still use.
+            log.warning(
+                "the %s thread is still inside the engine at shutdown: leaving the engine and its buffers "
+                "to the operating system rather than freeing them under it",
+                " and ".join(pipeline.abandoned),
+            )
+        else:
+            model.engine.close()

@@ -26,6 +26,7 @@ from edge_daemon.config.load import MQTT_PASSWORD_CREDENTIAL, load_settings, red
 from edge_daemon.config.log import LogConfig
 from edge_daemon.config.model import ModelConfig
 from edge_daemon.config.mqtt import MqttConfig, MqttTls, OutboxConfig
+from edge_daemon.config.service import ServiceConfig
 from edge_daemon.config.settings import Settings
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "OnnxRuntimeEngineConfig",
     "OutboxConfig",
     "QuantizeConfig",
+    "ServiceConfig",
     "Settings",
     "TensorRTEngineConfig",
     "TorchEngineConfig",

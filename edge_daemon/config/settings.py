@@ -20,6 +20,7 @@ from edge_daemon.config.gpu import GpuConfig
 from edge_daemon.config.log import LogConfig
 from edge_daemon.config.model import ModelConfig
 from edge_daemon.config.mqtt import MqttConfig
+from edge_daemon.config.service import ServiceConfig
 
 
 def _default_device_id() -> str:
@@ -42,6 +43,7 @@ class Settings(BaseSettings):
     detect: DetectConfig = Field(default_factory=DetectConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> Settings:

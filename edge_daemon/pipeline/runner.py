@@ -32,6 +32,7 @@ import numpy as np
 from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, FrameSource, QueueClosed
 from edge_daemon.errors import EdgeError
 from edge_daemon.model.postprocess import DecodeParams, decode_one
+from edge_daemon.pipeline.health import BusyClock, camera_status, health_message
 from edge_daemon.pipeline.stages import CpuStage, Stage
 from edge_daemon.publish.base import Publisher
 from edge_daemon.publish.payload import ModelTag, build_payload, encode, new_run_id
@@ -103,6 +104,7 @@ class Pipeline:
         stage: Stage | None = None,
         extra_info: dict[str, Any] | None = None,
         run_id: str | None = None,
+        stuck_batch_s: float = 30.0,
     ) -> None:
         if not cameras:
             raise ValueError("at least one camera is needed")
@@ -121,6 +123,9 @@ class Pipeline:
         self._on_result = on_result
         self._extra_info = extra_info or {}
         self._max_batch = engine.info.max_batch
+        self._stuck_batch_s = stuck_batch_s
+        self._busy = BusyClock()
+        self.abandoned: list[str] = []  # worker threads still running at the drain deadline
         # OpenCV's own thread pool would split each resize across every core and collide with the engine's
         # workers; per frame its work is ~1 ms, cheaper done on the camera thread alone (docs/benchmarks.md).
         cv2.setNumThreads(1)
@@ -151,7 +156,10 @@ class Pipeline:
     # ------------------------------------------------------------------------------------ lifecycle
 
     def run(self, stop: threading.Event, drain_timeout_s: float = 10.0) -> PipelineStats:
-        """Block until ``stop`` is set or all cameras ended; then drain and close the publisher."""
+        """Block until ``stop`` is set or all cameras ended; then drain and close the publisher.
+
+        systemd: READY once running; WATCHDOG while the worker threads live and none is stuck in the
+        engine longer than ``stuck_batch_s``; STATUS says which cameras are down."""
         self.publisher.info = {
             "device_id": self._device_id,
             "run": self.run_id,
@@ -169,17 +177,27 @@ class Pipeline:
             reader.start()
         next_log = time.monotonic() + self._stats_interval
         watchdog = Watchdog()
-        seen_state: tuple[bool, ...] = ()
+        watchdog.ready(f"running; {camera_status(self._readers)}")  # the engine is loaded, the threads run
+        seen_state: tuple[bool, ...] = tuple(r.stats.connected for r in self._readers)
+        stuck_said = False
         while not stop.is_set() and any(w.is_alive() for w in self._workers):
-            stop.wait(0.2)
-            watchdog.tick(self.stats.published, self.stats.fps())
+            stop.wait(watchdog.tick_s)
+            stuck = self._busy.stuck(self._stuck_batch_s)
+            watchdog.tick(stuck is None and all(w.is_alive() for w in self._workers))
+            if stuck is not None and not stuck_said:
+                stuck_said = True
+                text = f"unhealthy: the {stuck[0]} thread is stuck in the engine for {stuck[1]:.0f}s"
+                log.error("%s; watchdog pings stop (systemd restarts the service)", text)
+                watchdog.status(text)
             state = tuple(r.stats.connected for r in self._readers)
             due = time.monotonic() >= next_log
             if state != seen_state or due:  # a camera came or went: say so now, not at the next interval
+                if state != seen_state:
+                    watchdog.status(f"running; {camera_status(self._readers)}")
                 seen_state = state
                 self.publisher.publish_health(self.health())
             if due:
-                watchdog.status(self._log_stats())
+                watchdog.status(f"{self._log_stats()}; {camera_status(self._readers)}")
                 next_log += self._stats_interval
         watchdog.status("stopping: finishing in-flight frames")
         self.shutdown(drain_timeout_s)
@@ -196,6 +214,7 @@ class Pipeline:
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
             if worker.is_alive():
+                self.abandoned.append(worker.name)
                 log.warning("%s thread still busy at the drain deadline; abandoning it", worker.name)
         self.stats.finished = time.monotonic()
         if not any(w.is_alive() for w in self._workers):
@@ -306,7 +325,8 @@ class Pipeline:
     def _infer_loop(self) -> None:
         try:
             while (items := self._next_batch()) is not None:
-                batch = self.stage.submit(items)
+                with self._busy.inside("inference"):
+                    batch = self.stage.submit(items)
                 self.stats.inferred += len(items)
                 self.stats.batches += 1
                 if not self._results.put(batch):
@@ -323,51 +343,40 @@ class Pipeline:
             if item is None:
                 continue
             try:
-                outputs, inference_ms = self.stage.outputs(item)
+                with self._busy.inside("publish"):
+                    outputs, inference_ms = self.stage.outputs(item)
                 self.stats.inference_ms.append(inference_ms)
-                for row, prepared in zip(outputs, item.items, strict=True):
-                    self._publish_one(
-                        prepared.frame, decode_one(row, prepared.meta, self._decode), inference_ms
-                    )
+                results = [
+                    (p.frame, decode_one(row, p.meta, self._decode))
+                    for row, p in zip(outputs, item.items, strict=True)
+                ]
+                self._publish(results, inference_ms)
             finally:
                 self.stage.release(item)
 
-    def _publish_one(self, frame: Frame, dets: Detections, inference_ms: float) -> None:
-        e2e_ms = (time.monotonic() - frame.captured_mono) * 1000.0
-        payload = build_payload(
-            self._device_id, self.run_id, frame, dets, self._names, self._tag, inference_ms, e2e_ms
-        )
-        self.publisher.publish_detections(frame.camera, encode(payload))
+    def _publish(self, results: list[tuple[Frame, Detections]], inference_ms: float) -> None:
+        """One batch's messages, handed to the publisher together (one outbox transaction)."""
+        now, messages = time.monotonic(), []
+        for frame, dets in results:
+            e2e_ms = (now - frame.captured_mono) * 1000.0
+            body = build_payload(
+                self._device_id, self.run_id, frame, dets, self._names, self._tag, inference_ms, e2e_ms
+            )
+            messages.append((frame.camera, encode(body)))
+        self.publisher.publish_detections_many(messages)
         now = time.monotonic()
         if self.stats.first_publish is None:
             self.stats.first_publish = now
-        self.stats.published += 1
-        self.stats.detections += len(dets)
-        self.stats.end_to_end_ms.append((now - frame.captured_mono) * 1000.0)
-        if self._on_result is not None:
-            self._on_result(frame, dets)
+        for frame, dets in results:
+            self.stats.published += 1
+            self.stats.detections += len(dets)
+            self.stats.end_to_end_ms.append((now - frame.captured_mono) * 1000.0)
+            if self._on_result is not None:
+                self._on_result(frame, dets)
 
     def health(self) -> dict[str, Any]:
         """The retained ``health`` message: per camera connected, frames, reconnects, last error, drops."""
-        cameras = {
-            r.name: {
-                "connected": r.stats.connected,
-                "frames": r.stats.frames,
-                "reconnects": r.stats.reconnects,
-                "errors": r.stats.errors,
-                "last_error": r.stats.last_error,
-                "dropped_by_policy": self._queues[r.name].dropped,
-            }
-            for r in self._readers
-        }
-        return {
-            "device_id": self._device_id,
-            "run": self.run_id,
-            "time": time.time(),
-            "fps": round(self.stats.fps(), 2),
-            "published": self.stats.published,
-            "cameras": cameras,
-        }
+        return health_message(self._device_id, self.run_id, self.stats, self._readers, self._queues)
 
     def _log_stats(self) -> str:
         e2e = list(self.stats.end_to_end_ms)[-1000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 
@@ -13,6 +14,10 @@ class Publisher(Protocol):
     def start(self) -> None: ...
 
     def publish_detections(self, camera: str, payload: bytes) -> None: ...
+
+    def publish_detections_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """``(camera, payload)`` messages of one batch, in order."""
+        ...
 
     def publish_health(self, health: dict[str, Any]) -> None: ...
 
@@ -33,6 +38,10 @@ class NullPublisher:
     def publish_detections(self, camera: str, payload: bytes) -> None:
         self.messages += 1
         self.bytes += len(payload)
+
+    def publish_detections_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        for camera, payload in messages:
+            self.publish_detections(camera, payload)
 
     def publish_health(self, health: dict[str, Any]) -> None:
         return None

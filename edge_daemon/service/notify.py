@@ -40,37 +40,40 @@ def status(text: str) -> None:
 
 
 class Watchdog:
-    """Tells systemd the daemon is ready and alive, from the pipeline's own progress.
+    """Tells systemd the service is up and alive, from the service's own health, not from the cameras.
 
-    ``READY=1`` once, when the first frame has been published (the engine is loaded and the whole path
-    works). ``WATCHDOG=1`` every half watchdog period, but only while frames keep being published: a
-    stalled camera or a hung inference stops the pings, and systemd (WatchdogSec=) restarts the service.
-    The period comes from $WATCHDOG_USEC, which systemd sets; without it only READY and STATUS are sent.
+    ``READY=1`` once, when the engine is loaded and the pipeline runs (:meth:`ready`), whether or not every
+    camera delivers yet. ``WATCHDOG=1`` every half watchdog period while the caller says the service is
+    healthy (:meth:`tick`): the inference thread alive and not stuck on a batch. A camera that is down
+    never stops the pings (systemd would restart the whole daemon, the opposite of the camera's own
+    reconnect backoff); it is reported in ``STATUS=`` and the health topic instead. The period comes from
+    $WATCHDOG_USEC, which systemd sets; without it only READY and STATUS are sent.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         usec = os.environ.get("WATCHDOG_USEC", "")
         pid = os.environ.get("WATCHDOG_PID", "")
         self.period_s = int(usec) / 1e6 if usec.isdigit() and (not pid or pid == str(os.getpid())) else 0.0
-        self.ready = False
+        self.is_ready = False
         self._clock = clock
         self._last_ping = -1e18
-        self._last_count = -1
-        self._last_progress = clock()
 
-    def tick(self, published: int, fps: float) -> None:
-        """Call often (every ~0.2 s) with the count of frames published so far."""
-        now = self._clock()
-        if published != self._last_count:
-            self._last_count = published
-            self._last_progress = now
-        if not self.ready and published > 0:
-            self.ready = True
-            notify(READY="1", STATUS="running: first frame published")
-        if not self.period_s or not self.ready:
+    @property
+    def tick_s(self) -> float:
+        """How often :meth:`tick` should be called: often enough for a ping every half period."""
+        return min(0.2, self.period_s / 4) if self.period_s else 0.2
+
+    def ready(self, text: str) -> None:
+        if not self.is_ready:
+            self.is_ready = True
+            notify(READY="1", STATUS=text)
+
+    def tick(self, healthy: bool) -> None:
+        """Ping if the service is healthy and half a period has passed since the last ping."""
+        if not self.period_s or not self.is_ready or not healthy:
             return
-        stalled = now - self._last_progress > self.period_s
-        if not stalled and now - self._last_ping >= self.period_s / 2:
+        now = self._clock()
+        if now - self._last_ping >= self.period_s / 2:
             self._last_ping = now
             notify(WATCHDOG="1")
 

@@ -1,0 +1,25 @@
+"""The ``service`` section: how the daemon judges its own health for systemd, and how long it drains."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from edge_daemon.config.base import Strict
+
+
+class ServiceConfig(Strict):
+    stuck_batch_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A batch inside the engine for longer than this means inference is hung: the systemd "
+        "watchdog pings stop, so systemd (WatchdogSec=) restarts the service. Cameras that are down never "
+        "stop the pings: they are reported in STATUS and the health topic.",
+    )
+    drain_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="At shutdown, how long frames already captured may take to be inferred and published. "
+        "Keep it below the unit's TimeoutStopSec.",
+    )
