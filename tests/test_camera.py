@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 
 from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, QueueClosed, open_source
@@ -186,3 +187,35 @@ def test_gstreamer_url_injection_refused(evil: str) -> None:
 def test_csi_pipeline_refuses_non_integers() -> None:
     with pytest.raises(ValueError, match="sensor_id"):
         csi_pipeline("0 ! evil", 1, 1, 1, 0)  # type: ignore[arg-type]
+
+
+def _gst_config(tmp_path, world_onnx, cam: dict) -> Path:
+    import yaml
+
+    path = tmp_path / "gst.yaml"
+    path.write_text(yaml.safe_dump({"cameras": [cam], "model": {"path": str(world_onnx)}}))
+    return path
+
+
+@pytest.mark.skipif(
+    "GStreamer:                   YES" in cv2.getBuildInformation(), reason="OpenCV has GStreamer"
+)
+@pytest.mark.parametrize(
+    "cam",
+    [
+        {"type": "csi", "name": "front"},
+        {"type": "rtsp-hw", "name": "gate", "url": "rtsp://127.0.0.1:9/x"},
+    ],
+)
+def test_a_gstreamer_camera_without_gstreamer_in_opencv_is_a_config_error(tmp_path, world_onnx, cam) -> None:
+    """The PyPI OpenCV wheel has no GStreamer: a csi or rtsp-hw camera would reconnect forever. Exit 78 at
+    start, one line naming the camera and what is missing (run and check-config alike)."""
+    from tests.conftest import run_cli
+
+    config = _gst_config(tmp_path, world_onnx, cam)
+    for args in (("run", "-c", str(config)), ("check-config", str(config))):
+        res = run_cli(*args, timeout=60)
+        assert res.returncode == 78, (args, res.stdout, res.stderr)
+        lines = [line for line in res.stderr.splitlines() if line.startswith("config error")]
+        assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+        assert cam["name"] in lines[0] and "GStreamer" in lines[0] and cam["type"] in lines[0]

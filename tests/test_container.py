@@ -48,3 +48,33 @@ def test_compose_wires_the_daemon_to_mosquitto_on_the_nvidia_runtime() -> None:
         if source.startswith("."):
             assert (DOCKER / source).resolve().exists(), f"compose mounts a missing file: {source}"
     assert (DOCKER / daemon["build"]["context"] / daemon["build"]["dockerfile"]).resolve().is_file()
+
+
+def test_the_l4t_image_keeps_jetpacks_opencv() -> None:
+    """The PyPI OpenCV (no GStreamer) would shadow JetPack's: an extra that the L4T image does not install."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("opencv") for d in project["dependencies"])
+    assert any(d.startswith("opencv-python") for d in project["optional-dependencies"]["opencv"])
+    text = (DOCKER / "Dockerfile").read_text()
+    extras = re.search(r"^ARG EXTRAS=(\S+)$", text, re.M)
+    assert extras and "opencv" not in extras.group(1).split(","), "the L4T default must not install the wheel"
+    assert "import cv2" in text, "the build proves the image has an OpenCV"
+
+
+def test_no_opencv_at_all_is_one_clear_line(tmp_path, clip, world_onnx) -> None:
+    from tests.conftest import run_cli
+
+    fake = tmp_path / "nocv" / "cv2"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'cv2'\", name='cv2')\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump({"cameras": [{"type": "file", "path": str(clip)}], "model": {"path": str(world_onnx)}})
+    )
+    import os
+
+    res = run_cli("check-config", str(config), env={**os.environ, "PYTHONPATH": f"{fake.parent}:{ROOT}"})
+    assert res.returncode == 69 and "Traceback" not in res.stderr, res.stderr
+    assert "pip install 'edge-daemon[opencv]'" in res.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -16,6 +18,7 @@ from edge_daemon.camera.base import (
 )
 from edge_daemon.camera.gstreamer import csi_pipeline, rtsp_hw_pipeline
 from edge_daemon.camera.opencv import OpenCVSource, ffmpeg_timeouts, with_credentials
+from edge_daemon.errors import ConfigError
 from edge_daemon.logs import redact_url
 
 __all__ = [
@@ -25,8 +28,33 @@ __all__ = [
     "DropQueue",
     "FrameSource",
     "QueueClosed",
+    "check_opencv",
     "open_source",
 ]
+
+# Camera kinds that OpenCV opens through its GStreamer backend, and the NVIDIA element each needs.
+GSTREAMER_KINDS = {"csi": "nvarguscamerasrc", "rtsp-hw": "nvv4l2decoder"}
+
+
+def opencv_has_gstreamer() -> bool:
+    return re.search(r"^\s*GStreamer:\s*YES", cv2.getBuildInformation(), re.M) is not None
+
+
+def check_opencv(cameras: Sequence[Any]) -> None:
+    """Refuse cameras this OpenCV cannot open: a ``csi`` or ``rtsp-hw`` camera needs OpenCV built with
+    GStreamer (JetPack's; the PyPI wheel has none), else it would reconnect forever. One ConfigError line
+    per such camera (exit 78)."""
+    kinds = [(i, c) for i, c in enumerate(cameras) if c.type in GSTREAMER_KINDS]
+    if not kinds or opencv_has_gstreamer():
+        return
+    raise ConfigError(
+        [
+            f"cameras.{i} ({c.name}): a {c.type} camera needs OpenCV built with GStreamer "
+            f"({GSTREAMER_KINDS[c.type]}); this OpenCV {cv2.__version__} ({cv2.__file__}) has no GStreamer. "
+            "On a Jetson use JetPack's OpenCV, not the opencv-python wheel (docs/deploy-container.md)"
+            for i, c in kinds
+        ]
+    )
 
 
 def _secret(value: Any) -> str | None:

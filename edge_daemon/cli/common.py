@@ -14,6 +14,7 @@ log = logging.getLogger("edge_daemon")
 
 EX_OK = 0
 EX_NOINPUT = 66
+EX_UNAVAILABLE = 69
 EX_INTERRUPTED = 130
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 

@@ -14,7 +14,7 @@ import sys
 
 from edge_daemon import __version__
 from edge_daemon.cli import bench, build_engine, check_config, engine_info, quant_report, run, watch
-from edge_daemon.cli.common import EX_INTERRUPTED, log
+from edge_daemon.cli.common import EX_INTERRUPTED, EX_UNAVAILABLE, log
 from edge_daemon.errors import ConfigError, EdgeError
 from edge_daemon.logs import setup_logging
 
@@ -46,3 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return EX_INTERRUPTED
+    except ModuleNotFoundError as exc:
+        if exc.name != "cv2":
+            raise
+        sys.stderr.write(
+            "edge-daemon needs OpenCV: pip install 'edge-daemon[opencv]' (on a Jetson: JetPack's OpenCV, "
+            "which has GStreamer)\n"
+        )
+        return EX_UNAVAILABLE
