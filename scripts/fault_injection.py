@@ -9,6 +9,7 @@ broker helpers; it is one command with one report.
     .venv/bin/python scripts/fault_injection.py rtsp --kills 5
     .venv/bin/python scripts/fault_injection.py crash-outbox --kills 5
     .venv/bin/python scripts/fault_injection.py crash-build
+    .venv/bin/python scripts/fault_injection.py wrap --kills 3   # ids wrap past 65,535 under SIGKILLs
     .venv/bin/python scripts/fault_injection.py soak --frames 50000      # long; writes docs/img/soak.png
 
 Each scenario runs the daemon as its own process (``python -m edge_daemon run``) against a real mosquitto,
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from edge_daemon.build.export import resolve_onnx  # noqa: E402
 from tests.conftest import free_port, start_mosquitto  # noqa: E402
 from tests.helpers import rtsp  # noqa: E402
+from tests.helpers.ackfaults import kill_rounds  # noqa: E402
 from tests.helpers.collector import Collector  # noqa: E402
 
 CLIP = ROOT / ".assets" / "vtest.avi"
@@ -309,6 +311,26 @@ def crash_build(tmp: Path) -> dict[str, Any]:
         broker.proc.kill()
 
 
+def wrap(tmp: Path, messages: int, kills: int) -> dict[str, Any]:
+    """More than 65,535 QoS 1 messages through the real publisher and outbox with paho's own 16-bit ids,
+    health between them and status/info at every connect; the publisher SIGKILLed at random points while
+    the broker withholds acknowledgements (SIGSTOP); an independent subscriber counts."""
+    started = time.monotonic()
+    # Each life starts its ids just below 65,535 and lives long enough for them to come round again (more
+    # than 65,535 publications): the second time, ids that acknowledged health messages are reused.
+    produced, received, wraps = kill_rounds(
+        tmp, rounds=kills, wrap=0, rate=3000, seed=11, min_messages=messages, life_s=(25.0, 35.0)
+    )
+    return {
+        "scenario": "wrap",
+        "messages": len(produced),
+        "id_wraps": wraps,
+        "received": len(produced & received),
+        "lost": len(produced - received),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
 def soak(tmp: Path, frames: int, png: Path) -> dict[str, Any]:
     """``frames`` frames of the looping clip as fast as they go; RSS and open fds sampled over time."""
     port = free_port()
@@ -387,10 +409,13 @@ def _plot(samples: list[tuple[float, int, float, int]], png: Path, frames: int) 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=["all", "outage", "rtsp", "crash-outbox", "crash-build", "soak"])
+    parser.add_argument(
+        "scenario", choices=["all", "outage", "rtsp", "crash-outbox", "crash-build", "wrap", "soak"]
+    )
     parser.add_argument("--seconds", type=float, default=30.0, help="broker outage length")
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--frames", type=int, default=50_000)
+    parser.add_argument("--messages", type=int, default=70_000, help="wrap: messages to publish at least")
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / "soak.png")
     parser.add_argument("--out", type=Path, help="append the JSON lines here")
     args = parser.parse_args()
@@ -399,6 +424,7 @@ def main() -> int:
         "rtsp": lambda t: rtsp_kills(t, args.kills),
         "crash-outbox": lambda t: crash_outbox(t, args.kills),
         "crash-build": crash_build,
+        "wrap": lambda t: wrap(t, args.messages, args.kills),
         "soak": lambda t: soak(t, args.frames, args.png),
     }
     names = [n for n in runs if n != "soak"] if args.scenario == "all" else [args.scenario]

@@ -3,9 +3,10 @@ detections messages at a steady rate, health published between them (as the pipe
 
 Usage: python -m tests.helpers.publisher_child PORT OUTBOX FIRST COUNT RATE [WRAP]
 
-Prints ``p <n>`` once message n is in the outbox (``publish_detections`` returned), ``done`` after a clean
-close. WRAP > 0 makes the client's 16-bit message ids wrap after WRAP ids instead of 65,535, so that id
-reuse happens within seconds (paho still refuses an id that is in flight, as it does at 65,535).
+Prints ``p <n>`` once message n is in the outbox (``publish_detections`` returned), ``w`` each time the
+message ids wrap, ``done`` after a clean close. WRAP > 0 makes the client's 16-bit message ids wrap after
+WRAP ids instead of 65,535, so that id reuse happens within seconds (paho still refuses an id that is in
+flight, as it does at 65,535); WRAP = 0 keeps paho's own ids, started a few thousand before the wrap.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ def main() -> int:
     wrap = int(sys.argv[6]) if len(sys.argv) > 6 else 0
     cfg = MqttConfig(host="127.0.0.1", port=port, outbox={"path": outbox}, connect_timeout_s=5)
     pub = MqttPublisher.from_config(cfg, "child")
-    if wrap:
-        client = pub.client
+    client = pub.client
+    if not wrap:  # paho's own ids, starting close to 65,535 so that every life of the child wraps
+        client._last_mid = 65_535 - 2_000 - int(time.time()) % 1_000
+    else:
         client._last_mid = int(time.time()) % wrap  # not always the same ids at every start
 
         def small_ids() -> int:
@@ -46,7 +49,10 @@ def main() -> int:
     next_at = time.monotonic()
     for n in range(first, first + count):
         body = {"camera": "cam0", "seq": n, "run": "child"}
+        last = client._last_mid
         pub.publish_detections("cam0", json.dumps(body).encode())
+        if client._last_mid < last:
+            sys.stdout.write("w\n")
         sys.stdout.write(f"p {n}\n")
         sys.stdout.flush()
         if n % 3 == 0:
