@@ -292,7 +292,7 @@ class MqttPublisher:
                 self._book.wait(lambda: False, 0.05)
         if not self.flush(deadline - time.monotonic()):
             log.warning("mqtt: %d messages not acknowledged by the broker at shutdown", self.pending)
-        if self.connected:
+        if self.connected:  # the one publication not registered: nothing is tracked after it
             _wait(self.client.publish(self.status_topic, OFFLINE, qos=1, retain=True), deadline)
         self.client.disconnect()
         self.client.loop_stop()
