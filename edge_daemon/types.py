@@ -69,7 +69,7 @@ class ModelInfo:
 
     input_hw: model input (height, width) in pixels. names: class id -> label.
     model_id: stable identifier published with every message: file stem plus the first 12 hex digits
-    of the file's sha256.
+    of the file's sha256. head: how its output is decoded (``detect``: raw head + NMS; ``end2end``).
     """
 
     model_id: str
@@ -78,6 +78,7 @@ class ModelInfo:
     stride: int
     input_hw: tuple[int, int]
     sha256: str
+    head: str = "detect"
 
     @property
     def num_classes(self) -> int:

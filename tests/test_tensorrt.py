@@ -307,7 +307,7 @@ def test_ultralytics_engine_files_load(tmp_path, world_onnx, clip) -> None:
     _boot(data).engine.close()
     [plan] = _plans(tmp_path)
     header = {
-        "names": {"0": "person", "1": "bicycle"},
+        "names": {"0": "person", "1": "bicycle", **{str(i): f"class{i}" for i in range(2, 80)}},
         "imgsz": [480, 576],
         "stride": 32,
         "task": "detect",
@@ -320,7 +320,8 @@ def test_ultralytics_engine_files_load(tmp_path, world_onnx, clip) -> None:
     assert got_meta == header and got_plan == plan.read_bytes()
     data["engine"]["plan"] = str(ul)
     model = _boot(data)
-    assert model.engine.info.precision == "fp16" and model.info.names == {0: "person", 1: "bicycle"}
+    assert model.engine.info.precision == "fp16" and model.info.names[1] == "bicycle"
+    assert len(model.info.names) == 80, "the header's names, checked against the plan's 84-channel output"
     model.engine.close()
     res = run_cli("engine", "info", str(ul))
     assert res.returncode == 0, res.stderr

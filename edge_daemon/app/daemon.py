@@ -12,6 +12,7 @@ from edge_daemon.app.boot import LoadedModel, load_model
 from edge_daemon.camera import Backoff, DropPolicy, open_source
 from edge_daemon.config import Settings
 from edge_daemon.errors import ConfigError, EngineError
+from edge_daemon.model.heads import decoder
 from edge_daemon.model.postprocess import DecodeParams
 from edge_daemon.pipeline.runner import CameraPlan, Pipeline, PipelineStats, ResultHook
 from edge_daemon.pipeline.stages import CpuStage, Stage
@@ -89,7 +90,7 @@ def build_pipeline(
     return Pipeline(
         cameras=camera_plans(settings),
         engine=model.engine,
-        decode_params=decode_params(settings, model.info),
+        decode=decoder(model.info.head, decode_params(settings, model.info)),
         names=model.info.names,
         model_tag=model.tag,
         publisher=publisher or MqttPublisher.from_config(settings.mqtt, settings.device_id),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from edge_daemon.errors import ModelError
@@ -28,8 +29,17 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def model_info(metadata: dict[str, str], input_hw: tuple[int, int], source: Path, sha256: str) -> ModelInfo:
-    """Build ModelInfo from Ultralytics' metadata keys (names, stride, task), with safe fallbacks."""
+def model_info(
+    metadata: dict[str, str],
+    input_hw: tuple[int, int],
+    source: Path,
+    sha256: str,
+    output_shape: Sequence[int | None] | None = None,
+) -> ModelInfo:
+    """Build ModelInfo from Ultralytics' metadata keys (names, stride, task, end2end), with safe fallbacks.
+
+    With ``output_shape`` (per image, from the loaded engine) the head is recognised from the metadata and
+    that shape together, and a model whose output matches no supported head is a ModelError (exit 65)."""
     names = _parse_names(metadata.get("names"))
     if not names:
         raise ModelError(
@@ -43,6 +53,11 @@ def model_info(metadata: dict[str, str], input_hw: tuple[int, int], source: Path
         stride = int(metadata.get("stride", "32"))
     except ValueError:
         stride = 32
+    head = "detect"
+    if output_shape is not None:
+        from edge_daemon.model.heads import recognise
+
+        head = recognise(metadata, output_shape, len(names), task, source.name)
     return ModelInfo(
         model_id=f"{source.stem}-{sha256[:12]}",
         task=task,
@@ -50,6 +65,7 @@ def model_info(metadata: dict[str, str], input_hw: tuple[int, int], source: Path
         stride=stride,
         input_hw=input_hw,
         sha256=sha256,
+        head=head,
     )
 
 

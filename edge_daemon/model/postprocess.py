@@ -69,11 +69,15 @@ def decode_one(pred: npt.NDArray[np.floating], meta: LetterboxMeta, params: Deco
         return Detections.empty()
     keep = keep[np.argsort(-conf[keep], kind="stable")][: params.max_det]
 
-    x1 = (xywh[keep, 0] - meta.pad_x) / meta.gain_x
-    y1 = (xywh[keep, 1] - meta.pad_y) / meta.gain_y
-    x2 = (xywh[keep, 0] + xywh[keep, 2] - meta.pad_x) / meta.gain_x
-    y2 = (xywh[keep, 1] + xywh[keep, 3] - meta.pad_y) / meta.gain_y
-    xyxy = np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
-    np.clip(xyxy[:, 0::2], 0, meta.src_w, out=xyxy[:, 0::2])
-    np.clip(xyxy[:, 1::2], 0, meta.src_h, out=xyxy[:, 1::2])
-    return Detections(xyxy=xyxy, confidence=conf[keep], class_id=cls[keep])
+    corners = np.concatenate([xywh[keep, :2], xywh[keep, :2] + xywh[keep, 2:]], axis=1)
+    return Detections(xyxy=to_frame(corners, meta), confidence=conf[keep], class_id=cls[keep])
+
+
+def to_frame(xyxy: npt.NDArray[np.float32], meta: LetterboxMeta) -> npt.NDArray[np.float32]:
+    """Corners (N, 4) in model-input pixels -> frame pixels, clipped to the frame (float32, new array)."""
+    out = np.empty_like(xyxy, dtype=np.float32)
+    out[:, 0::2] = (xyxy[:, 0::2] - meta.pad_x) / meta.gain_x
+    out[:, 1::2] = (xyxy[:, 1::2] - meta.pad_y) / meta.gain_y
+    np.clip(out[:, 0::2], 0, meta.src_w, out=out[:, 0::2])
+    np.clip(out[:, 1::2], 0, meta.src_h, out=out[:, 1::2])
+    return out

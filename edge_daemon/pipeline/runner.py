@@ -31,7 +31,7 @@ import numpy as np
 
 from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, FrameSource, QueueClosed
 from edge_daemon.errors import EdgeError
-from edge_daemon.model.postprocess import DecodeParams, decode_one
+from edge_daemon.model.heads import Decoder
 from edge_daemon.pipeline.health import BusyClock, camera_status, health_message
 from edge_daemon.pipeline.stages import CpuStage, Stage
 from edge_daemon.publish.base import Publisher
@@ -94,7 +94,7 @@ class Pipeline:
         self,
         cameras: Sequence[CameraPlan],
         engine: InferenceEngine,
-        decode_params: DecodeParams,
+        decode: Decoder,
         names: dict[int, str],
         model_tag: ModelTag,
         publisher: Publisher,
@@ -114,7 +114,7 @@ class Pipeline:
         self.publisher = publisher
         self.stats = PipelineStats()
         self.error: BaseException | None = None
-        self._decode = decode_params
+        self._decode = decode  # the model's head: raw output row + letterbox -> detections
         self._names = names
         self._tag = model_tag
         self._device_id = device_id
@@ -347,8 +347,7 @@ class Pipeline:
                     outputs, inference_ms = self.stage.outputs(item)
                 self.stats.inference_ms.append(inference_ms)
                 results = [
-                    (p.frame, decode_one(row, p.meta, self._decode))
-                    for row, p in zip(outputs, item.items, strict=True)
+                    (p.frame, self._decode(row, p.meta)) for row, p in zip(outputs, item.items, strict=True)
                 ]
                 self._publish(results, inference_ms)
             finally:

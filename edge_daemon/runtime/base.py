@@ -27,7 +27,8 @@ class EngineInfo:
 
     input_hw: (height, width) in pixels; max_batch: largest batch ``infer`` accepts;
     precision: the precision actually running (fp32, fp16, int8), never merely the one asked for;
-    metadata: the model's own key/value metadata (Ultralytics writes names, stride, task, imgsz).
+    metadata: the model's own key/value metadata (Ultralytics writes names, stride, task, imgsz, end2end);
+    output_shape: the output per image, without the batch dimension (None where a size is dynamic).
     """
 
     backend: str
@@ -37,6 +38,7 @@ class EngineInfo:
     max_batch: int
     providers: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
+    output_shape: tuple[int | None, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ class OnnxRuntimeEngine(InferenceEngine):
             max_batch=batch if isinstance(batch, int) else 64,
             providers=tuple(session.get_providers()),
             metadata=meta,
+            output_shape=tuple(d if isinstance(d, int) else None for d in outputs[0].shape[1:]),
         )
         log.info(
             "onnxruntime %s: %s input %dx%d, providers %s, %d threads",

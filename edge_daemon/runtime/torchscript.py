@@ -131,6 +131,7 @@ class TorchEngine(InferenceEngine):
             max_batch=max_batch,
             providers=(f"torch {torch.__version__} {device}",),
             metadata=metadata,
+            output_shape=tuple(int(v) for v in y.shape[1:]),
         )
         log.info("torch engine on %s, %s, input %dx%d, batch <= %d", device, info.precision, h, w, max_batch)
         return cls(torch, module, device, half, info, tuple(int(v) for v in y.shape[1:]), cuda_graphs)

@@ -129,6 +129,7 @@ class TensorRTEngine(InferenceEngine):
             max_batch=max_batch,
             providers=(f"TensorRT {trt.__version__}",),
             metadata=metadata,
+            output_shape=tuple(out_shape[1:]),
         )
         return cls(engine, context, memory, info, out_name, (host_in, dev_in, host_out, dev_out), runtime)
 
