@@ -79,6 +79,7 @@ class ModelInfo:
     input_hw: tuple[int, int]
     sha256: str
     head: str = "detect"
+    kpt_shape: tuple[int, int] | None = None  # pose: (keypoints, values per keypoint)
 
     @property
     def num_classes(self) -> int:
@@ -91,11 +92,14 @@ class Detections:
 
     xyxy: float32 (N, 4), corners x1, y1, x2, y2, clipped to the frame; confidence: float32 (N,) in [0, 1];
     class_id: int32 (N,). Rows are sorted by confidence, highest first.
+    keypoints: pose models only, float32 (N, K, D): per detection K keypoints of x, y in frame pixels (clipped
+    to the frame) and, when D is 3, the keypoint's visibility score in [0, 1].
     """
 
     xyxy: npt.NDArray[np.float32]
     confidence: npt.NDArray[np.float32]
     class_id: npt.NDArray[np.int32]
+    keypoints: npt.NDArray[np.float32] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.confidence)
@@ -107,14 +111,19 @@ class Detections:
             raise ValueError("xyxy and confidence must be float32")
         if self.class_id.dtype != np.int32:
             raise ValueError("class_id must be int32")
+        kp = self.keypoints
+        if kp is not None and (kp.ndim != 3 or kp.shape[0] != n or kp.shape[2] not in (2, 3)):
+            raise ValueError(f"keypoints must be (N, K, 2 or 3) with N={n}, got {kp.shape}")
 
     def __len__(self) -> int:
         return len(self.confidence)
 
     @classmethod
-    def empty(cls) -> Detections:
+    def empty(cls, kpt_shape: tuple[int, int] | None = None) -> Detections:
+        """No detections; with ``kpt_shape`` (K, D), an empty (0, K, D) keypoint array (pose models)."""
         return cls(
             xyxy=np.zeros((0, 4), np.float32),
             confidence=np.zeros((0,), np.float32),
             class_id=np.zeros((0,), np.int32),
+            keypoints=None if kpt_shape is None else np.zeros((0, *kpt_shape), np.float32),
         )

@@ -232,3 +232,12 @@ def yolo26_e2e_onnx() -> Path:
     """YOLO26n with its end-to-end head: output (1, 300, 6), metadata end2end True."""
     pytest.importorskip("ultralytics")
     return synthetic_model("yolo26n.yaml", (480, 640), nms=False)
+
+
+@pytest.fixture(scope="session")
+def pose_onnx() -> Path:
+    """The real yolo11n-pose checkpoint exported to ONNX at 480x640 through the daemon's export path."""
+    from edge_daemon.build.export import resolve_onnx
+
+    path, _ = resolve_onnx(_asset("yolo11n-pose.pt"), (480, 640), MODEL_CACHE)
+    return path

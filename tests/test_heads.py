@@ -39,13 +39,9 @@ POSE = {"task": "pose", "kpt_shape": "[17, 3]"}
         (RAW, (56, 8400), 80, "detect", "a raw detect head gives"),
         (POSE, (84, 8400), 80, "pose", "a raw pose head gives (B, 4+80+51=135, N)"),
         ({"task": "pose"}, (56, 8400), 1, "pose", "without kpt_shape"),
-        (
-            {"task": "pose", "end2end": "True", "kpt_shape": "[17, 3]"},
-            (300, 57),
-            1,
-            "pose",
-            "no end-to-end pose head yet",
-        ),
+        ({**POSE, "end2end": "True"}, (300, 57), 1, "pose", "end2end"),
+        ({**POSE, "end2end": "True"}, (300, 6), 1, "pose", "an end-to-end pose head gives (B, K, 6+51=57)"),
+        ({"task": "segment"}, (116, 8400), 80, "segment", "matches no supported head"),
         (RAW, (1000,), 1000, "detect", "matches no supported head"),
     ],
 )
@@ -153,3 +149,90 @@ def test_a_model_whose_output_contradicts_its_metadata_is_refused_at_load(
     assert res.returncode == 65, res.stderr[-2000:]
     errors = [line for line in res.stderr.splitlines() if "ERROR" in line or "error" in line.split(":")[0]]
     assert len(errors) == 1 and "(B, 300, 6)" in errors[0] and "supported" in errors[0], res.stderr[-2000:]
+
+
+def _pose_parity(model: Path, frames, conf: float, kpt_shape=(17, 3)) -> list[int]:
+    from ultralytics import YOLO
+
+    from edge_daemon.model.heads import decoder, recognise
+
+    yolo = YOLO(str(model), task="pose")
+    engine = load_engine(OnnxRuntimeEngineConfig(), model)
+    meta_ = engine.info.metadata
+    head = recognise(meta_, engine.info.output_shape, 1, "pose", model.name)
+    decode = decoder(head, DecodeParams(num_classes=1, conf=conf, keypoints=kpt_shape))
+    counts = []
+    try:
+        for i, frame in enumerate(frames):
+            tensor, meta = preprocess(frame, engine.info.input_hw)
+            ours = decode(engine.infer(tensor)[0], meta)
+            ref = yolo.predict(frame, imgsz=list(engine.info.input_hw), conf=conf, verbose=False)[0]
+            ref_conf = ref.boxes.conf.cpu().numpy()
+            order = np.argsort(-ref_conf, kind="stable")
+            assert len(ours) == len(ref_conf), f"frame {i}"
+            np.testing.assert_allclose(ours.xyxy, ref.boxes.xyxy.cpu().numpy()[order], atol=1.0)
+            np.testing.assert_allclose(ours.confidence, ref_conf[order], atol=1e-3)
+            assert ours.keypoints is not None and ours.keypoints.shape == (len(ours), *kpt_shape)
+            if not len(ours):
+                continue
+            ref_kpts = ref.keypoints.data.cpu().numpy()[order]
+            np.testing.assert_allclose(
+                ours.keypoints[..., :2], ref_kpts[..., :2], atol=1.0, err_msg=f"frame {i}"
+            )
+            np.testing.assert_allclose(ours.keypoints[..., 2], ref_kpts[..., 2], atol=1e-3)
+            counts.append(len(ours))
+    finally:
+        engine.close()
+    return counts
+
+
+def test_pose_keypoints_match_ultralytics(pose_onnx: Path, frames) -> None:
+    """The real yolo11n-pose checkpoint (raw head): boxes, confidences and 17 keypoints per person."""
+    counts = _pose_parity(pose_onnx, frames, conf=0.1)  # a nano model and small people: a low threshold
+    assert sum(counts) >= 4, f"people with keypoints to compare: {counts}"
+
+
+def test_end2end_pose_rows_carry_keypoints_after_the_class_id() -> None:
+    """(K, 6 + 51): x1, y1, x2, y2, score, class, then 17 x (x, y, visibility), the layout of Ultralytics'
+    end-to-end head (``Detect.postprocess`` gathers the task channels after the class index)."""
+    meta = letterbox_meta((576, 768), (480, 640))
+    rows = np.zeros((3, 57), np.float32)
+    rows[:, :6] = [[10, 20, 110, 220, 0.9, 0], [0, 0, 10, 10, 0.1, 0], [50, 60, 70, 80, 0.8, 0]]
+    rows[:, 6:] = np.tile([100.0, 50.0, 0.75], 17)
+    rows[0, 6:9] = [700.0, -5.0, 0.5]  # off the input: clipped to the frame
+    dets = decode_end2end(rows, meta, DecodeParams(num_classes=1, conf=0.25, keypoints=(17, 3)))
+    assert len(dets) == 2 and dets.keypoints is not None and dets.keypoints.shape == (2, 17, 3)
+    np.testing.assert_allclose(dets.keypoints[0, 0], [768, 0, 0.5], atol=1e-4)
+    np.testing.assert_allclose(dets.keypoints[1, 1], [120, 60, 0.75], atol=1e-4)
+    none = decode_end2end(rows, meta, DecodeParams(num_classes=1, conf=0.95, keypoints=(17, 3)))
+    assert none.keypoints is not None and none.keypoints.shape == (0, 17, 3)
+
+
+def test_pose_messages_carry_keypoints_in_schema_v2(pose_onnx: Path, clip: Path, broker) -> None:
+    import jsonschema
+
+    from edge_daemon.app import run_daemon
+    from edge_daemon.publish.payload import load_schema
+    from tests.conftest import subscribed
+
+    settings = Settings(
+        device_id="pose",
+        cameras=[{"type": "file", "path": str(clip), "max_frames": 30, "drop_policy": "block"}],
+        model={"path": str(pose_onnx)},
+        detect={"conf": 0.1},
+        mqtt={"host": "127.0.0.1", "port": broker.port},
+    )
+    with subscribed(broker, "edge/pose/+/detections") as sub:
+        run_daemon(settings, threading.Event())
+        assert sub.wait_for(lambda msgs: len(msgs) >= 30)
+    validator = jsonschema.Draft202012Validator(load_schema())
+    people = 0
+    for payload in sub.on("/detections"):
+        msg = json.loads(payload)
+        validator.validate(msg)
+        assert msg["schema_version"] == 2
+        for det in msg["detections"]:
+            assert len(det["keypoints"]) == 17 and all(len(k) == 3 for k in det["keypoints"])
+            assert all(0 <= x <= 768 and 0 <= y <= 576 and 0 <= v <= 1 for x, y, v in det["keypoints"])
+            people += 1
+    assert people >= 3, people

@@ -31,6 +31,7 @@ def decode_params(settings: Settings, info: ModelInfo) -> DecodeParams:
         iou=d.iou,
         classes=tuple(d.classes) if d.classes is not None else None,
         max_det=d.max_det,
+        keypoints=info.kpt_shape,
     )
 
 

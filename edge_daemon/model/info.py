@@ -53,10 +53,10 @@ def model_info(
         stride = int(metadata.get("stride", "32"))
     except ValueError:
         stride = 32
+    from edge_daemon.model.heads import keypoint_shape, recognise
+
     head = "detect"
     if output_shape is not None:
-        from edge_daemon.model.heads import recognise
-
         head = recognise(metadata, output_shape, len(names), task, source.name)
     return ModelInfo(
         model_id=f"{source.stem}-{sha256[:12]}",
@@ -66,6 +66,7 @@ def model_info(
         input_hw=input_hw,
         sha256=sha256,
         head=head,
+        kpt_shape=keypoint_shape(metadata) if task == "pose" else None,
     )
 
 

@@ -29,6 +29,7 @@ class DecodeParams:
     iou: float = 0.7
     classes: tuple[int, ...] | None = None
     max_det: int = 300
+    keypoints: tuple[int, int] | None = None  # pose: kpt_shape (K, D); the rows after the class scores
 
 
 def decode(
@@ -51,14 +52,14 @@ def decode_one(pred: npt.NDArray[np.floating], meta: LetterboxMeta, params: Deco
     best = scores.max(axis=0)
     idx = np.flatnonzero(best > params.conf)
     if idx.size == 0:
-        return Detections.empty()
+        return Detections.empty(params.keypoints)
     cls = scores[:, idx].argmax(axis=0).astype(np.int32)
     conf = best[idx].astype(np.float32)
     if params.classes is not None:
         keep_cls = np.isin(cls, np.asarray(params.classes, dtype=np.int32))
         idx, cls, conf = idx[keep_cls], cls[keep_cls], conf[keep_cls]
         if idx.size == 0:
-            return Detections.empty()
+            return Detections.empty(params.keypoints)
 
     cx, cy, w, h = (pred[i, idx].astype(np.float32) for i in range(4))
     # NMS in model-input pixels, as Ultralytics does it; boxes as (x, y, w, h) with top-left corner.
@@ -66,11 +67,25 @@ def decode_one(pred: npt.NDArray[np.floating], meta: LetterboxMeta, params: Deco
     kept = cv2.dnn.NMSBoxesBatched(xywh.tolist(), conf.tolist(), cls.tolist(), params.conf, params.iou)
     keep = np.asarray(kept, dtype=np.int64).reshape(-1)
     if keep.size == 0:
-        return Detections.empty()
+        return Detections.empty(params.keypoints)
     keep = keep[np.argsort(-conf[keep], kind="stable")][: params.max_det]
 
     corners = np.concatenate([xywh[keep, :2], xywh[keep, :2] + xywh[keep, 2:]], axis=1)
-    return Detections(xyxy=to_frame(corners, meta), confidence=conf[keep], class_id=cls[keep])
+    kpts = None
+    if params.keypoints is not None:
+        k, d = params.keypoints
+        rows = pred[4 + nc : 4 + nc + k * d, idx[keep]].astype(np.float32)  # (K*D, M)
+        kpts = keypoints_to_frame(rows.T.reshape(-1, k, d), meta)
+    return Detections(to_frame(corners, meta), conf[keep], cls[keep], kpts)
+
+
+def keypoints_to_frame(kpts: npt.NDArray[np.float32], meta: LetterboxMeta) -> npt.NDArray[np.float32]:
+    """Keypoints (M, K, D) with x, y in model-input pixels -> frame pixels, clipped to the frame, as
+    Ultralytics' ``scale_coords`` maps them; further values (visibility) unchanged. A new array."""
+    out = np.array(kpts, dtype=np.float32, copy=True)
+    out[..., 0] = np.clip((out[..., 0] - meta.pad_x) / meta.gain_x, 0, meta.src_w)
+    out[..., 1] = np.clip((out[..., 1] - meta.pad_y) / meta.gain_y, 0, meta.src_h)
+    return out
 
 
 def to_frame(xyxy: npt.NDArray[np.float32], meta: LetterboxMeta) -> npt.NDArray[np.float32]:

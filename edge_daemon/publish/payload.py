@@ -1,4 +1,4 @@
-"""The detections message: a versioned JSON document, described by ``schema/detections-v1.json``.
+"""The detections message: a versioned JSON document, described by ``schema/detections-v2.json``.
 
 Topic: ``<prefix>/<device_id>/<camera>/detections``. Bump SCHEMA_VERSION on any change that is not a
 pure addition of optional fields; consumers should check it.
@@ -17,10 +17,12 @@ from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
 
+import numpy as np
+
 from edge_daemon.types import Detections, Frame
 
 SCHEMA_ID = "edge-daemon/detections"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-task fields (keypoints), run; v1's schema is kept beside it for reference
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,7 @@ def build_payload(
 ) -> dict[str, Any]:
     """The message for one frame. Boxes: pixels of the original frame and normalised to [0, 1]."""
     w, h = frame.width, frame.height
-    items = []
+    items: list[dict[str, Any]] = []
     for (x1, y1, x2, y2), conf, cls in zip(
         detections.xyxy.tolist(), detections.confidence.tolist(), detections.class_id.tolist(), strict=True
     ):
@@ -76,6 +78,11 @@ def build_payload(
                 },
             }
         )
+    if detections.keypoints is not None:  # pose: x, y to 0.1 px, visibility to 3 decimals
+        kpts = np.round(detections.keypoints, 3)
+        kpts[..., :2] = np.round(kpts[..., :2], 1)
+        for item, points in zip(items, kpts.tolist(), strict=True):
+            item["keypoints"] = points
     return {
         "schema": SCHEMA_ID,
         "schema_version": SCHEMA_VERSION,
@@ -104,6 +111,10 @@ def encode(payload: dict[str, Any]) -> bytes:
 
 def load_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the detections message."""
-    text = resources.files("edge_daemon.publish").joinpath("schema/detections-v1.json").read_text("utf-8")
+    text = (
+        resources.files("edge_daemon.publish")
+        .joinpath(f"schema/detections-v{SCHEMA_VERSION}.json")
+        .read_text("utf-8")
+    )
     schema: dict[str, Any] = json.loads(text)
     return schema
