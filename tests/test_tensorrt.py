@@ -528,3 +528,34 @@ def test_enqueue_runs_on_the_callers_buffers_and_infer_rebinds_its_own(
             engine.enqueue(mine_in.ctypes.data, mine_out.ctypes.data, 2, 0)
     finally:
         engine.close()
+
+
+def test_tensorrt_11_starts_although_it_has_no_calibrators(tmp_path, world_onnx, clip) -> None:
+    """TensorRT 11 removed the calibrator classes: importing the daemon's TensorRT modules must not touch
+    them, or every backend: tensorrt config dies at import, before the explicit-INT8 route can run. A fresh
+    process, whose double is TensorRT 11 from the start (as on a real device)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(_config(tmp_path, world_onnx, clip)))
+    proc = _child(config, TRT_DOUBLE_VERSION="11.4.0.106")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "ready int8" in out, out[-3000:]
+
+
+def test_calibration_that_stops_early_fails_and_caches_nothing(tmp_path, world_onnx, clip, caplog) -> None:
+    """TensorRT's bindings treat an exception raised in get_batch as "no more data": calibration ends early
+    and a half-calibrated plan would be cached under the full-data key. It must fail loudly instead."""
+    images = tmp_path / "calib"
+    images.mkdir()
+    cap = cv2.VideoCapture(str(clip))
+    for i in range(12):
+        ok, frame = cap.read()
+        assert ok
+        cv2.imwrite(str(images / f"{i:03d}.jpg"), frame)
+    cap.release()
+    (images / "006.jpg").write_bytes(b"not a JPEG")  # get_batch raises on the seventh image
+    data = _config(tmp_path, world_onnx, clip, calibration={"source": "images", "images": str(images)})
+    with pytest.raises(EngineError, match=r"calibration used 6 of 12 batches"):
+        _boot(data)
+    assert trt.STATS["calibration_batches"] == 6, "the double ended calibration where TensorRT would"
+    assert _plans(tmp_path) == []
+    assert not list((tmp_path / "cache" / "tensorrt" / "calibration-cache").glob("*.cache"))

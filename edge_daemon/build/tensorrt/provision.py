@@ -26,7 +26,7 @@ import tensorrt as trt
 from edge_daemon.build import calibration
 from edge_daemon.build.artifacts import build_lock, quarantine, sweep_stale_temp
 from edge_daemon.build.request import BuildRequest
-from edge_daemon.build.tensorrt.calibrator import CALIBRATORS
+from edge_daemon.build.tensorrt.calibrator import calibrator_class
 from edge_daemon.build.tensorrt.keys import BatchProfile, DeviceInfo, EngineKey, read_l4t_release
 from edge_daemon.build.tensorrt.plan import BuildOptions, BuildResult, build_plan
 from edge_daemon.errors import EngineError
@@ -192,7 +192,7 @@ def _build(
         if cset is None:
             return None
         h, w = key.input_hw if key.input_hw[0] > 0 else _static_hw(shape)
-        return CALIBRATORS[config.calibration.algorithm](
+        return calibrator_class(config.calibration.algorithm)(
             calibration.batches(cset, (h, w), cal_batch),
             len(cset) // cal_batch,
             (cal_batch, 3, h, w),
@@ -213,10 +213,28 @@ def _build(
             calibrator.close()
             calibrator = make_calibrator()
             result = build_plan(request.onnx_path, opts, logger, calibrator, timing)
+        _check_calibration(calibrator, len(cset) // cal_batch if cset else 0, result.precision)
     finally:
         if calibrator is not None:
             calibrator.close()
     _write(plan_path, result, key, config, request, meta, cset, timing_path)
+
+
+def _check_calibration(calibrator: Any, planned: int, precision: str) -> None:
+    """TensorRT takes an exception in the calibrator for the end of the data and builds on: a plan
+    calibrated on fewer batches than planned must not be cached under the full-data key, nor its cache."""
+    if calibrator is None or precision != "int8" or calibrator.cache_read:
+        return
+    error = calibrator.error
+    if error is None and calibrator.batches_used >= planned:
+        return
+    if calibrator.cache_written:
+        calibrator.cache_path.unlink(missing_ok=True)
+    why = f" (stopped by {type(error).__name__}: {error})" if error is not None else ""
+    raise EngineError(
+        f"INT8 calibration used {calibrator.batches_used} of {planned} batches{why}; "
+        "nothing was built or cached"
+    )
 
 
 def _write(

@@ -20,7 +20,18 @@ the test suite puts on sys.path. It behaves like TensorRT 8.6/10.x where the dae
   real numbers. FP16 engines round outputs through float16; INT8 engines quantize the input with the
   calibrated scale, so reduced precision shows up in the numbers as it would.
 
-Module state that tests set: ``__version__``, ``DEVICE`` (name, compute capability), ``FAST_INT8``,
+Version-dependent, as the releases are (sources: the TensorRT 10 and 11 migration guides and the Python API
+reference of IInt8Calibrator):
+
+- TensorRT 11 removed implicit quantization: the calibrator classes do not exist (``tensorrt.IInt8...``
+  raises AttributeError, so a module that subclasses them at import dies there) and the INT8/FP16 builder
+  flags are refused;
+- the Python bindings call calibrator methods from C++: an exception raised in ``get_batch`` is swallowed
+  and taken as "no more data" (calibration ends early, the build goes on), one raised in
+  ``write_calibration_cache`` is swallowed too. The double does the same.
+
+Module state that tests set: ``__version__`` (also from $TRT_DOUBLE_VERSION at import, for a fresh process
+that is a given TensorRT from the start), ``DEVICE`` (name, compute capability), ``FAST_INT8``,
 ``FAST_FP16``, ``NUM_DLA_CORES``; ``STATS`` counts builds, deserializations and calibration batches.
 Environment: ``TRT_DOUBLE_BUILD_DELAY`` (seconds a build takes), ``TRT_DOUBLE_COUNTER`` (a file that gets
 one line per build, for tests across processes).
@@ -38,7 +49,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-__version__ = "10.13.0.35"
+__version__ = os.environ.get("TRT_DOUBLE_VERSION", "10.13.0.35")
 DEVICE = {"name": "NVIDIA Test GPU", "compute_capability": "8.7"}
 FAST_INT8 = True
 FAST_FP16 = True
@@ -56,6 +67,7 @@ def reset() -> None:
     NUM_DLA_CORES = 0
     for k in STATS:
         STATS[k] = 0
+    _LOG_SWALLOWED.clear()
 
 
 # --------------------------------------------------------------------------------------------- enums
@@ -151,17 +163,48 @@ def _as_dims(shape: Any) -> list[int]:
 # ------------------------------------------------------------------------------------- calibrators
 
 
-class IInt8Calibrator:
+class _IInt8Calibrator:
     def __init__(self) -> None:
         pass
 
 
-class IInt8EntropyCalibrator2(IInt8Calibrator):
+class _IInt8EntropyCalibrator2(_IInt8Calibrator):
     _algo = "EntropyCalibration2"
 
 
-class IInt8MinMaxCalibrator(IInt8Calibrator):
+class _IInt8MinMaxCalibrator(_IInt8Calibrator):
     _algo = "MinMaxCalibration"
+
+
+_CALIBRATORS = {
+    "IInt8Calibrator": _IInt8Calibrator,
+    "IInt8EntropyCalibrator2": _IInt8EntropyCalibrator2,
+    "IInt8MinMaxCalibrator": _IInt8MinMaxCalibrator,
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The calibrator classes exist before TensorRT 11 only (PEP 562 module attribute)."""
+    if name in _CALIBRATORS and _major() < 11:
+        return _CALIBRATORS[name]
+    raise AttributeError(f"module 'tensorrt' has no attribute {name!r}")
+
+
+def _major() -> int:
+    return int(__version__.split(".", maxsplit=1)[0])
+
+
+def _swallowed(call: Any, *args: Any, default: Any = None) -> Any:
+    """A calibrator callback as the bindings run it: an exception is logged and swallowed."""
+    try:
+        return call(*args)
+    except Exception as exc:  # what pybind11 does in the C++ trampoline: report and go on
+        STATS["swallowed"] = STATS.get("swallowed", 0) + 1
+        _LOG_SWALLOWED.append(f"{type(exc).__name__}: {exc}")
+        return default
+
+
+_LOG_SWALLOWED: list[str] = []
 
 
 # ----------------------------------------------------------------------------------------- network
@@ -418,7 +461,7 @@ class Builder:
         amax = 0.0
         n = int(np.prod(shape))
         while True:
-            ptrs = cal.get_batch([inp.name])
+            ptrs = _swallowed(cal.get_batch, [inp.name], default=[])
             if not ptrs:
                 break
             data = np.ctypeslib.as_array((ctypes.c_float * n).from_address(int(ptrs[0]))).reshape(shape)
@@ -428,7 +471,7 @@ class Builder:
             self._error("calibration produced no data")
             return None
         scale = amax / 127.0
-        cal.write_calibration_cache(f"{tag}\n{inp.name}: {scale!r}\n".encode("latin-1"))
+        _swallowed(cal.write_calibration_cache, f"{tag}\n{inp.name}: {scale!r}\n".encode("latin-1"))
         return scale
 
 
