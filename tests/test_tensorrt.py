@@ -559,3 +559,28 @@ def test_calibration_that_stops_early_fails_and_caches_nothing(tmp_path, world_o
     assert trt.STATS["calibration_batches"] == 6, "the double ended calibration where TensorRT would"
     assert _plans(tmp_path) == []
     assert not list((tmp_path / "cache" / "tensorrt" / "calibration-cache").glob("*.cache"))
+
+
+def test_a_new_exclusion_set_rebuilds_the_explicit_int8_plan(tmp_path, world_onnx, clip) -> None:
+    """The explicit-INT8 plan is built from a Q/DQ model whose float-kept nodes are configurable: they are
+    part of the key, so changing them cannot load the plan built from the other set."""
+    data = _config(tmp_path, world_onnx, clip, int8_mode="explicit", calibration={"frames": 8})
+    _boot(data).engine.close()
+    data["engine"]["quantize_exclude"] = "head"
+    _boot(data).engine.close()
+    assert trt.STATS["builds"] == 2, "the plan of the other exclusion set was loaded"
+    keys = [read_manifest(p).data["key"]["quantization"] for p in _plans(tmp_path)]  # type: ignore[union-attr]
+    assert sorted(keys) == ['{"exclude": "head"}', '{"exclude": "head-final+attn"}']
+
+
+def test_no_calibration_cache_is_none_as_tensorrt_documents(tmp_path) -> None:
+    """IInt8Calibrator.read_calibration_cache: "a cache object or None if there is no data"."""
+    from edge_daemon.build.tensorrt.calibrator import calibrator_class
+
+    cal = calibrator_class("entropy")(iter(()), 1, (1, 3, 32, 32), tmp_path / "none.cache", HostMemory())
+    try:
+        assert cal.read_calibration_cache() is None
+        (tmp_path / "none.cache").write_bytes(b"")
+        assert cal.read_calibration_cache() is None and not cal.cache_read
+    finally:
+        cal.close()

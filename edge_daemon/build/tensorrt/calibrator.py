@@ -79,14 +79,14 @@ class _CalibratorCore:
         self._progress.update(self.batches_used)
         return [self._device.ptr]
 
-    def read_calibration_cache(self) -> bytes:
-        """The cache's bytes, or empty bytes (TensorRT's "no cache": calibrate from data)."""
+    def read_calibration_cache(self) -> bytes | None:
+        """The cache's bytes, or None: TensorRT's documented "no cache" (it then calibrates from data)."""
         try:
             data = self.cache_path.read_bytes()
         except OSError:
-            return b""
+            return None
         if not data:
-            return b""
+            return None
         self.cache_read = True
         log.info("using INT8 calibration cache %s", self.cache_path.name)
         return data

@@ -58,7 +58,8 @@ class BatchProfile:
 
 @dataclass(frozen=True, slots=True)
 class EngineKey:
-    """Everything an engine depends on. ``calib_*`` are empty for fp32/fp16 builds."""
+    """Everything an engine depends on. ``calib_*`` are empty for fp32/fp16 builds; ``quantization`` is
+    set for explicit INT8 only (the Q/DQ model's excluded nodes), so a new exclusion set rebuilds."""
 
     model_sha256: str
     input_hw: tuple[int, int]
@@ -68,10 +69,13 @@ class EngineKey:
     calib_data_sha256: str
     device: DeviceInfo
     dla_core: int | None
+    quantization: str = ""  # explicit INT8: what shaped the Q/DQ model (the nodes kept in float)
 
     def as_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["input_hw"] = list(self.input_hw)
+        if not self.quantization:  # keys without it keep the digests they had before it existed
+            data.pop("quantization")
         return data
 
     def digest(self) -> str:

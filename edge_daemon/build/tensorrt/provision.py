@@ -15,6 +15,7 @@ shared with the Q/DQ quantizer under ``<cache_dir>/calibration/<camera>-<n>/``.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -102,6 +103,7 @@ def ensure_plan(config: Any, request: BuildRequest, refused: str | None = None) 
             calib_data_sha256=cset.sha256 if cset else "",
             device=device,
             dla_core=config.dla_core,
+            quantization=json.dumps({"exclude": config.quantize_exclude}, sort_keys=True) if explicit else "",
         )
         plan_path = store.engines / f"{key.engine_name(request.model_stem)}.plan"
         artifact = Artifact(plan_path, metadata=meta, memory=memory)
