@@ -35,7 +35,7 @@ def main() -> int:
     if not wrap:  # paho's own ids, starting close to 65,535 so that every life of the child wraps
         client._last_mid = 65_535 - 2_000 - int(time.time()) % 1_000
     else:
-        client._last_mid = int(time.time()) % wrap  # not always the same ids at every start
+        client._last_mid = wrap - 40 - int(time.time()) % 40  # every life wraps within its first messages
 
         def small_ids() -> int:
             with client._mid_generate_mutex:
@@ -47,16 +47,17 @@ def main() -> int:
     pub.start()
     period = 1.0 / rate
     next_at = time.monotonic()
+    last = client._last_mid
     for n in range(first, first + count):
         body = {"camera": "cam0", "seq": n, "run": "child"}
-        last = client._last_mid
         pub.publish_detections("cam0", json.dumps(body).encode())
-        if client._last_mid < last:
-            sys.stdout.write("w\n")
         sys.stdout.write(f"p {n}\n")
-        sys.stdout.flush()
         if n % 3 == 0:
             pub.publish_health({"device_id": "child", "n": n})
+        if client._last_mid < last:  # ids only grow between wraps (status/info at a connect included)
+            sys.stdout.write("w\n")
+        last = client._last_mid
+        sys.stdout.flush()
         next_at += period
         time.sleep(max(0.0, next_at - time.monotonic()))
     pub.close(timeout=30)
