@@ -14,17 +14,8 @@ import time
 from edge_daemon.config import MqttConfig
 from edge_daemon.publish.mqtt import MqttPublisher
 from tests.conftest import start_mosquitto
-from tests.helpers.ackfaults import kill_rounds
+from tests.helpers.ackfaults import kill_rounds, wait_until
 from tests.helpers.collector import Collector
-
-
-def _wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_a_reused_message_id_never_acknowledges_another_message(tmp_path) -> None:
@@ -38,7 +29,9 @@ def test_a_reused_message_id_never_acknowledges_another_message(tmp_path) -> Non
         assert pub.connected
         pub.publish_health({"device_id": "dev"})
         health_mid = pub.client._last_mid
-        assert _wait(lambda: not pub.client._out_messages, 5), "the broker acknowledged the health message"
+        assert wait_until(lambda: not pub.client._out_messages, 5), (
+            "the broker acknowledged the health message"
+        )
         broker.proc.send_signal(signal.SIGSTOP)  # connected, but nothing is acknowledged any more
         pub.client._last_mid = health_mid - 1  # the 16-bit ids wrapped: the next message reuses the id
         pub.publish_detections("cam0", b'{"seq": 0}')
@@ -111,15 +104,15 @@ def test_stored_messages_go_out_before_live_ones_across_reconnects(tmp_path) -> 
         pub.start()
         producer.start()
         for threshold in (2000, 6000, 10000):  # drop the connection during the replay, three times
-            _wait(lambda t=threshold: len(collector.seqs) > t, 30)  # type: ignore[misc]
+            wait_until(lambda t=threshold: len(collector.seqs) > t, 30)  # type: ignore[misc]
             if pub.replayed == 0:
                 _kick(broker.port, "edge-daemon-dev")
                 kicks += 1
-            _wait(lambda: pub.connected, 30)
+            wait_until(lambda: pub.connected, 30)
         stop.set()
         producer.join(10)
         assert pub.flush(60)
-        _wait(lambda: set(range(live[0])) <= set(collector.seqs), 60)
+        wait_until(lambda: set(range(live[0])) <= set(collector.seqs), 60)
     finally:
         stop.set()
         pub.close(timeout=10)

@@ -70,6 +70,19 @@ def _boot(data: dict, memory: HostMemory | None = None):  # type: ignore[no-unty
     return load_model(Settings(**data), memory=memory or HostMemory())
 
 
+def _calibration_images(tmp_path: Path, clip: Path, count: int) -> Path:
+    """The clip's first ``count`` frames as JPEG files, for ``calibration.source: images``."""
+    images = tmp_path / "calib"
+    images.mkdir()
+    cap = cv2.VideoCapture(str(clip))
+    for i in range(count):
+        ok, frame = cap.read()
+        assert ok
+        cv2.imwrite(str(images / f"{i:03d}.jpg"), frame)
+    cap.release()
+    return images
+
+
 def _plans(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "cache" / "tensorrt" / "engines").glob("*.plan"))
 
@@ -115,14 +128,7 @@ def _mutate_model(src: Path, dst: Path) -> Path:
 
 @pytest.mark.parametrize("change", ["device", "tensorrt", "model", "calibration-data", "precision"])
 def test_what_changes_the_key_rebuilds(tmp_path, world_onnx, clip, change, caplog) -> None:
-    images = tmp_path / "calib"
-    images.mkdir()
-    cap = cv2.VideoCapture(str(clip))
-    for i in range(10):
-        ok, frame = cap.read()
-        assert ok
-        cv2.imwrite(str(images / f"{i:03d}.jpg"), frame)
-    cap.release()
+    images = _calibration_images(tmp_path, clip, 10)
     data = _config(tmp_path, world_onnx, clip, calibration={"source": "images", "images": str(images)})
     _boot(data).engine.close()
     assert trt.STATS["builds"] == 1
@@ -544,14 +550,7 @@ def test_tensorrt_11_starts_although_it_has_no_calibrators(tmp_path, world_onnx,
 def test_calibration_that_stops_early_fails_and_caches_nothing(tmp_path, world_onnx, clip, caplog) -> None:
     """TensorRT's bindings treat an exception raised in get_batch as "no more data": calibration ends early
     and a half-calibrated plan would be cached under the full-data key. It must fail loudly instead."""
-    images = tmp_path / "calib"
-    images.mkdir()
-    cap = cv2.VideoCapture(str(clip))
-    for i in range(12):
-        ok, frame = cap.read()
-        assert ok
-        cv2.imwrite(str(images / f"{i:03d}.jpg"), frame)
-    cap.release()
+    images = _calibration_images(tmp_path, clip, 12)
     (images / "006.jpg").write_bytes(b"not a JPEG")  # get_batch raises on the seventh image
     data = _config(tmp_path, world_onnx, clip, calibration={"source": "images", "images": str(images)})
     with pytest.raises(EngineError, match=r"calibration used 6 of 12 batches"):

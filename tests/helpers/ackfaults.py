@@ -16,7 +16,8 @@ from tests.conftest import ROOT, start_mosquitto
 from tests.helpers.collector import Collector
 
 
-def _wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+def wait_until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` every 20 ms until it is true or ``timeout`` passed; its last answer."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -86,7 +87,7 @@ def kill_rounds(
         assert proc.wait(120) == 0
         reader.join(10)
         want = set(produced)
-        _wait(lambda: want <= set(collector.seqs), 60)
+        wait_until(lambda: want <= set(collector.seqs), 60)
         return want, set(collector.seqs), len(wraps)
     finally:
         collector.stop()
