@@ -163,9 +163,9 @@ def open_engine(config: Any, request: BuildRequest) -> tuple[InferenceEngine, Ar
     """Build what the engine of ``config`` needs (first boot only), then load it.
 
     Returns the engine and the artifact it loaded. A backend that is not installed fails first, before
-    anything is built. An artifact from the cache that
-    the engine refuses (a plan TensorRT will not deserialize, a damaged file) is moved aside and built
-    once more. On failure the request's GPU memory is released.
+    anything is built. An artifact from the cache that the engine refuses (a plan TensorRT will not
+    deserialize, a damaged file) is moved aside and built once more. On failure the request's GPU memory
+    is released.
     """
     try:
         engine_cls = backend_class(config.backend)

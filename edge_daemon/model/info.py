@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_daemon.errors import ModelError
+from edge_daemon.model.heads import keypoint_shape, recognise
 from edge_daemon.types import ModelInfo
 
 DEFAULT_IMGSZ = (640, 640)
@@ -53,8 +54,6 @@ def model_info(
         stride = int(metadata.get("stride", "32"))
     except ValueError:
         stride = 32
-    from edge_daemon.model.heads import keypoint_shape, recognise
-
     head = "detect"
     if output_shape is not None:
         head = recognise(metadata, output_shape, len(names), task, source.name)
