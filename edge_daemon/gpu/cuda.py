@@ -7,6 +7,7 @@ Imported only when a GPU backend is selected. Works with cuda-python 12.x and 13
 from __future__ import annotations
 
 import ctypes
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +73,18 @@ def device_info(index: int = 0) -> GpuInfo:
 def init_context(index: int = 0) -> None:
     """Select GPU ``index`` and make its primary context current (the driver API then shares it)."""
     check(cudart.cudaSetDevice(index), "cudaSetDevice")
+    _CURRENT.index = index
     check(cudart.cudaFree(0), "cudaFree(0)")
+
+
+_CURRENT = threading.local()
+
+
+def set_device(index: int) -> None:
+    """``cudaSetDevice`` for the calling thread (CUDA's current device is per thread), once per thread."""
+    if getattr(_CURRENT, "index", None) != index:
+        check(cudart.cudaSetDevice(index), "cudaSetDevice")
+        _CURRENT.index = index
 
 
 def copy_pageable_htod(dst: DeviceBuffer, src: npt.NDArray[Any]) -> None:

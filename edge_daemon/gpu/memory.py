@@ -50,6 +50,11 @@ class Memory(Protocol):
         """(GPU name, compute capability like "8.7", integrated memory?)."""
         ...
 
+    def activate(self) -> None:
+        """Make this memory's GPU the calling thread's current device (``cudaSetDevice``): TensorRT binds
+        builders, engines and contexts to the device current when they are made or run."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -60,7 +65,9 @@ class CudaMemory:
         from edge_daemon.gpu import cuda
 
         self._cuda = cuda
+        self._index = device_index
         self._info = cuda.device_info(device_index)
+        cuda.init_context(device_index)  # the stream and every buffer below belong to this GPU
         self._stream = cuda.Stream()
 
     @property
@@ -84,6 +91,9 @@ class CudaMemory:
 
     def device_identity(self) -> tuple[str, str, bool]:
         return self._info.name, self._info.compute_capability, self._info.integrated
+
+    def activate(self) -> None:
+        self._cuda.set_device(self._index)
 
     def close(self) -> None:
         self._stream.close()

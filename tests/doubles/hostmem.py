@@ -7,6 +7,7 @@ the way TensorRT reads device addresses (and, on Jetson's integrated memory, map
 from __future__ import annotations
 
 import ctypes
+import sys
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,11 @@ class HostBuffer:
 
 
 class HostMemory:
-    def __init__(self, name: str = "NVIDIA Test GPU", cc: str = "8.7", integrated: bool = True) -> None:
+    def __init__(
+        self, name: str = "NVIDIA Test GPU", cc: str = "8.7", integrated: bool = True, device_index: int = 0
+    ) -> None:
         self.identity = (name, cc, integrated)
+        self.device_index = device_index
         self.buffers: list[HostBuffer] = []
         self.closed = False
 
@@ -59,6 +63,12 @@ class HostMemory:
 
     def device_identity(self) -> tuple[str, str, bool]:
         return self.identity
+
+    def activate(self) -> None:
+        """``cudaSetDevice`` as the TensorRT double sees it (per thread)."""
+        trt = sys.modules.get("tensorrt")
+        if trt is not None and hasattr(trt, "set_current_device"):
+            trt.set_current_device(self.device_index)
 
     def close(self) -> None:
         self.closed = True

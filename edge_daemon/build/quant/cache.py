@@ -21,7 +21,8 @@ from typing import Any
 
 from edge_daemon.build import calibration
 from edge_daemon.build.artifacts import build_lock, quarantine, sweep_stale_temp
-from edge_daemon.build.quant.qdq import ExcludeSet, Format, Method, quantize
+from edge_daemon.build.quant.floatset import ExcludeSet
+from edge_daemon.build.quant.qdq import Format, Method, quantize
 from edge_daemon.errors import ModelError
 from edge_daemon.files import read_manifest, sha256_bytes, write_manifest
 from edge_daemon.model.onnxinfo import read_onnx_info

@@ -7,8 +7,8 @@ Two formats from one calibration set, because the fast integer paths of the two 
 - ``tensorrt``: int8 symmetric activations and int8 symmetric per-channel weights, what TensorRT's explicit
   quantization requires (and the only INT8 route on TensorRT 11). On the CPU it is slower than FP32.
 
-Sensitive layers stay in floating point (``nodes_to_exclude``). The sets are named and were chosen by
-measurement (docs/benchmarks.md): quantizing the detect head's final convolutions destroys class scores.
+Sensitive layers stay in floating point (``nodes_to_exclude``): which ones is decided in one place,
+:mod:`edge_daemon.build.quant.floatset`, that the TensorRT builds use too.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,53 +25,14 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from edge_daemon.build.quant.floatset import ExcludeSet, excluded_nodes
 from edge_daemon.errors import ModelError
 
 log = logging.getLogger(__name__)
 
 Format = Literal["cpu", "tensorrt"]
 Method = Literal["entropy", "minmax", "percentile"]
-# Named exclusion sets: "head" = every node of the detect head (the last /model.N/ block);
-# "head-final" = the head's last box/class convolutions, its text/contrastive branch, DFL and the decode
-# ops after them (the head's stem convolutions are quantized); "head-final+attn" = that plus every
-# attention block (YOLO-World's text-guided C2fAttn, YOLO11's C2PSA); "none" = quantize everything (naive).
-ExcludeSet = Literal["head", "head-final", "head-final+attn", "none"]
-NAMED_SETS = ("head", "head-final", "head-final+attn", "none")
-
 CALIB_CHUNK = 8  # calibration frames whose activations are held at once
-_HEAD_STEM = re.compile(r"/cv[23]\.\d+/cv[23]\.\d+\.[01]/")
-_BLOCK = re.compile(r"^/model\.(\d+)/")
-
-
-def head_prefix(node_names: list[str]) -> str:
-    """``/model.N/`` of the detect head: the last numbered block of an Ultralytics export."""
-    blocks = [int(m.group(1)) for n in node_names if (m := _BLOCK.match(n))]
-    if not blocks:
-        raise ModelError(
-            "cannot find the detect head: node names are not /model.N/... (not an Ultralytics export?)"
-        )
-    return f"/model.{max(blocks)}/"
-
-
-def excluded_nodes(node_names: list[str], which: ExcludeSet | list[str]) -> list[str]:
-    """Node names to keep in floating point for a named set, or the explicit list/prefixes given."""
-    if isinstance(which, list):  # prefixes and/or named sets, e.g. ["head-final", "/model.12/attn/"]
-        named = {w for w in which if w in NAMED_SETS}
-        out = {n for w in named for n in excluded_nodes(node_names, w)}  # type: ignore[arg-type]
-        prefixes = [p for p in which if p not in named]
-        out |= {n for n in node_names if any(n == p or n.startswith(p) for p in prefixes)}
-        return [n for n in node_names if n in out]
-    if which == "none":
-        return []
-    head = head_prefix(node_names)
-    in_head = [n for n in node_names if n.startswith(head)]
-    if which == "head":
-        return in_head
-    final = [n for n in in_head if not _HEAD_STEM.search(n)]
-    if which == "head-final+attn":
-        keep = set(final) | {n for n in node_names if "/attn/" in n}
-        return [n for n in node_names if n in keep]
-    return final
 
 
 class _Reader:

@@ -10,6 +10,8 @@ from typing import Any
 
 import tensorrt as trt
 
+from edge_daemon.build.quant.floatset import ExcludeSet, excluded_nodes
+from edge_daemon.build.tensorrt.inspect import layer_summary
 from edge_daemon.build.tensorrt.keys import BatchProfile
 from edge_daemon.errors import EngineError
 from edge_daemon.runtime.tensorrt import compat
@@ -29,6 +31,7 @@ class BuildOptions:
     allow_fp16_fallback: bool = False
     calibration_batch: int = 2
     strongly_typed: bool = False  # explicit INT8: the Q/DQ nodes decide precisions, no builder flags
+    keep_float: ExcludeSet | list[str] = "none"  # implicit INT8: layers pinned to FP16 (floatset)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class BuildResult:
     input_name: str
     input_hw: tuple[int, int]
     seconds: float
+    batch_min: int = 1
+    layers: dict[str, Any] | None = None  # what the engine inspector reports (manifest "layers")
 
 
 def build_plan(
@@ -51,6 +56,8 @@ def build_plan(
     """Parse ``onnx_path`` and build a plan; precision is never downgraded silently (allow_fp16_fallback)."""
     started = time.monotonic()
     compat.check_supported(opts.precision, explicit=opts.strongly_typed)
+    # TensorRT's own plugins (ROIAlign_TRT, ...): 8.6's ONNX parser registered them itself, 10.0 stopped.
+    trt.init_libnvinfer_plugins(logger, "")
     builder = trt.Builder(logger)
     network = builder.create_network(compat.network_flags(strongly_typed=opts.strongly_typed))
     parser = trt.OnnxParser(network, logger)
@@ -71,19 +78,27 @@ def build_plan(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_gib * GIB))
     profile = builder.create_optimization_profile()
     h, w = input_hw
+    # A static batch fixes the profile's min too (TensorRT: min = opt = max = the static dimension), and
+    # DLA runs static shapes only: its profile is the max batch and smaller batches are padded.
+    batch_min = batch.max if shape[0] != -1 or opts.dla_core is not None else 1
     profile.set_shape(
         inp.name,
-        compat.make_dims((1, 3, h, w)),
-        compat.make_dims((batch.opt, 3, h, w)),
+        compat.make_dims((batch_min, 3, h, w)),
+        compat.make_dims((max(batch.opt, batch_min), 3, h, w)),
         compat.make_dims((batch.max, 3, h, w)),
     )
     config.add_optimization_profile(profile)
 
     precision = opts.precision if opts.strongly_typed else _set_precision(builder, config, opts)
     if precision == "int8" and not opts.strongly_typed:
+        pinned = keep_in_float(network, opts.keep_float)
+        if pinned:
+            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+            log.info("INT8 build: %d layers pinned to FP16 (%s)", pinned, _describe(opts.keep_float))
+    if precision == "int8" and not opts.strongly_typed:
         if calibrator is None:
             raise EngineError("INT8 build needs a calibrator")
-        cal_batch = opts.calibration_batch if shape[0] == -1 else shape[0]
+        cal_batch = calibration_batch(shape[0], batch)
         cal_profile = builder.create_optimization_profile()
         cal_dims = compat.make_dims((cal_batch, 3, h, w))
         cal_profile.set_shape(inp.name, cal_dims, cal_dims, cal_dims)
@@ -97,7 +112,21 @@ def build_plan(
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = opts.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers the DLA cannot run go to the GPU
+        all_layers = [network.get_layer(i) for i in range(network.num_layers)]
+        dla_layers = sum(bool(config.can_run_on_DLA(la)) for la in all_layers)
+        if not dla_layers:
+            raise EngineError(
+                f"no layer of {onnx_path.name} can run on DLA core {opts.dla_core}: every one would fall "
+                "back to the GPU under a -dla name; remove engine.dla_core"
+            )
+        log.info(
+            "DLA core %d runs %d of %d layers; the rest fall back to the GPU",
+            opts.dla_core,
+            dla_layers,
+            len(all_layers),
+        )
 
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # per-layer precision for the manifest
     cache = config.create_timing_cache(timing_cache)
     config.set_timing_cache(cache, ignore_mismatch=False)
     log.info(
@@ -106,7 +135,7 @@ def build_plan(
         onnx_path.name,
         h,
         w,
-        1,
+        batch_min,
         batch.max,
     )
     # None on failure (the stubs do not say so; TensorRT does).
@@ -114,6 +143,9 @@ def build_plan(
     if serialized is None:
         raise EngineError(f"TensorRT failed to build {onnx_path.name}; its log above says why")
     new_cache: trt.ITimingCache | None = config.get_timing_cache()
+    layers = layer_summary(bytes(serialized), logger)
+    if opts.dla_core is not None:
+        layers["dla_layers"] = dla_layers
     return BuildResult(
         plan=bytes(serialized),
         timing_cache=bytes(new_cache.serialize()) if new_cache is not None else b"",
@@ -121,7 +153,34 @@ def build_plan(
         input_name=inp.name,
         input_hw=input_hw,
         seconds=time.monotonic() - started,
+        batch_min=batch_min,
+        layers=layers,
     )
+
+
+def calibration_batch(dim: int, batch: BatchProfile) -> int:
+    """The calibrator's batch: a static batch dimension as it is, else twice the profile's max."""
+    return dim if dim != -1 else 2 * batch.max
+
+
+def keep_in_float(network: Any, which: ExcludeSet | list[str]) -> int:
+    """Pin the layers of the float set (:mod:`edge_daemon.build.quant.floatset`) and their float outputs
+    to FP16; the number pinned. Binding only with OBEY_PRECISION_CONSTRAINTS, which the caller sets."""
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    keep = set(excluded_nodes([la.name for la in layers], which)) if which != "none" else set()
+    floats = {trt.DataType.FLOAT, trt.DataType.HALF}
+    for layer in layers:
+        if layer.name not in keep:
+            continue
+        layer.precision = trt.float16
+        for j in range(layer.num_outputs):
+            if layer.get_output(j).dtype in floats:  # shape tensors stay integers
+                layer.set_output_type(j, trt.float16)
+    return sum(la.name in keep for la in layers)
+
+
+def _describe(which: ExcludeSet | list[str]) -> str:
+    return which if isinstance(which, str) else f"{len(which)} names or prefixes"
 
 
 def _input_hw(shape: tuple[int, ...], wanted: tuple[int, int] | None, name: str) -> tuple[int, int]:

@@ -29,7 +29,7 @@ from edge_daemon.build.artifacts import build_lock, quarantine, sweep_stale_temp
 from edge_daemon.build.request import BuildRequest
 from edge_daemon.build.tensorrt.calibrator import calibrator_class
 from edge_daemon.build.tensorrt.keys import BatchProfile, DeviceInfo, EngineKey, read_l4t_release
-from edge_daemon.build.tensorrt.plan import BuildOptions, BuildResult, build_plan
+from edge_daemon.build.tensorrt.plan import BuildOptions, BuildResult, build_plan, calibration_batch
 from edge_daemon.errors import EngineError
 from edge_daemon.files import atomic_write, read_manifest, sha256_bytes, write_manifest
 from edge_daemon.gpu.memory import Memory
@@ -77,6 +77,7 @@ def ensure_plan(config: Any, request: BuildRequest, refused: str | None = None) 
     if config.plan is not None:
         return Artifact(Path(config.plan), metadata=meta, memory=memory), False
     logger = TrtLogger()
+    memory.activate()  # TensorRT builds for the device current on this thread (engine.device_index)
     device = probe_device(memory)
     explicit = config.precision == "int8" and compat.explicit_int8(config.int8_mode)
     compat.check_supported(config.precision, explicit=explicit)
@@ -103,7 +104,7 @@ def ensure_plan(config: Any, request: BuildRequest, refused: str | None = None) 
             calib_data_sha256=cset.sha256 if cset else "",
             device=device,
             dla_core=config.dla_core,
-            quantization=json.dumps({"exclude": config.quantize_exclude}, sort_keys=True) if explicit else "",
+            quantization=_quantization(config, explicit),
         )
         plan_path = store.engines / f"{key.engine_name(request.model_stem)}.plan"
         artifact = Artifact(plan_path, metadata=meta, memory=memory)
@@ -118,6 +119,14 @@ def ensure_plan(config: Any, request: BuildRequest, refused: str | None = None) 
         else:
             _build(config, request, store, key, plan_path, cset, memory, logger, meta, shape)
         return artifact, False
+
+
+def _quantization(config: Any, explicit: bool) -> str:
+    """What decides which layers stay in float, for INT8 keys: the route and the float set."""
+    if config.precision != "int8":
+        return ""
+    route = "explicit" if explicit else "implicit"
+    return json.dumps({"exclude": config.quantize_exclude, "int8_mode": route}, sort_keys=True)
 
 
 def _static_hw(shape: tuple[int | str, ...]) -> tuple[int, int]:
@@ -179,7 +188,9 @@ def _build(
 ) -> None:
     timing_path = store.timing_cache(key)
     timing = timing_path.read_bytes() if timing_path.is_file() else b""
-    cal_batch = 2 * key.batch.max if shape and shape[0] != 1 else 1
+    cal_batch = calibration_batch(
+        shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else -1, key.batch
+    )
     opts = BuildOptions(
         precision=config.precision,
         workspace_gib=config.workspace_gib,
@@ -188,6 +199,7 @@ def _build(
         dla_core=config.dla_core,
         allow_fp16_fallback=config.allow_fp16_fallback,
         calibration_batch=cal_batch,
+        keep_float=config.quantize_exclude,
     )
 
     def make_calibrator() -> Any:
@@ -262,7 +274,7 @@ def _write(
             "precision_requested": config.precision,
             "input_name": result.input_name,
             "input_hw": list(result.input_hw),
-            "batch": {"min": 1, "opt": key.batch.opt, "max": key.batch.max},
+            "batch": {"min": result.batch_min, "opt": key.batch.opt, "max": key.batch.max},
             "names": meta.get("names", ""),
             "stride": meta.get("stride", ""),
             "task": meta.get("task", "detect"),
@@ -273,6 +285,8 @@ def _write(
             "calibration": {"algorithm": key.calib_algorithm, "images": len(cset), "source": cset.source}
             if cset
             else None,
+            "float_set": config.quantize_exclude if config.precision == "int8" else None,
+            "layers": result.layers or {},
             **(extra or {}),
         },
     )

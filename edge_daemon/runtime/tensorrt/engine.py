@@ -7,6 +7,7 @@ Buffers are allocated once for the profile's max batch; tensor addresses are bou
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -46,6 +47,7 @@ class TensorRTEngine(InferenceEngine):
         self._output_name = output_name
         self._host_in, self._dev_in, self._host_out, self._dev_out = buffers
         self._out_shape_max = tuple(int(v) for v in self._host_out.array.shape)
+        self._min_batch = 1  # a fixed-batch engine (static batch, DLA) runs smaller batches padded
         self._closed = False
 
     @classmethod
@@ -86,6 +88,7 @@ class TensorRTEngine(InferenceEngine):
         metadata: dict[str, str],
     ) -> TensorRTEngine:
         """Deserialize ``plan`` (plain TensorRT plan bytes). Raises EngineError if TensorRT refuses it."""
+        memory.activate()  # TensorRT binds the engine to the device current now
         runtime = trt.Runtime(logger)
         engine: trt.ICudaEngine | None = runtime.deserialize_cuda_engine(plan)  # None when refused
         if engine is None:
@@ -106,8 +109,10 @@ class TensorRTEngine(InferenceEngine):
         ):
             raise EngineError("plan input and output must be float32 tensors")
         in_shape = dims(engine.get_tensor_shape(in_name))
-        max_shape = dims(engine.get_tensor_profile_shape(in_name, 0)[2]) if in_shape[0] == -1 else in_shape
-        max_batch, _, h, w = max_shape
+        profile = [dims(s) for s in engine.get_tensor_profile_shape(in_name, 0)] if -1 in in_shape else None
+        max_batch = profile[2][0] if profile else in_shape[0]
+        min_batch = profile[0][0] if profile else in_shape[0]  # = max for static and DLA engines
+        h, w = run_hw(in_shape, profile, metadata)
         context: trt.IExecutionContext | None = engine.create_execution_context()
         if context is None:
             raise EngineError("TensorRT could not create an execution context (out of GPU memory?)")
@@ -131,15 +136,19 @@ class TensorRTEngine(InferenceEngine):
             metadata=metadata,
             output_shape=tuple(out_shape[1:]),
         )
-        return cls(engine, context, memory, info, out_name, (host_in, dev_in, host_out, dev_out), runtime)
+        made = cls(engine, context, memory, info, out_name, (host_in, dev_in, host_out, dev_out), runtime)
+        made._min_batch = min_batch
+        return made
 
     def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         if self._closed:
             raise EngineError("engine is closed")
         self.check_input(batch)
+        self._memory.activate()
         b = batch.shape[0]
-        if not self._context.set_input_shape(self.info.input_name, tuple(batch.shape)):
-            raise EngineError(f"TensorRT refused input shape {tuple(batch.shape)}")
+        run = (max(b, self._min_batch), *batch.shape[1:])
+        if not self._context.set_input_shape(self.info.input_name, run):
+            raise EngineError(f"TensorRT refused input shape {run}")
         self._bind(self._dev_in.ptr, self._dev_out.ptr)  # enqueue() may have bound the pipeline's buffers
         if b == self.info.max_batch:
             self._host_in.write(batch)
@@ -151,7 +160,8 @@ class TensorRTEngine(InferenceEngine):
         self._memory.download(self._host_out, self._dev_out)
         self._memory.synchronize()
         out_shape = dims(self._context.get_tensor_shape(self._output_name))
-        return np.array(self._host_out.array.reshape(-1)[: int(np.prod(out_shape))].reshape(out_shape))
+        out = self._host_out.array.reshape(-1)[: int(np.prod(out_shape))].reshape(out_shape)
+        return np.array(out[:b])
 
     def device_io(self) -> DeviceIO | None:
         from edge_daemon.gpu.memory import CudaMemory
@@ -165,9 +175,11 @@ class TensorRTEngine(InferenceEngine):
         if self._closed:
             raise EngineError("engine is closed")
         self.check_batch(batch)
+        self._memory.activate()
         h, w = self.info.input_hw
-        if not self._context.set_input_shape(self.info.input_name, (batch, 3, h, w)):
-            raise EngineError(f"TensorRT refused input shape {(batch, 3, h, w)}")
+        run = (max(batch, self._min_batch), 3, h, w)  # the caller's buffers hold max_batch
+        if not self._context.set_input_shape(self.info.input_name, run):
+            raise EngineError(f"TensorRT refused input shape {run}")
         self._bind(input_ptr, output_ptr)
         if not self._context.execute_async_v3(stream_handle):
             raise EngineError("TensorRT execute_async_v3 failed; see the TensorRT log")
@@ -187,3 +199,29 @@ class TensorRTEngine(InferenceEngine):
         self._context = None
         self._engine = None
         self._memory.close()
+
+
+def run_hw(
+    in_shape: tuple[int, ...], profile: list[tuple[int, ...]] | None, metadata: dict[str, str]
+) -> tuple[int, int]:
+    """The input size to run at. Static: the plan's. Dynamic (TensorRT reports -1): the size the model
+    was exported for (Ultralytics' ``imgsz``, or the manifest's), else the profile's opt, never its max
+    (an Ultralytics ``dynamic=True`` engine allows up to twice the export size)."""
+    if in_shape[2] > 0 and in_shape[3] > 0:
+        return in_shape[2], in_shape[3]
+    assert profile is not None
+    lo, opt, hi = profile
+    try:
+        size = json.loads(metadata.get("imgsz", "null"))
+    except ValueError:
+        size = None
+    if isinstance(size, int):
+        size = [size, size]
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        h, w = size
+        if lo[2] <= h <= hi[2] and lo[3] <= w <= hi[3]:
+            return h, w
+        log.warning(
+            "the engine's imgsz %s is outside its profile %s..%s; using the profile's opt", size, lo, hi
+        )
+    return opt[2], opt[3]

@@ -51,6 +51,8 @@ def read_plan(path: Path, metadata: dict[str, str], precision: str | None = None
                     f"{path.name}: its checksum does not match the manifest (corrupt or truncated)"
                 )
             own = {k: str(manifest.data[k]) for k in ("names", "stride", "task") if manifest.data.get(k)}
+            if manifest.data.get("input_hw"):
+                own["imgsz"] = json.dumps(manifest.data["input_hw"])
             precision = manifest.precision or precision
     meta = {**metadata, **own} if own.get("names") else {**own, **metadata}
     return PlanFile(plan, meta, precision or "fp32")
