@@ -69,7 +69,11 @@ class TensorRTEngineConfig(Strict):
         None, ge=1, le=64, description="Batch the profile optimizes for (default max)."
     )
     dla_core: int | None = Field(
-        None, ge=0, le=3, description="Run on this DLA core (Xavier/Orin), GPU fallback on."
+        None,
+        ge=0,
+        le=3,
+        description="Run on this DLA core (Xavier/Orin), GPU fallback on: fp16 or implicit int8 (entropy), "
+        "a fixed batch (max_batch; smaller batches are padded).",
     )
     device_index: int = Field(0, ge=0, le=16)
     plan: FilePath | None = Field(
@@ -83,7 +87,9 @@ class TensorRTEngineConfig(Strict):
         "auto: explicit on 11+, implicit before.",
     )
     quantize_exclude: Literal["head-final+attn", "head-final", "head", "none"] | list[str] = Field(
-        "head-final+attn", description="explicit mode: nodes kept in float in the Q/DQ model."
+        "head-final+attn",
+        description="INT8: the layers kept in float, by both routes (implicit: pinned to FP16 under "
+        "OBEY_PRECISION_CONSTRAINTS; explicit: left out of the Q/DQ model).",
     )
     build_lock_timeout_s: float = Field(
         3600, gt=0, description="How long to wait for another process's build."
@@ -93,6 +99,15 @@ class TensorRTEngineConfig(Strict):
     def _batches(self) -> TensorRTEngineConfig:
         if self.opt_batch is not None and self.opt_batch > self.max_batch:
             raise ValueError("opt_batch must be <= max_batch")
+        if self.dla_core is not None:  # TensorRT developer guide, "Working with DLA"
+            if self.precision == "fp32":
+                raise ValueError("dla_core: DLA runs FP16 and INT8 networks only; set precision fp16 or int8")
+            if self.precision == "int8" and self.calibration.algorithm != "entropy":
+                raise ValueError(
+                    "dla_core: DLA needs the entropy calibrator (calibration.algorithm: entropy)"
+                )
+            if self.precision == "int8" and self.int8_mode == "explicit":
+                raise ValueError("dla_core: DLA supports implicit INT8 only (int8_mode: implicit or auto)")
         return self
 
 

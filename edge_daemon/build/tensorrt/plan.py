@@ -30,7 +30,7 @@ class BuildOptions:
     dla_core: int | None = None
     allow_fp16_fallback: bool = False
     calibration_batch: int = 2
-    strongly_typed: bool = False  # explicit INT8: the Q/DQ nodes decide precisions, no builder flags
+    explicit: bool = False  # explicit INT8: a Q/DQ model; the Q/DQ nodes decide what runs in INT8
     keep_float: ExcludeSet | list[str] = "none"  # implicit INT8: layers pinned to FP16 (floatset)
 
 
@@ -55,11 +55,12 @@ def build_plan(
 ) -> BuildResult:
     """Parse ``onnx_path`` and build a plan; precision is never downgraded silently (allow_fp16_fallback)."""
     started = time.monotonic()
-    compat.check_supported(opts.precision, explicit=opts.strongly_typed)
+    compat.check_supported(opts.precision, explicit=opts.explicit)
+    strongly_typed = opts.explicit and compat.strongly_typed_only()
     # TensorRT's own plugins (ROIAlign_TRT, ...): 8.6's ONNX parser registered them itself, 10.0 stopped.
     trt.init_libnvinfer_plugins(logger, "")
     builder = trt.Builder(logger)
-    network = builder.create_network(compat.network_flags(strongly_typed=opts.strongly_typed))
+    network = builder.create_network(compat.network_flags(strongly_typed=strongly_typed))
     parser = trt.OnnxParser(network, logger)
     parsed: bool = parser.parse(onnx_path.read_bytes())
     if not parsed:
@@ -89,13 +90,13 @@ def build_plan(
     )
     config.add_optimization_profile(profile)
 
-    precision = opts.precision if opts.strongly_typed else _set_precision(builder, config, opts)
-    if precision == "int8" and not opts.strongly_typed:
+    precision = opts.precision if strongly_typed else _set_precision(builder, config, opts)
+    if precision == "int8" and not opts.explicit:
         pinned = keep_in_float(network, opts.keep_float)
         if pinned:
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
             log.info("INT8 build: %d layers pinned to FP16 (%s)", pinned, _describe(opts.keep_float))
-    if precision == "int8" and not opts.strongly_typed:
+    if precision == "int8" and not opts.explicit:
         if calibrator is None:
             raise EngineError("INT8 build needs a calibrator")
         cal_batch = calibration_batch(shape[0], batch)

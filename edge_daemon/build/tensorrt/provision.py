@@ -81,6 +81,11 @@ def ensure_plan(config: Any, request: BuildRequest, refused: str | None = None) 
     device = probe_device(memory)
     explicit = config.precision == "int8" and compat.explicit_int8(config.int8_mode)
     compat.check_supported(config.precision, explicit=explicit)
+    if explicit and config.dla_core is not None:
+        raise EngineError(
+            f"DLA runs implicit INT8 only and TensorRT {trt.__version__} builds INT8 from Q/DQ models: "
+            "use precision fp16 on the DLA, or remove engine.dla_core"
+        )
     batch = BatchProfile(config.opt_batch or config.max_batch, config.max_batch)
     store = Store(request.cache_dir / "tensorrt")
     lock = store.lock(f"{request.model_stem}-{request.model_sha256[:12]}-{device.short()}")
@@ -323,6 +328,10 @@ def _build_explicit(
         ),
         request.status,
     )
+    if compat.strongly_typed_only():  # TensorRT 11: no FP16 flag, so the graph itself must be FP16
+        from edge_daemon.build.quant.fp16 import float16_around_qdq
+
+        qdq = float16_around_qdq(qdq)
     timing_path = store.timing_cache(key)
     opts = BuildOptions(
         precision="int8",
@@ -330,7 +339,7 @@ def _build_explicit(
         batch=key.batch,
         input_hw=request.imgsz,
         dla_core=config.dla_core,
-        strongly_typed=True,
+        explicit=True,
     )
     result = build_plan(qdq, opts, logger, None, timing_path.read_bytes() if timing_path.is_file() else b"")
     _write(

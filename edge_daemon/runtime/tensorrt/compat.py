@@ -6,7 +6,10 @@
   still works.
 - 11.x: implicit INT8 and FP16 are gone (no calibrators, no INT8/FP16 builder flags): reduced precision
   means a strongly typed network from a Q/DQ (or FP16) ONNX. INT8 is built that way from the Q/DQ model
-  of edge_daemon.build.quant (explicit mode, also selectable on 10.x); fp16 is refused with a clear message.
+  of edge_daemon.build.quant with its float part converted to FP16 (edge_daemon.build.quant.fp16);
+  fp16 alone is refused with a clear message.
+- explicit INT8 before 11 (8.6 and 10.x, int8_mode: explicit): the Q/DQ model in a weakly typed network
+  with the INT8 and FP16 flags and no calibrator, so the layers outside Q/DQ run in FP16, not FP32.
 Both 8.6 and 10.x share the named-tensor execution API used here (set_input_shape, set_tensor_address,
 execute_async_v3) and build_serialized_network.
 """
@@ -45,14 +48,18 @@ def check_supported(precision: str, ver: tuple[int, int, int] | None = None, exp
     v = ver or version()
     if v[:2] < MIN_SUPPORTED:
         raise EngineError(f"TensorRT {'.'.join(map(str, v))} is too old; 8.6 or newer is needed (JetPack 6)")
-    if explicit and precision == "int8" and v[0] < 10:
-        raise EngineError("explicit (Q/DQ) INT8 needs strongly typed networks: TensorRT 10 or newer")
     if v[0] >= 11 and (precision == "fp16" or (precision == "int8" and not explicit)):
         raise EngineError(
             f"TensorRT {v[0]}.{v[1]} removed implicit {precision.upper()} (calibrators and builder "
             "precision flags). INT8 there is built from a Q/DQ model (engine.int8_mode: explicit or auto); "
             "FP16 would need an FP16 ONNX, which edge-daemon does not produce: use int8 or fp32."
         )
+
+
+def strongly_typed_only(ver: tuple[int, int, int] | None = None) -> bool:
+    """TensorRT 11 builds strongly typed networks only (no precision builder flags); before it, a Q/DQ
+    model is built weakly typed with the INT8 and FP16 flags, so layers outside Q/DQ run in FP16."""
+    return (ver or version())[0] >= 11
 
 
 def network_flags(ver: tuple[int, int, int] | None = None, strongly_typed: bool = False) -> int:

@@ -112,10 +112,14 @@ class Builder:
 
     @property
     def platform_has_fast_int8(self) -> bool:
+        if _rules.major() >= 11:
+            raise AttributeError("TensorRT 11 removed platform_has_fast_int8")
         return bool(_rules.state().FAST_INT8)
 
     @property
     def platform_has_fast_fp16(self) -> bool:
+        if _rules.major() >= 11:
+            raise AttributeError("TensorRT 11 removed platform_has_fast_fp16")
         return bool(_rules.state().FAST_FP16)
 
     @property

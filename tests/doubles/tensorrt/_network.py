@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import onnx
-import onnxruntime as ort
 
 from . import PLUGINS, DataType, ILogger, _rules
 from ._quant import names as node_names
+from ._quant import session as ort_session
+from ._quant import upcast
 
 _DTYPES = {
     onnx.TensorProto.FLOAT: DataType.FLOAT,
@@ -58,6 +59,8 @@ class ILayer:
 
     @precision.setter
     def precision(self, value: DataType) -> None:
+        if _rules.major() >= 11:
+            raise AttributeError("TensorRT 11 removed ILayer.precision (strong typing only)")
         self._precision = DataType(value)
 
     @property
@@ -142,14 +145,15 @@ class OnnxParser:
     def parse(self, model: bytes, path: str | None = None) -> bool:
         self._errors.clear()
         try:
-            session = ort.InferenceSession(bytes(model), providers=["CPUExecutionProvider"])
+            session = ort_session(upcast(bytes(model)))
         except Exception as exc:  # what ORT cannot load, TensorRT's parser cannot either
             self._errors.append(ParserError(f"Failed to parse ONNX model: {exc}"))
             return False
         proto = onnx.load_from_string(bytes(model))
         plugin_ops = _rules.plugin_ops()
         for i, node in enumerate(proto.graph.node):
-            if node.op_type in plugin_ops and not PLUGINS["initialised"]:
+            registered = PLUGINS["initialised"] or _rules.parser_registers_plugins()
+            if node.op_type in plugin_ops and not registered:
                 plugin = _rules.PLUGIN_NAMES.get(node.op_type, node.op_type)
                 self._errors.append(
                     ParserError(

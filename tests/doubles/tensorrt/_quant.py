@@ -19,6 +19,7 @@ levels; per FP16 layer, weights rounded through float16. Entropy calibration is 
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -132,7 +133,7 @@ def simulate(onnx_bytes: bytes, precisions: list[str], scales: dict[str, float])
             if node.op_type in WEIGHTED and len(node.input) > 1 and node.input[1] in inits:
                 axis = -1 if node.op_type == "MatMul" else 0  # the output channels
                 node.input[1] = _replace(
-                    graph, inits[node.input[1]], f"{idx}", lambda w, a=axis: _int8_per_channel(w, a)
+                    graph, inits[node.input[1]], f"{idx}", functools.partial(_int8_per_channel, axis=axis)
                 )
         elif prec == "fp16":
             for j, name in enumerate(node.input):
@@ -151,6 +152,9 @@ def simulate(onnx_bytes: bytes, precisions: list[str], scales: dict[str, float])
 def session(model: bytes) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # ONNX Runtime's warnings are not TensorRT's
+    # Run Q/DQ pairs as the arithmetic they define: ONNX Runtime's own Q/DQ fusions are x86 CPU kernels
+    # (and one of them mistypes opset-21 FP16 Q/DQ models).
+    opts.add_session_config_entry("session.disable_quant_qdq", "1")
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
@@ -182,3 +186,26 @@ def qdq_inputs(model: onnx.ModelProto) -> set[int]:
 
 def names(nodes: Iterable[onnx.NodeProto]) -> list[str]:
     return [n.name or f"(Unnamed Layer* {i}) [{n.op_type}]" for i, n in enumerate(nodes)]
+
+
+def upcast(onnx_bytes: bytes) -> bytes:
+    """An FP16 graph made executable by ONNX Runtime's CPU kernels (which lack FP16 convolutions and FP16
+    Q/DQ scales): the same graph in FP32, its FP16 weights keeping their FP16-rounded values. Activations
+    are then computed in FP32 between layers, a simplification the README names."""
+    model = onnx.load_from_string(onnx_bytes)
+    if not any(i.data_type == TensorProto.FLOAT16 for i in model.graph.initializer):
+        return onnx_bytes
+    graph = model.graph
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT16:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), init.name))
+    for node in graph.node:
+        for attr in node.attribute:
+            if node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT16:
+                attr.i = TensorProto.FLOAT
+            if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == TensorProto.FLOAT16:
+                attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float32)))
+    for value in [*graph.value_info, *graph.input, *graph.output]:
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT16:
+            value.type.tensor_type.elem_type = TensorProto.FLOAT
+    return model.SerializeToString()

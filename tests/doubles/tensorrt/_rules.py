@@ -8,9 +8,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-# ONNX ops the ONNX parser imports as plugins (so they need ``init_libnvinfer_plugins``), per major
-# version. 8.6 imports InstanceNormalization through the InstanceNormalization_TRT plugin; 10.0 made the
-# native INormalizationLayer the default (parser flag NATIVE_INSTANCENORM). RoiAlign stays a plugin.
+# ONNX ops the ONNX parser imports as plugins, per major version. 8.6 imports InstanceNormalization through
+# the InstanceNormalization_TRT plugin; 10.0 made the native INormalizationLayer the default (parser flag
+# NATIVE_INSTANCENORM). RoiAlign stays a plugin (ROIAlign_TRT). 8.6's parser registers TensorRT's plugins
+# itself (initLibNvInferPlugins in ModelImporter.cpp); from 10.0 the application must call
+# ``init_libnvinfer_plugins`` or the parse fails with "Plugin not found".
 PLUGIN_OPS = {8: {"InstanceNormalization", "RoiAlign"}, 10: {"RoiAlign"}, 11: {"RoiAlign"}}
 PLUGIN_NAMES = {"InstanceNormalization": "InstanceNormalization_TRT", "RoiAlign": "ROIAlign_TRT"}
 
@@ -46,6 +48,10 @@ def major() -> int:
 
 def plugin_ops() -> set[str]:
     return PLUGIN_OPS[min(max(major(), 8), 11) if major() != 9 else 8]
+
+
+def parser_registers_plugins() -> bool:
+    return major() < 10
 
 
 def plan_precisions(
@@ -99,7 +105,7 @@ def plan_precisions(
 
 
 def _int8_capable() -> set[str]:
-    from tensorrt._quant import INT8_CAPABLE
+    from ._quant import INT8_CAPABLE
 
     return INT8_CAPABLE
 

@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from . import STATS, DataType, Dims, ILogger, LayerInformationFormat, TensorIOMode, _rules, _Severity, as_dims
 from ._builder import MAGIC
-from ._quant import session, simulate
+from ._quant import session, simulate, upcast
 
 
 def _dim(d: Any) -> int:
@@ -55,7 +55,9 @@ class Runtime:
             return None
         try:
             graph = blob[len(MAGIC) + 4 + n :]
-            if not header["strongly_typed"]:
+            if header["strongly_typed"]:  # the graph's own types decide; FP16 weights keep their values
+                graph = upcast(graph)
+            else:
                 graph = simulate(graph, [la["precision"] for la in header["layers"]], header["scales"])
             sess = session(graph)
         except Exception:
@@ -143,6 +145,7 @@ class IExecutionContext:
         self.engine = engine
         self.addresses: dict[str, int] = {}
         self.input_shape: list[int] | None = None
+        self._inferred: dict[tuple[str, tuple[int, ...]], list[int]] = {}
 
     def set_input_shape(self, name: str, shape: Any) -> bool:
         if name != self.engine.input_name:
@@ -166,7 +169,15 @@ class IExecutionContext:
             return shape
         if name == self.engine.input_name:
             return Dims(self.input_shape)
-        return Dims([self.input_shape[0], *list(shape)[1:]])
+        dims = [self.input_shape[0], *list(shape)[1:]]
+        if -1 in dims:  # TensorRT infers output shapes from the input shape; here: run it once
+            key = (name, tuple(self.input_shape))
+            if key not in self._inferred:
+                x = np.zeros(self.input_shape, np.float32)
+                out = self.engine.session.run([name], {self.engine.input_name: x})[0]
+                self._inferred[key] = list(out.shape)
+            dims = self._inferred[key]
+        return Dims(dims)
 
     def execute_async_v3(self, stream_handle: int) -> bool:
         if self.input_shape is None or any(
