@@ -44,7 +44,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def _settings(cache_dir: Path, cameras: int = 1, **engine: Any) -> Any:
+def _settings(cache_dir: Path, cameras: int = 1, imgsz: tuple[int, int] = IMGSZ, **engine: Any) -> Any:
     from edge_daemon.config import Settings
 
     gpu = engine.pop("gpu", {})
@@ -61,7 +61,7 @@ def _settings(cache_dir: Path, cameras: int = 1, **engine: Any) -> Any:
             }
             for i in range(cameras)
         ],
-        model={"path": str(_asset("yolov8s-world.pt")), "imgsz": list(IMGSZ), "cache_dir": str(cache_dir)},
+        model={"path": str(_asset("yolov8s-world.pt")), "imgsz": list(imgsz), "cache_dir": str(cache_dir)},
         engine={"backend": "torch", **engine},
         gpu=gpu,
     )
@@ -198,3 +198,41 @@ def test_cuda_graph_replay_equals_eager_execution(cache_dir: Path) -> None:
     for key in eager:
         np.testing.assert_array_equal(eager[key].class_id, graphs[key].class_id)
         np.testing.assert_allclose(eager[key].xyxy, graphs[key].xyxy, atol=0.25)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_tensorrt_engine_on_the_cuda_stage_matches_torch(cache_dir: Path, precision: str) -> None:
+    """The production Jetson path: a TensorRT engine on the CUDA stage's device buffers and stream.
+
+    No TensorRT can be installed, so the engine is the TensorRT test double (tests/doubles/tensorrt):
+    the daemon's real build, plan file, deserialization, tensor binding and ``execute_async_v3`` on the
+    pipeline's device pointers; the double copies the input out of device memory, runs the FP16-simulated
+    network with ONNX Runtime and copies the output back. Its detections must equal the torch executor's
+    (FP16 on the same stage) within FP16 tolerance; INT8 (implicit, calibrated from device memory with the
+    head pinned to FP16) agrees with them."""
+    import sys
+
+    pytest.importorskip("onnxruntime", reason="the TensorRT double executes with ONNX Runtime")
+    doubles = str(ROOT / "tests" / "doubles")
+    if doubles not in sys.path:
+        sys.path.insert(0, doubles)
+    import tensorrt
+
+    assert hasattr(tensorrt, "STATS"), "must be the double: no real TensorRT is claimed here"
+    size = (480, 576)  # the ONNX export of YOLO-World's attention pooling needs H/32 and W/32 divisible by 3
+    want, _, _ = _run(_settings(cache_dir, imgsz=size, precision="fp16"))
+    calibration = {"frames": 16, "interval_s": 0}  # INT8: calibration batches in device memory
+    got, pipeline, stats = _run(
+        _settings(cache_dir, imgsz=size, backend="tensorrt", precision=precision, calibration=calibration)
+    )
+    assert pipeline.stage.name == "gpu" and stats.published == FRAMES
+    assert tensorrt.STATS["executions"] >= FRAMES, "every batch ran through execute_async_v3"
+    share, box_d, conf_d, total = _agreement(got, want)
+    print(
+        f"TensorRT double ({precision}) vs torch fp16 on the CUDA stage: {share:.4f} of {total}, "
+        f"box {box_d:.2f} px, conf {conf_d:.4f}"
+    )
+    if precision == "fp16":
+        assert share >= 0.97 and box_d <= 4.0 and conf_d <= 0.05
+    else:  # INT8 (16 calibration frames) with the head kept in FP16: agreement, not equality
+        assert share >= 0.8

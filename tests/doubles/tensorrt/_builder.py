@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import time
 from typing import Any
 
-import numpy as np
 import onnx
 
 from . import (
@@ -24,6 +22,7 @@ from . import (
     as_dims,
     swallowed,
 )
+from ._memory import read
 from ._network import INetworkDefinition
 from ._quant import cache_bytes, calibrate, parse_cache, qdq_inputs
 
@@ -248,15 +247,13 @@ class Builder:
             raise ValueError(
                 f"calibrator batch size {cal.get_batch_size()} does not match the profile {shape}"
             )
-        n = int(np.prod(shape))
 
         def next_batch() -> Any:
             ptrs = swallowed(cal.get_batch, [inp.name], default=[])
             if not ptrs:
                 return None
             STATS["calibration_batches"] += 1
-            data = np.ctypeslib.as_array((ctypes.c_float * n).from_address(int(ptrs[0])))
-            return data.reshape(shape).copy()
+            return read(int(ptrs[0]), shape, 0)
 
         assert network.onnx is not None
         scales, used = calibrate(network.onnx, inp.name, next_batch, algo)
