@@ -31,6 +31,7 @@ def prepare(config: Any, request: BuildRequest, refused: str | None = None) -> t
         return ensure_plan(config, request, refused)
     if config.backend == "onnxruntime" and config.precision == "int8":
         from edge_daemon.build.quant.cache import QdqRequest, ensure_qdq
+        from edge_daemon.build.quant.search import targets_from
 
         path, _ = ensure_qdq(
             QdqRequest(
@@ -43,6 +44,7 @@ def prepare(config: Any, request: BuildRequest, refused: str | None = None) -> t
                 fmt="cpu",
                 method=config.quantize.method,
                 exclude=config.quantize.exclude,
+                search=targets_from(config.quantize.search),
             ),
             request.status,
         )

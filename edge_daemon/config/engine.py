@@ -27,14 +27,32 @@ class CalibrationConfig(Strict):
         return self
 
 
+FloatSet = Literal["auto", "head-final+attn", "head-final", "head", "none"] | list[str]
+
+
+class SearchConfig(Strict):
+    """The mixed-precision search (float set ``auto``): what it aims for, on the calibration frames."""
+
+    agreement: float = Field(0.92, gt=0, le=1, description="Target mAP50-95 of INT8 against FP32.")
+    min_speedup: float = Field(
+        1.5,
+        ge=0,
+        le=10,
+        description="Speed floor: the search stops before INT8 gets slower than this x FP32.",
+    )
+    frames: int = Field(64, ge=4, le=1000, description="Calibration frames the search evaluates on.")
+
+
 class QuantizeConfig(Strict):
     """How the INT8 Q/DQ model is made from the FP32 one (ONNX Runtime precision: int8)."""
 
     method: Literal["entropy", "minmax", "percentile"] = "entropy"
-    exclude: Literal["head-final+attn", "head-final", "head", "none"] | list[str] = Field(
+    exclude: FloatSet = Field(
         "head-final+attn",
-        description="Nodes kept in float: a named set (measured: docs/benchmarks.md) or node-name prefixes.",
+        description="Nodes kept in float: auto (a mixed-precision search on the calibration frames), a "
+        "named set (measured: docs/benchmarks.md) or node-name prefixes.",
     )
+    search: SearchConfig = Field(default_factory=SearchConfig)
 
 
 class OnnxRuntimeEngineConfig(Strict):
@@ -86,11 +104,13 @@ class TensorRTEngineConfig(Strict):
         "network from a Q/DQ ONNX made on first boot (the only INT8 route on TensorRT 11); "
         "auto: explicit on 11+, implicit before.",
     )
-    quantize_exclude: Literal["head-final+attn", "head-final", "head", "none"] | list[str] = Field(
+    quantize_exclude: FloatSet = Field(
         "head-final+attn",
         description="INT8: the layers kept in float, by both routes (implicit: pinned to FP16 under "
-        "OBEY_PRECISION_CONSTRAINTS; explicit: left out of the Q/DQ model).",
+        "OBEY_PRECISION_CONSTRAINTS; explicit: left out of the Q/DQ model); auto: measured by the "
+        "mixed-precision search on the CPU (quantize_search).",
     )
+    quantize_search: SearchConfig = Field(default_factory=SearchConfig)
     build_lock_timeout_s: float = Field(
         3600, gt=0, description="How long to wait for another process's build."
     )

@@ -9,8 +9,6 @@ Speed: the bare engine per precision and, optionally, the daemon's end-to-end th
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import statistics
@@ -25,7 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_daemon.build.export import resolve_onnx
+from edge_daemon.build.quant.agreement import PREDICTION_CONF, REFERENCE_CONF, coco_agreement
 from edge_daemon.build.quant.cache import QdqRequest, ensure_qdq
+from edge_daemon.build.quant.search import targets_from
 from edge_daemon.config import FileCamera, OnnxRuntimeEngineConfig, Settings
 from edge_daemon.errors import ConfigError
 from edge_daemon.model.info import model_info
@@ -35,9 +35,6 @@ from edge_daemon.runtime import Artifact, InferenceEngine, load_engine
 from edge_daemon.types import Detections, LetterboxMeta
 
 log = logging.getLogger(__name__)
-
-REFERENCE_CONF = 0.25
-PREDICTION_CONF = 0.001
 
 
 @dataclass
@@ -132,61 +129,6 @@ def _predict(
     return outs, 1.0 / statistics.median(times)
 
 
-def coco_agreement(
-    reference: list[Detections], predicted: list[Detections], names: dict[int, str]
-) -> tuple[float, float, dict[str, float]]:
-    """(mAP50, mAP50-95, per-class AP50-95) of ``predicted`` against ``reference`` (pycocotools COCOeval)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
-    for i, (ref, pred) in enumerate(zip(reference, predicted, strict=True)):
-        images.append({"id": i})
-        for (x1, y1, x2, y2), cls in zip(ref.xyxy.tolist(), ref.class_id.tolist(), strict=True):
-            w, h = x2 - x1, y2 - y1
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": i,
-                    "category_id": cls,
-                    "bbox": [x1, y1, w, h],
-                    "area": w * h,
-                    "iscrowd": 0,
-                }
-            )
-        for (x1, y1, x2, y2), cls, conf in zip(
-            pred.xyxy.tolist(), pred.class_id.tolist(), pred.confidence.tolist(), strict=True
-        ):
-            results.append(
-                {"image_id": i, "category_id": cls, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": conf}
-            )
-    if not annotations:
-        raise ConfigError("quant-report: FP32 found nothing on these frames; nothing to compare against")
-    cats = sorted({a["category_id"] for a in annotations} | {r["category_id"] for r in results})
-    gt = COCO()
-    gt.dataset = {"images": images, "annotations": annotations, "categories": [{"id": c} for c in cats]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-        if not results:
-            return 0.0, 0.0, {}
-        dt = gt.loadRes(results)
-        ev = COCOeval(gt, dt, "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    precision = ev.eval["precision"]  # [IoU thresholds, recall, categories, area, maxDets]
-    present = {a["category_id"] for a in annotations}
-    per_class = {}
-    for k, cat in enumerate(ev.params.catIds):
-        if cat not in present:
-            continue
-        p = precision[:, :, k, 0, -1]
-        per_class[names.get(cat, str(cat))] = float(np.mean(p[p > -1])) if (p > -1).any() else 0.0
-    return float(ev.stats[1]), float(ev.stats[0]), per_class
-
-
 def run_report(
     settings: Settings, frames: int = 300, naive: bool = True, end_to_end: bool = True
 ) -> QuantReport:
@@ -222,6 +164,8 @@ def run_report(
             cfg.quantize.method,
         ),
     ]
+    if cfg.quantize.exclude != "head-final+attn":  # the fixed set beside what the config chose
+        plans.append(("INT8 mixed (head-final+attn, entropy)", "head-final+attn", "entropy"))
     if naive:
         plans.append(("INT8 naive (all layers, minmax)", "none", "minmax"))
     for name, exclude, method in plans:
@@ -236,6 +180,7 @@ def run_report(
                 "cpu",
                 method,
                 exclude,
+                targets_from(cfg.quantize.search),
             )
         )
         engine = load_engine(base, Artifact(path, precision="int8"))

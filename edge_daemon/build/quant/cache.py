@@ -17,12 +17,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from edge_daemon.build import calibration
 from edge_daemon.build.artifacts import build_lock, quarantine, sweep_stale_temp
 from edge_daemon.build.quant.floatset import ExcludeSet
 from edge_daemon.build.quant.qdq import Format, Method, quantize
+from edge_daemon.build.quant.search import SearchTargets
 from edge_daemon.errors import ModelError
 from edge_daemon.files import read_manifest, sha256_bytes, write_manifest
 from edge_daemon.model.onnxinfo import read_onnx_info
@@ -40,7 +41,8 @@ class QdqRequest:
     camera: Any = None
     fmt: Format = "cpu"
     method: Method = "entropy"
-    exclude: ExcludeSet | list[str] = "head-final+attn"
+    exclude: ExcludeSet | Literal["auto"] | list[str] = "head-final+attn"
+    search: SearchTargets | None = None  # exclude "auto": what the mixed-precision search aims for
 
 
 def _runtime_tag() -> str:
@@ -51,6 +53,10 @@ def _runtime_tag() -> str:
 
 def ensure_qdq(req: QdqRequest, status: calibration.StatusFn | None = None) -> tuple[Path, dict[str, Any]]:
     """The Q/DQ model for ``req``: from the cache, or quantized now (first boot). Returns (path, manifest)."""
+    if req.exclude == "auto":
+        from edge_daemon.build.quant.auto import ensure_auto
+
+        return ensure_auto(req, status)
     meta, shape = read_onnx_info(req.fp32)
     if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape):
         raise ModelError(f"{req.fp32.name}: INT8 quantization needs a static input shape, got {shape}")

@@ -96,6 +96,8 @@ def ensure_plan(config: Any, request: BuildRequest, refused: str | None = None) 
             if config.precision == "int8"
             else None
         )
+        if config.precision == "int8" and config.quantize_exclude == "auto":
+            config = config.model_copy(update={"quantize_exclude": _searched_float_set(config, request)})
         key = EngineKey(
             model_sha256=request.model_sha256,
             input_hw=request.imgsz or _static_hw(shape),
@@ -124,6 +126,28 @@ def ensure_plan(config: Any, request: BuildRequest, refused: str | None = None) 
         else:
             _build(config, request, store, key, plan_path, cset, memory, logger, meta, shape)
         return artifact, False
+
+
+def _searched_float_set(config: Any, request: BuildRequest) -> list[str]:
+    """``quantize_exclude: auto``: the float set the mixed-precision search measured (on the CPU, with
+    ONNX Runtime, on the same calibration frames), shared by both INT8 routes."""
+    from edge_daemon.build.quant.auto import float_set
+    from edge_daemon.build.quant.cache import QdqRequest
+    from edge_daemon.build.quant.search import targets_from
+
+    req = QdqRequest(
+        request.onnx_path,
+        request.model_sha256,
+        request.model_stem,
+        request.cache_dir,
+        config.calibration,
+        request.camera,
+        "cpu",
+        "entropy",
+        "auto",
+        targets_from(config.quantize_search),
+    )
+    return float_set(req, request.status)
 
 
 def _quantization(config: Any, explicit: bool) -> str:

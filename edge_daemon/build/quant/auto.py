@@ -1,0 +1,103 @@
+"""The ``auto`` float set: the mixed-precision search run once per model and calibration set, cached.
+
+``ensure_auto`` makes the naive (all-quantized) Q/DQ model through the ordinary cache, searches
+(:mod:`edge_daemon.build.quant.search`) on the calibration frames, and writes the chosen model (the naive
+one with the chosen groups back in float: no second calibration) with a manifest that records the float
+set, the search's steps and its sensitivity table. TensorRT's routes read the float set from that manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_daemon.build import calibration
+from edge_daemon.build.artifacts import build_lock, quarantine
+from edge_daemon.build.quant.search import SearchTargets, restore_float, search
+from edge_daemon.errors import ModelError
+from edge_daemon.files import atomic_write, read_manifest, sha256_bytes, write_manifest
+from edge_daemon.model.onnxinfo import read_onnx_info
+
+log = logging.getLogger(__name__)
+
+
+def ensure_auto(req: Any, status: calibration.StatusFn | None = None) -> tuple[Path, dict[str, Any]]:
+    """``req`` (a QdqRequest with ``exclude="auto"``): the searched Q/DQ model and its manifest."""
+    import onnx
+
+    from edge_daemon.build.quant.cache import ensure_qdq
+
+    naive_path, naive = ensure_qdq(dataclasses.replace(req, exclude="none"), status)
+    targets: SearchTargets = req.search or SearchTargets()
+    key = {"naive": naive["key_digest"], "search": dataclasses.asdict(targets), "version": 1}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    path = naive_path.with_name(f"{req.model_stem}-{req.fmt}-auto-{digest[:12]}.onnx")
+    with build_lock(path.with_name(f".{path.stem}.lock")):
+        manifest = read_manifest(path)
+        if path.exists():
+            good = manifest is not None and manifest.key_digest == digest
+            if good and manifest is not None and sha256_bytes(path.read_bytes()) == manifest.plan_sha256:
+                return path, manifest.data
+            quarantine(path, "its manifest is missing, for another key, or its checksum does not match")
+        meta, shape = read_onnx_info(req.fp32)
+        h, w = int(shape[2]), int(shape[3])
+        cset = calibration.calibration_set(req.calibration, req.camera, req.cache_dir, status)
+        frames = list(calibration.batches(cset, (h, w), 1))
+        if len(frames) < 4:
+            raise ModelError("the mixed-precision search needs at least 4 calibration frames")
+        step = max(1, len(frames) // targets.frames)
+        frames = frames[::step][: targets.frames]
+        nc = len(_names(meta)) or 80
+        started = time.monotonic()
+        if status is not None:
+            status(f"searching the layers {req.model_stem} keeps in float")
+        fp32, naive_model = onnx.load(str(req.fp32)), onnx.load(str(naive_path))
+        result = search(fp32, naive_model, frames, nc, targets, progress=status)
+        chosen = restore_float(naive_model, fp32, _members(fp32, result.float_set))
+        atomic_write(path, chosen.SerializeToString())
+        data = {
+            "key": key,
+            "key_digest": digest,
+            "plan_sha256": sha256_bytes(path.read_bytes()),
+            "precision": "int8",
+            "excluded_nodes": sorted(_members(fp32, result.float_set)),
+            "float_set": result.float_set,
+            "search": result.as_dict(),
+            "calibration": {"images": len(cset), "source": cset.source, "search_frames": len(frames)},
+            "names": meta.get("names", ""),
+            "seconds": round(time.monotonic() - started, 1),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        write_manifest(path, data)
+        log.info(
+            "mixed-precision search chose %d float groups in %.0fs: %s",
+            len(result.float_set),
+            data["seconds"],
+            ", ".join(result.float_set) or "(none)",
+        )
+        return path, {"manifest_version": 1, **data}
+
+
+def float_set(req: Any, status: calibration.StatusFn | None = None) -> list[str]:
+    """The searched float set (node-name prefixes) for ``req``'s model and calibration frames."""
+    _, manifest = ensure_auto(dataclasses.replace(req, exclude="auto"), status)
+    return list(manifest["float_set"])
+
+
+def _members(fp32: Any, prefixes: list[str]) -> set[str]:
+    return {n.name for n in fp32.graph.node if any(n.name.startswith(p) for p in prefixes)}
+
+
+def _names(meta: dict[str, str]) -> dict[int, str]:
+    import ast
+
+    try:
+        value = ast.literal_eval(meta.get("names", "{}"))
+    except (ValueError, SyntaxError):
+        return {}
+    return value if isinstance(value, dict) else {}

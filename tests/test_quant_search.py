@@ -1,0 +1,114 @@
+"""The mixed-precision search (float set ``auto``): measured on the calibration frames, used by every route.
+
+Real ONNX Runtime quantization and inference on YOLO-World v8s and the clip's frames; the TensorRT route
+goes through the TensorRT double (tests/doubles/tensorrt).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from tests.conftest import ROOT
+
+DOUBLES = ROOT / "tests" / "doubles"
+if str(DOUBLES) not in sys.path:
+    sys.path.insert(0, str(DOUBLES))
+
+from edge_daemon.build.quant.cache import QdqRequest, ensure_qdq  # noqa: E402
+from edge_daemon.build.quant.search import SearchTargets, group_of, restore_float  # noqa: E402
+from edge_daemon.config import Settings  # noqa: E402
+from edge_daemon.files import read_manifest  # noqa: E402
+from edge_daemon.model.preprocess import preprocess  # noqa: E402
+from tests.test_tensorrt import _boot, _config, _plans  # noqa: E402
+
+trt: Any = importlib.import_module("tensorrt")
+
+
+def _request(settings: Settings, exclude: Any, targets: SearchTargets | None = None) -> QdqRequest:
+    eng: Any = settings.engine
+    return QdqRequest(
+        settings.model.path,
+        "search-test",
+        settings.model.path.stem,
+        settings.model.cache_dir,
+        eng.calibration,
+        settings.cameras[0],
+        "cpu",
+        "entropy",
+        exclude,
+        targets,
+    )
+
+
+def _run(model: Any, x: np.ndarray) -> np.ndarray:
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def test_a_float_set_is_the_naive_model_with_those_nodes_rewired_to_fp32(
+    tmp_path, world_onnx, clip, frames
+) -> None:
+    """Restoring every node gives FP32 back exactly; restoring none gives the naive model; so any float set
+    in between needs no second calibration."""
+    settings = Settings(**_config(tmp_path, world_onnx, clip, calibration={"frames": 8}))
+    naive_path, _ = ensure_qdq(_request(settings, "none"))
+    fp32, naive = onnx.load(str(world_onnx)), onnx.load(str(naive_path))
+    x, _ = preprocess(frames[2], (480, 576))
+    everything = {n.name for n in fp32.graph.node}
+    np.testing.assert_array_equal(_run(restore_float(naive, fp32, everything), x), _run(fp32, x))
+    np.testing.assert_array_equal(_run(restore_float(naive, fp32, set()), x), _run(naive, x))
+    assert (
+        group_of("/model.22/cv3.0/cv3.0.2/Conv") == "/model.22/cv3.0/"
+        and group_of("/model.4/Concat") == "/model.4/"
+    )
+
+
+def test_auto_float_set_is_measured_and_shared_by_both_routes(tmp_path, world_onnx, clip, frames) -> None:
+    data = _config(tmp_path, world_onnx, clip, calibration={"frames": 16}, quantize_exclude="auto")
+    data["engine"]["quantize_search"] = {"agreement": 0.85, "min_speedup": 0, "frames": 8}
+    settings = Settings(**data)
+    targets = SearchTargets(0.85, 0, 8)
+    path, manifest = ensure_qdq(_request(settings, "auto", targets))
+    search = manifest["search"]
+    float_set = manifest["float_set"]
+    assert float_set and search["stopped_by"] == "target" and search["agreement_map50_95"] >= 0.85, search
+    assert search["steps"][0]["agreement"] < 0.85, "the naive model is the search's starting point"
+    ranked = sorted(search["sensitivity"], key=lambda g: -search["sensitivity"][g])
+    assert float_set == ranked[: len(float_set)], "the most sensitive groups go back to float first"
+    assert any(g.startswith("/model.23/") for g in float_set), "the head is among the most sensitive"
+    # The chosen model is that float set, and its detections follow FP32's.
+    x, _ = preprocess(frames[3], (480, 576))
+    got, want = _run(path.read_bytes(), x)[0], _run(onnx.load(str(world_onnx)), x)[0]
+    assert abs(float(got[4:].max()) - float(want[4:].max())) < 0.1
+
+    # TensorRT's implicit route pins the same groups (the search is cached, not run again).
+    again = ensure_qdq(_request(settings, "auto", targets))[1]
+    assert again["built_at"] == manifest["built_at"]
+    model = _boot(data)
+    model.engine.close()
+    [plan] = _plans(tmp_path)
+    trt_manifest = read_manifest(plan)
+    assert trt_manifest is not None and trt_manifest.data["float_set"] == float_set
+    assert json.loads(trt_manifest.data["key"]["quantization"])["exclude"] == float_set
+    head = trt_manifest.data["layers"]["blocks"]["/model.23/"]
+    assert head.get("fp16", 0) > 0, head
+
+
+def test_quantize_config_accepts_auto_with_its_targets(tmp_path: Path, world_onnx: Path, clip: Path) -> None:
+    data = _config(tmp_path, world_onnx, clip)
+    data["engine"] = {
+        "backend": "onnxruntime",
+        "precision": "int8",
+        "quantize": {"exclude": "auto", "search": {"agreement": 0.95, "min_speedup": 1.2}},
+    }
+    eng: Any = Settings(**data).engine
+    assert eng.quantize.exclude == "auto" and eng.quantize.search.agreement == 0.95
