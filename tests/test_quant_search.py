@@ -112,3 +112,21 @@ def test_quantize_config_accepts_auto_with_its_targets(tmp_path: Path, world_onn
     }
     eng: Any = Settings(**data).engine
     assert eng.quantize.exclude == "auto" and eng.quantize.search.agreement == 0.95
+
+
+def test_a_camera_pointed_at_another_source_is_calibrated_on_its_own_frames(tmp_path, clip) -> None:
+    """The calibration frames are kept per camera *and source*: renaming nothing but the file (or URL)
+    must not reuse the old scene's frames (it did: keyed by the camera's name only)."""
+    import shutil
+
+    from edge_daemon.build.calibration import calibration_set
+    from edge_daemon.config import CalibrationConfig, FileCamera
+
+    other = tmp_path / "other.avi"
+    shutil.copy(clip, other)
+    cal = CalibrationConfig(frames=8)
+    first = calibration_set(cal, FileCamera(name="cam0", type="file", path=clip), tmp_path)
+    again = calibration_set(cal, FileCamera(name="cam0", type="file", path=clip), tmp_path)
+    moved = calibration_set(cal, FileCamera(name="cam0", type="file", path=other), tmp_path)
+    assert again.images == first.images, "the same source: the persisted set"
+    assert moved.images != first.images and moved.images[0].parent != first.images[0].parent

@@ -187,11 +187,22 @@ class Progress:
                 self._next_log += 0.1
 
 
+_SOURCE_FIELDS = ("type", "path", "url", "device", "sensor_id", "pipeline", "width", "height")
+
+
+def _source_tag(camera: Any) -> str:
+    """A short digest of where a camera's frames come from (not its name, rate or queue settings)."""
+    data = camera.model_dump(mode="json") if hasattr(camera, "model_dump") else {}
+    source = {k: data[k] for k in _SOURCE_FIELDS if k in data}
+    return hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def calibration_set(cal: Any, camera: Any, cache_dir: Path, status: StatusFn | None = None) -> CalibrationSet:
     """The calibration set a config asks for (``cal``: config.CalibrationConfig).
 
     ``images``: read from the glob. ``camera``: the set captured from ``camera`` on an earlier boot (kept in
-    ``<cache_dir>/calibration/<camera>-<frames>/``), or captured now, spread over time (a file: over the
+    ``<cache_dir>/calibration/<camera>-<frames>-<source digest>/``: a camera renamed to another source gets
+    new frames), or captured now, spread over time (a file: over the
     whole clip). Shared by the TensorRT calibrator and the Q/DQ quantizer, so both see the same frames.
     """
     if cal.source == "images":
@@ -200,7 +211,7 @@ def calibration_set(cal: Any, camera: Any, cache_dir: Path, status: StatusFn | N
         raise EngineError(
             "INT8 calibration from the camera needs a camera; or set calibration.source: images"
         )
-    folder = cache_dir / "calibration" / f"{camera.name}-{cal.frames}"
+    folder = cache_dir / "calibration" / f"{camera.name}-{cal.frames}-{_source_tag(camera)}"
     persisted = load_persisted(folder)
     if persisted is not None:
         return persisted

@@ -35,6 +35,9 @@ from edge_daemon.types import Detections, LetterboxMeta
 log = logging.getLogger(__name__)
 
 
+SKIPS_TO_STOP = 5  # groups in a row that break the speed floor: the search ends there
+
+
 @dataclass(frozen=True)
 class SearchTargets:
     agreement: float = 0.92  # mAP50-95 against FP32 on the calibration frames
@@ -55,7 +58,7 @@ class SearchResult:
     speedup: float
     steps: list[dict[str, Any]] = field(default_factory=list)
     sensitivity: dict[str, float] = field(default_factory=dict)
-    stopped_by: str = ""  # "target" | "groups exhausted" | "step limit"
+    stopped_by: str = ""  # "target" | "speed floor" | "groups exhausted" | "step limit"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -249,12 +252,16 @@ def search(
         {"float_groups": 0, "added": None, "agreement": round(agreement, 4), "speedup": round(speedup, 3)}
     ]
     stopped = "groups exhausted"
+    skipped = 0
     for group in order:
         if agreement >= targets.agreement:
             stopped = "target"
             break
         if len(steps) > targets.max_steps:
             stopped = "step limit"
+            break
+        if skipped >= SKIPS_TO_STOP:  # every cheaper group tried lately broke the floor too
+            stopped = "speed floor"
             break
         a, s = evaluate([*chosen, group])
         kept = s >= targets.min_speedup
@@ -269,6 +276,7 @@ def search(
         say(f"mixed-precision search: {group} in float: agreement {a:.3f}, {s:.2f}x FP32")
         if kept:  # a group that would take the speed under the floor stays INT8; cheaper ones may follow
             chosen, agreement, speedup = [*chosen, group], a, s
+        skipped = 0 if kept else skipped + 1
     else:
         if agreement >= targets.agreement:
             stopped = "target"
