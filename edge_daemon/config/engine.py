@@ -40,7 +40,7 @@ class SearchConfig(Strict):
         le=10,
         description="Speed floor: the search stops before INT8 gets slower than this x FP32.",
     )
-    frames: int = Field(64, ge=4, le=1000, description="Calibration frames the search evaluates on.")
+    frames: int = Field(48, ge=4, le=1000, description="Calibration frames the search evaluates on.")
 
 
 class QuantizeConfig(Strict):
