@@ -26,6 +26,7 @@ from edge_daemon.build.quant.cache import QdqRequest, ensure_qdq  # noqa: E402
 from edge_daemon.build.quant.search import SearchTargets, group_of, restore_float  # noqa: E402
 from edge_daemon.config import Settings  # noqa: E402
 from edge_daemon.files import read_manifest  # noqa: E402
+from edge_daemon.model.info import sha256_file  # noqa: E402
 from edge_daemon.model.preprocess import preprocess  # noqa: E402
 from tests.test_tensorrt import _boot, _config, _plans  # noqa: E402
 
@@ -36,7 +37,7 @@ def _request(settings: Settings, exclude: Any, targets: SearchTargets | None = N
     eng: Any = settings.engine
     return QdqRequest(
         settings.model.path,
-        "search-test",
+        sha256_file(settings.model.path),  # as the daemon keys it, so both routes share one search
         settings.model.path.stem,
         settings.model.cache_dir,
         eng.calibration,

@@ -243,6 +243,10 @@ def test_plugin_backed_onnx_ops_parse_once_plugins_are_registered(tmp_path, vers
     path = _tiny(tmp_path / "roi.onnx", extra="roialign")
     result = build_plan(path, BuildOptions("fp32", 1.0, BatchProfile(1, 1), None), TrtLogger())
     assert result.plan and trt.PLUGINS["initialised"]
+    trt.PLUGINS["initialised"] = False  # a later boot: a fresh process that only loads the plan
+    engine = TensorRTEngine.from_plan(result.plan, cast(Any, HostMemory()), TrtLogger(), "fp32", {})
+    assert engine.infer(np.ones((1, 3, 32, 32), np.float32)).shape == (1, 4, 1, 1)
+    engine.close()
 
 
 def test_the_engine_lives_on_its_configured_gpu_from_every_thread(tmp_path, world_onnx, clip) -> None:

@@ -89,6 +89,7 @@ class TensorRTEngine(InferenceEngine):
     ) -> TensorRTEngine:
         """Deserialize ``plan`` (plain TensorRT plan bytes). Raises EngineError if TensorRT refuses it."""
         memory.activate()  # TensorRT binds the engine to the device current now
+        trt.init_libnvinfer_plugins(logger, "")  # a plan with plugin layers needs their creators to load
         runtime = trt.Runtime(logger)
         engine: trt.ICudaEngine | None = runtime.deserialize_cuda_engine(plan)  # None when refused
         if engine is None:

@@ -54,6 +54,13 @@ class Runtime:
                 f"{header['device']['compute_capability']}",
             )
             return None
+        plugins = [la["type"] for la in header["layers"] if la["type"] in _rules.PLUGIN_NAMES]
+        if plugins and not pkg.PLUGINS["initialised"]:  # every version: registered in this process
+            self.logger.log(
+                _Severity.ERROR,
+                f"getPluginCreator could not find plugin {_rules.PLUGIN_NAMES[plugins[0]]} version 1",
+            )
+            return None
         try:
             graph = blob[len(MAGIC) + 4 + n :]
             if header["strongly_typed"]:  # the graph's own types decide; FP16 weights keep their values
