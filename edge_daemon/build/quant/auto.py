@@ -34,7 +34,7 @@ def ensure_auto(req: Any, status: calibration.StatusFn | None = None) -> tuple[P
 
     naive_path, naive = ensure_qdq(dataclasses.replace(req, exclude="none"), status)
     targets: SearchTargets = req.search or SearchTargets()
-    key = {"naive": naive["key_digest"], "search": dataclasses.asdict(targets), "version": 1}
+    key = {"naive": naive["key_digest"], "search": dataclasses.asdict(targets), "version": 2}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     path = naive_path.with_name(f"{req.model_stem}-{req.fmt}-auto-{digest[:12]}.onnx")
     with build_lock(path.with_name(f".{path.stem}.lock")):
@@ -58,14 +58,14 @@ def ensure_auto(req: Any, status: calibration.StatusFn | None = None) -> tuple[P
             status(f"searching the layers {req.model_stem} keeps in float")
         fp32, naive_model = onnx.load(str(req.fp32)), onnx.load(str(naive_path))
         result = search(fp32, naive_model, frames, nc, targets, progress=status)
-        chosen = restore_float(naive_model, fp32, _members(fp32, result.float_set))
+        chosen = restore_float(naive_model, fp32, set(result.float_set))
         atomic_write(path, chosen.SerializeToString())
         data = {
             "key": key,
             "key_digest": digest,
             "plan_sha256": sha256_bytes(path.read_bytes()),
             "precision": "int8",
-            "excluded_nodes": sorted(_members(fp32, result.float_set)),
+            "excluded_nodes": result.float_set,
             "float_set": result.float_set,
             "search": result.as_dict(),
             "calibration": {"images": len(cset), "source": cset.source, "search_frames": len(frames)},
@@ -76,21 +76,17 @@ def ensure_auto(req: Any, status: calibration.StatusFn | None = None) -> tuple[P
         write_manifest(path, data)
         log.info(
             "mixed-precision search chose %d float groups in %.0fs: %s",
-            len(result.float_set),
+            len(result.groups),
             data["seconds"],
-            ", ".join(result.float_set) or "(none)",
+            ", ".join(result.groups) or "(none)",
         )
         return path, {"manifest_version": 1, **data}
 
 
 def float_set(req: Any, status: calibration.StatusFn | None = None) -> list[str]:
-    """The searched float set (node-name prefixes) for ``req``'s model and calibration frames."""
+    """The searched float set (node names) for ``req``'s model and calibration frames."""
     _, manifest = ensure_auto(dataclasses.replace(req, exclude="auto"), status)
     return list(manifest["float_set"])
-
-
-def _members(fp32: Any, prefixes: list[str]) -> set[str]:
-    return {n.name for n in fp32.graph.node if any(n.name.startswith(p) for p in prefixes)}
 
 
 def _names(meta: dict[str, str]) -> dict[int, str]:

@@ -12,7 +12,7 @@ depend on which other nodes are quantized). On the calibration frames:
    speed below the floor (measured: median inference time against FP32's) stays in INT8 and the next one
    is tried, so the result is the best set found within the speed floor.
 
-The result (a list of node-name prefixes) is a float set like the named ones
+The result (the chosen groups' node names) is a float set like the named ones
 (:mod:`edge_daemon.build.quant.floatset`): the Q/DQ models and TensorRT's implicit build use it alike.
 """
 
@@ -54,16 +54,18 @@ def targets_from(config: Any) -> SearchTargets:
 
 @dataclass
 class SearchResult:
-    float_set: list[str]  # node-name prefixes kept in float
+    float_set: list[str]  # the node names kept in float
     agreement: float
     speedup: float
     steps: list[dict[str, Any]] = field(default_factory=list)
     sensitivity: dict[str, float] = field(default_factory=dict)
     stopped_by: str = ""  # "target" | "speed floor" | "groups exhausted" | "step limit"
+    groups: list[str] = field(default_factory=list)  # the groups chosen, most sensitive first
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "float_set": self.float_set,
+            "groups": self.groups,
             "agreement_map50_95": round(self.agreement, 4),
             "speedup": round(self.speedup, 3),
             "stopped_by": self.stopped_by,
@@ -305,4 +307,5 @@ def search(
         speedup,
         stopped,
     )
-    return SearchResult(chosen, agreement, speedup, steps, sensitivity, stopped)
+    nodes = sorted(n for g in chosen for n in groups[g])  # exact members: a group is not a prefix
+    return SearchResult(nodes, agreement, speedup, steps, sensitivity, stopped, chosen)
