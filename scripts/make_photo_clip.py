@@ -35,11 +35,19 @@ DEB_PHOTOS = [
 ]
 
 
+def _must(image: np.ndarray | None, name: str) -> np.ndarray:
+    if image is None:
+        raise RuntimeError(f"cannot decode {name}")
+    return image
+
+
 def _ultralytics_photos() -> list[np.ndarray]:
     import ultralytics
 
     assets = Path(ultralytics.__file__).parent / "assets"
-    return [cv2.imread(str(assets / name), cv2.IMREAD_COLOR) for name in ("bus.jpg", "zidane.jpg")]
+    return [
+        _must(cv2.imread(str(assets / name), cv2.IMREAD_COLOR), name) for name in ("bus.jpg", "zidane.jpg")
+    ]
 
 
 def _deb_photos() -> list[np.ndarray]:
@@ -58,7 +66,7 @@ def _deb_photos() -> list[np.ndarray]:
             member = tf.extractfile(f"./usr/share/doc/opencv-doc/examples/data/{name}")
             if member is None:
                 raise RuntimeError(f"{name} not in opencv-doc")
-            out.append(cv2.imdecode(np.frombuffer(member.read(), np.uint8), cv2.IMREAD_COLOR))
+            out.append(_must(cv2.imdecode(np.frombuffer(member.read(), np.uint8), cv2.IMREAD_COLOR), name))
     return out
 
 
@@ -86,7 +94,7 @@ def main() -> int:
     photos = _ultralytics_photos() + _deb_photos()
     OUT.parent.mkdir(exist_ok=True)
     tmp = OUT.with_suffix(".tmp.avi")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (W, H))
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"MJPG"), FPS, (W, H))
     count = 0
     for i, photo in enumerate(photos):
         for frame in _frames(photo, i):
