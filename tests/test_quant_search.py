@@ -67,10 +67,8 @@ def test_a_float_set_is_the_naive_model_with_those_nodes_rewired_to_fp32(
     everything = {n.name for n in fp32.graph.node}
     np.testing.assert_array_equal(_run(restore_float(naive, fp32, everything), x), _run(fp32, x))
     np.testing.assert_array_equal(_run(restore_float(naive, fp32, set()), x), _run(naive, x))
-    assert (
-        group_of("/model.22/cv3.0/cv3.0.2/Conv") == "/model.22/cv3.0/"
-        and group_of("/model.4/Concat") == "/model.4/"
-    )
+    assert group_of("/model.22/cv3.0/cv3.0.2/Conv") == "/model.22/cv3.0/cv3.0.2/"
+    assert group_of("/model.2/cv1/act/Mul") == "/model.2/cv1/" and group_of("/model.4/Concat") == "/model.4/"
 
 
 def test_auto_float_set_is_measured_and_shared_by_both_routes(tmp_path, world_onnx, clip, frames) -> None:
