@@ -41,7 +41,7 @@ def model_info(
 
     With ``output_shape`` (per image, from the loaded engine) the head is recognised from the metadata and
     that shape together, and a model whose output matches no supported head is a ModelError (exit 65)."""
-    names = _parse_names(metadata.get("names"))
+    names = parse_names(metadata.get("names"))
     if not names:
         raise ModelError(
             f"{source}: the model carries no class names (metadata key 'names'); "
@@ -69,7 +69,7 @@ def model_info(
     )
 
 
-def _parse_names(raw: str | None) -> dict[int, str]:
+def parse_names(raw: str | None) -> dict[int, str]:
     if not raw:
         return {}
     try:

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_daemon.build import calibration
-from edge_daemon.build.artifacts import build_lock, quarantine
+from edge_daemon.build.artifacts import build_lock
 from edge_daemon.build.quant.search import SearchTargets, restore_float, search
 from edge_daemon.errors import ModelError
-from edge_daemon.files import atomic_write, read_manifest, sha256_bytes, write_manifest
+from edge_daemon.files import atomic_write, sha256_bytes, write_manifest
+from edge_daemon.model.info import parse_names
 from edge_daemon.model.onnxinfo import read_onnx_info
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def ensure_auto(req: Any, status: calibration.StatusFn | None = None) -> tuple[P
     """``req`` (a QdqRequest with ``exclude="auto"``): the searched Q/DQ model and its manifest."""
     import onnx
 
-    from edge_daemon.build.quant.cache import ensure_qdq
+    from edge_daemon.build.quant.cache import cached, ensure_qdq
 
     naive_path, naive = ensure_qdq(dataclasses.replace(req, exclude="none"), status)
     targets: SearchTargets = req.search or SearchTargets()
@@ -38,12 +39,9 @@ def ensure_auto(req: Any, status: calibration.StatusFn | None = None) -> tuple[P
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     path = naive_path.with_name(f"{req.model_stem}-{req.fmt}-auto-{digest[:12]}.onnx")
     with build_lock(path.with_name(f".{path.stem}.lock")):
-        manifest = read_manifest(path)
-        if path.exists():
-            good = manifest is not None and manifest.key_digest == digest
-            if good and manifest is not None and sha256_bytes(path.read_bytes()) == manifest.plan_sha256:
-                return path, manifest.data
-            quarantine(path, "its manifest is missing, for another key, or its checksum does not match")
+        data = cached(path, digest)
+        if data is not None:
+            return path, data
         meta, shape = read_onnx_info(req.fp32)
         h, w = int(shape[2]), int(shape[3])
         cset = calibration.calibration_set(req.calibration, req.camera, req.cache_dir, status)
@@ -52,7 +50,7 @@ def ensure_auto(req: Any, status: calibration.StatusFn | None = None) -> tuple[P
             raise ModelError("the mixed-precision search needs at least 4 calibration frames")
         step = max(1, len(frames) // targets.frames)
         frames = frames[::step][: targets.frames]
-        nc = len(_names(meta)) or 80
+        nc = len(parse_names(meta.get("names"))) or 80
         started = time.monotonic()
         if status is not None:
             status(f"searching the layers {req.model_stem} keeps in float")
@@ -87,13 +85,3 @@ def float_set(req: Any, status: calibration.StatusFn | None = None) -> list[str]
     """The searched float set (node names) for ``req``'s model and calibration frames."""
     _, manifest = ensure_auto(dataclasses.replace(req, exclude="auto"), status)
     return list(manifest["float_set"])
-
-
-def _names(meta: dict[str, str]) -> dict[int, str]:
-    import ast
-
-    try:
-        value = ast.literal_eval(meta.get("names", "{}"))
-    except (ValueError, SyntaxError):
-        return {}
-    return value if isinstance(value, dict) else {}

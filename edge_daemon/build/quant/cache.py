@@ -51,6 +51,21 @@ def _runtime_tag() -> str:
     return f"onnxruntime-{onnxruntime.__version__}"
 
 
+def cached(path: Path, digest: str) -> dict[str, Any] | None:
+    """The manifest data of the Q/DQ model at ``path`` if it was made for ``digest`` and its checksum
+    holds; a file that fails either is moved aside (None)."""
+    if not path.exists():
+        return None
+    manifest = read_manifest(path)
+    if manifest is None or manifest.key_digest != digest:
+        quarantine(path, "its manifest is missing or was written for another key")
+    elif sha256_bytes(path.read_bytes()) != manifest.plan_sha256:
+        quarantine(path, "its checksum does not match the manifest (corrupt or truncated)")
+    else:
+        return manifest.data
+    return None
+
+
 def ensure_qdq(req: QdqRequest, status: calibration.StatusFn | None = None) -> tuple[Path, dict[str, Any]]:
     """The Q/DQ model for ``req``: from the cache, or quantized now (first boot). Returns (path, manifest)."""
     if req.exclude == "auto":
@@ -78,14 +93,9 @@ def ensure_qdq(req: QdqRequest, status: calibration.StatusFn | None = None) -> t
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
         path = qdir / f"{req.model_stem}-{req.fmt}-{exclude_tag}-{digest[:12]}.onnx"
-        manifest = read_manifest(path)
-        if path.exists():
-            if manifest is None or manifest.key_digest != digest:
-                quarantine(path, "its manifest is missing or was written for another key")
-            elif sha256_bytes(path.read_bytes()) != manifest.plan_sha256:
-                quarantine(path, "its checksum does not match the manifest (corrupt or truncated)")
-            else:
-                return path, manifest.data
+        data = cached(path, digest)
+        if data is not None:
+            return path, data
         if status is not None:
             status(f"quantizing {req.model_stem} to INT8 ({req.fmt})")
         started = time.monotonic()

@@ -132,22 +132,30 @@ def _searched_float_set(config: Any, request: BuildRequest) -> list[str]:
     """``quantize_exclude: auto``: the float set the mixed-precision search measured (on the CPU, with
     ONNX Runtime, on the same calibration frames), shared by both INT8 routes."""
     from edge_daemon.build.quant.auto import float_set
-    from edge_daemon.build.quant.cache import QdqRequest
     from edge_daemon.build.quant.search import targets_from
 
-    req = QdqRequest(
+    req = _qdq_request(config, request, "cpu", "entropy", "auto", targets_from(config.quantize_search))
+    return float_set(req, request.status)
+
+
+def _qdq_request(
+    config: Any, request: BuildRequest, fmt: Any, method: Any, exclude: Any, search: Any = None
+) -> Any:
+    """The Q/DQ model request for this build: the same model, calibration frames and cache."""
+    from edge_daemon.build.quant.cache import QdqRequest
+
+    return QdqRequest(
         request.onnx_path,
         request.model_sha256,
         request.model_stem,
         request.cache_dir,
         config.calibration,
         request.camera,
-        "cpu",
-        "entropy",
-        "auto",
-        targets_from(config.quantize_search),
+        fmt,
+        method,
+        exclude,
+        search,
     )
-    return float_set(req, request.status)
 
 
 def _quantization(config: Any, explicit: bool) -> str:
@@ -334,22 +342,12 @@ def _build_explicit(
     meta: dict[str, str],
 ) -> None:
     """Explicit INT8: a strongly typed network from the TensorRT-format Q/DQ model (symmetric int8)."""
-    from edge_daemon.build.quant.cache import QdqRequest, ensure_qdq
+    from edge_daemon.build.quant.cache import ensure_qdq
     from edge_daemon.build.quant.qdq import Method
 
     method: Method = "minmax" if config.calibration.algorithm == "minmax" else "entropy"
     qdq, qmanifest = ensure_qdq(
-        QdqRequest(
-            request.onnx_path,
-            request.model_sha256,
-            request.model_stem,
-            request.cache_dir,
-            config.calibration,
-            request.camera,
-            "tensorrt",
-            method,
-            config.quantize_exclude,
-        ),
+        _qdq_request(config, request, "tensorrt", method, config.quantize_exclude),
         request.status,
     )
     if compat.strongly_typed_only():  # TensorRT 11: no FP16 flag, so the graph itself must be FP16

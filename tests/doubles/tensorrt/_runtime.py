@@ -12,11 +12,8 @@ from . import STATS, DataType, Dims, ILogger, LayerInformationFormat, TensorIOMo
 from ._builder import MAGIC
 from ._memory import read as _read
 from ._memory import write as _write
+from ._network import _dim
 from ._quant import session, simulate, upcast
-
-
-def _dim(d: Any) -> int:
-    return d if isinstance(d, int) and d > 0 else -1
 
 
 class Runtime:
