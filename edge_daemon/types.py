@@ -67,13 +67,14 @@ class LetterboxMeta:
 class ModelInfo:
     """What the daemon knows about the model, read from the model's own metadata.
 
-    input_hw: model input (height, width) in pixels. names: class id -> label.
-    model_id: stable identifier published with every message: file stem plus the first 12 hex digits
-    of the file's sha256. head: how its output is decoded (``detect``: raw head + NMS; ``end2end``).
+        input_hw: model input (height, width) in pixels. names: class id -> label.
+        model_id: stable identifier published with every message: file stem plus the first 12 hex digits
+        of the file's sha256. head: how its outputs are decoded (:mod:`edge_daemon.model.tasks`: the task, and
+    ``-e2e`` for an end-to-end head).
     """
 
     model_id: str
-    task: str
+    task: str  # detect, segment, pose, obb or classify
     names: dict[int, str]
     stride: int
     input_hw: tuple[int, int]
@@ -88,18 +89,30 @@ class ModelInfo:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Detections:
-    """Detections of one frame, in frame pixels.
+    """What a model saw in one frame, whatever its task, in frame pixels.
 
-    xyxy: float32 (N, 4), corners x1, y1, x2, y2, clipped to the frame; confidence: float32 (N,) in [0, 1];
-    class_id: int32 (N,). Rows are sorted by confidence, highest first.
-    keypoints: pose models only, float32 (N, K, D): per detection K keypoints of x, y in frame pixels (clipped
-    to the frame) and, when D is 3, the keypoint's visibility score in [0, 1].
+    xyxy: float32 (N, 4), corners x1, y1, x2, y2, clipped to the frame (an oriented box: the upright
+    rectangle around its corners); confidence: float32 (N,) in [0, 1]; class_id: int32 (N,). Rows are
+    sorted by confidence, highest first. The task's own fields, None for other tasks:
+
+    keypoints: pose, float32 (N, K, D): per detection K keypoints of x, y in frame pixels (clipped to the
+    frame) and, when D is 3, the keypoint's visibility score in [0, 1].
+    polygons: segment, per detection the outlines of its mask, each float32 (P, 2) x, y in frame pixels
+    (an instance cut in two by an occluder has two; a mask with no pixel left has none).
+    obb: oriented boxes, float32 (N, 5): centre x, centre y, width, height in frame pixels and the
+    rotation in radians, as Ultralytics' ``xywhr``.
+    top_class, top_confidence: classify, int32 (k,) and float32 (k,), the k most likely classes, most
+    likely first (N is 0: a classifier has no boxes).
     """
 
     xyxy: npt.NDArray[np.float32]
     confidence: npt.NDArray[np.float32]
     class_id: npt.NDArray[np.int32]
     keypoints: npt.NDArray[np.float32] | None = None
+    polygons: tuple[tuple[npt.NDArray[np.float32], ...], ...] | None = None
+    obb: npt.NDArray[np.float32] | None = None
+    top_class: npt.NDArray[np.int32] | None = None
+    top_confidence: npt.NDArray[np.float32] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.confidence)
@@ -114,16 +127,31 @@ class Detections:
         kp = self.keypoints
         if kp is not None and (kp.ndim != 3 or kp.shape[0] != n or kp.shape[2] not in (2, 3)):
             raise ValueError(f"keypoints must be (N, K, 2 or 3) with N={n}, got {kp.shape}")
+        if self.polygons is not None and len(self.polygons) != n:
+            raise ValueError(f"polygons must hold one entry per detection ({n}), got {len(self.polygons)}")
+        if self.obb is not None and self.obb.shape != (n, 5):
+            raise ValueError(f"obb must be (N, 5) with N={n}, got {self.obb.shape}")
+        if (self.top_class is None) != (self.top_confidence is None) or (
+            self.top_class is not None
+            and self.top_confidence is not None
+            and self.top_class.shape != self.top_confidence.shape
+        ):
+            raise ValueError("top_class and top_confidence come together, of one length")
 
     def __len__(self) -> int:
         return len(self.confidence)
 
     @classmethod
-    def empty(cls, kpt_shape: tuple[int, int] | None = None) -> Detections:
-        """No detections; with ``kpt_shape`` (K, D), an empty (0, K, D) keypoint array (pose models)."""
+    def empty(
+        cls, kpt_shape: tuple[int, int] | None = None, *, masks: bool = False, obb: bool = False
+    ) -> Detections:
+        """No detections, with the task's fields empty rather than absent: with ``kpt_shape`` (K, D) an empty
+        (0, K, D) keypoint array (pose), with ``masks`` no polygons (segment), with ``obb`` a (0, 5) array."""
         return cls(
             xyxy=np.zeros((0, 4), np.float32),
             confidence=np.zeros((0,), np.float32),
             class_id=np.zeros((0,), np.int32),
             keypoints=None if kpt_shape is None else np.zeros((0, *kpt_shape), np.float32),
+            polygons=() if masks else None,
+            obb=np.zeros((0, 5), np.float32) if obb else None,
         )

@@ -188,16 +188,23 @@ def subscriber_factory(broker: Broker):  # type: ignore[no-untyped-def]
     return lambda topic: subscribed(broker, topic)
 
 
-def synthetic_model(yaml_name: str, imgsz: tuple[int, int], **export: Any) -> Path:
+def synthetic_model(
+    yaml_name: str, imgsz: tuple[int, int], cls_gain: float = 1.0, fmt: str = "onnx", **export: Any
+) -> Path:
     """An Ultralytics architecture built offline from its YAML, exported to ONNX (cached per recipe).
 
     Weights are random (good for shapes and decode parity, not accuracy). Freshly initialised YOLO heads
     score almost nothing and their features fade through the untrained network, so the convolutions get
     Kaiming-normal weights and the class biases of the (end-to-end) head are raised for three classes:
-    then there are boxes to compare, with distinct confidences.
+    then there are boxes to compare, with distinct confidences. A classifier's logits are
+    scaled up until its top classes change from frame to frame.
+    ``cls_gain`` scales the class convolutions' weights, for heads whose scores would saturate at 1.
+    ``fmt``: the export format (``onnx``, ``torchscript``).
     """
-    tag = "-".join(f"{k}{v}" for k, v in sorted(export.items()))
-    path = MODEL_CACHE / "synthetic" / f"{Path(yaml_name).stem}-{imgsz[0]}x{imgsz[1]}-{tag}-seed0.onnx"
+    tag = "-".join(f"{k}{v}" for k, v in sorted(export.items())) + (
+        f"-cls{cls_gain}" if cls_gain != 1.0 else ""
+    )
+    path = MODEL_CACHE / "synthetic" / f"{Path(yaml_name).stem}-{imgsz[0]}x{imgsz[1]}-{tag}-seed0.{fmt}"
     if path.is_file():
         return path
     os.environ.setdefault("YOLO_VERBOSE", "False")
@@ -217,12 +224,16 @@ def synthetic_model(yaml_name: str, imgsz: tuple[int, int], **export: Any) -> Pa
         for seq in getattr(head, branch, None) or []:
             seq[-1].bias.data[:] = -3.0
             seq[-1].bias.data[:3] = 0.0
+            seq[-1].weight.data *= cls_gain
+    if isinstance(getattr(head, "linear", None), torch.nn.Linear):  # Classify: logits that tell frames apart
+        head.linear.weight.data *= 300.0
+        head.linear.bias.data[:] = 0.0
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         weights = Path(tmp) / f"{Path(yaml_name).stem}.pt"
         model.save(str(weights))
-        out = YOLO(str(weights)).export(format="onnx", imgsz=list(imgsz), verbose=False, **export)
+        out = YOLO(str(weights)).export(format=fmt, imgsz=list(imgsz), verbose=False, **export)
         os.replace(out, path)
     return path
 

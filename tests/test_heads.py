@@ -12,9 +12,9 @@ import pytest
 
 from edge_daemon.config import OnnxRuntimeEngineConfig, Settings
 from edge_daemon.errors import ModelError
-from edge_daemon.model.heads import decode_end2end, recognise
-from edge_daemon.model.postprocess import DecodeParams
 from edge_daemon.model.preprocess import letterbox_meta, preprocess
+from edge_daemon.model.tasks import HEADS, DecodeParams, recognise
+from edge_daemon.model.tasks.detect import decode_end2end
 from edge_daemon.runtime import load_engine
 from tests.conftest import run_cli
 
@@ -30,27 +30,28 @@ POSE = {"task": "pose", "kpt_shape": "[17, 3]"}
         (RAW, (84, 8400), 80, "detect", "detect"),
         (RAW, (84, None), 80, "detect", "detect"),  # dynamic input size: N unknown until run
         ({"task": "detect"}, (84, 6804), 80, "detect", "detect"),  # older exports carry no end2end key
-        (E2E, (300, 6), 80, "detect", "end2end"),
-        (NMS_EXPORT, (300, 6), 80, "detect", "end2end"),
-        (POSE, (56, 8400), 1, "pose", "detect"),
+        (E2E, (300, 6), 80, "detect", "detect-e2e"),
+        (NMS_EXPORT, (300, 6), 80, "detect", "detect-e2e"),
+        (POSE, (56, 8400), 1, "pose", "pose"),
         # each head fed another's output: refused, with what was found
         (RAW, (300, 6), 80, "detect", "a raw detect head gives (B, 4+80=84, N)"),
         (E2E, (84, 8400), 80, "detect", "an end-to-end detect head gives (B, K, 6)"),
         (RAW, (56, 8400), 80, "detect", "a raw detect head gives"),
         (POSE, (84, 8400), 80, "pose", "a raw pose head gives (B, 4+80+51=135, N)"),
         ({"task": "pose"}, (56, 8400), 1, "pose", "without kpt_shape"),
-        ({**POSE, "end2end": "True"}, (300, 57), 1, "pose", "end2end"),
+        ({**POSE, "end2end": "True"}, (300, 57), 1, "pose", "pose-e2e"),
         ({**POSE, "end2end": "True"}, (300, 6), 1, "pose", "an end-to-end pose head gives (B, K, 6+51=57)"),
-        ({"task": "segment"}, (116, 8400), 80, "segment", "matches no supported head"),
+        ({"task": "segment"}, (116, 8400), 80, "segment", "prototypes (B, nm, H, W) as a second output"),
         (RAW, (1000,), 1000, "detect", "matches no supported head"),
+        ({"task": "depth"}, (84, 8400), 80, "depth", "matches no supported head"),
     ],
 )
 def test_heads_are_recognised_or_refused(metadata, shape, nc, task, want) -> None:
-    if want in ("detect", "end2end"):
-        assert recognise(metadata, shape, nc, task, "m.onnx") == want
+    if want in HEADS:
+        assert recognise(metadata, [shape], nc, task, "m.onnx") == want
     else:
         with pytest.raises(ModelError, match=r"m\.onnx: output \(B, .*\)") as info:
-            recognise(metadata, shape, nc, task, "m.onnx")
+            recognise(metadata, [shape], nc, task, "m.onnx")
         assert want in str(info.value) and "\n" not in str(info.value)
 
 
@@ -154,18 +155,18 @@ def test_a_model_whose_output_contradicts_its_metadata_is_refused_at_load(
 def _pose_parity(model: Path, frames, conf: float, kpt_shape=(17, 3)) -> list[int]:
     from ultralytics import YOLO
 
-    from edge_daemon.model.heads import decoder, recognise
+    from edge_daemon.model.tasks import decoder, recognise
 
     yolo = YOLO(str(model), task="pose")
     engine = load_engine(OnnxRuntimeEngineConfig(), model)
     meta_ = engine.info.metadata
-    head = recognise(meta_, engine.info.output_shape, 1, "pose", model.name)
+    head = recognise(meta_, engine.info.output_shapes, 1, "pose", model.name)
     decode = decoder(head, DecodeParams(num_classes=1, conf=conf, keypoints=kpt_shape))
     counts = []
     try:
         for i, frame in enumerate(frames):
             tensor, meta = preprocess(frame, engine.info.input_hw)
-            ours = decode(engine.infer(tensor)[0], meta)
+            ours = decode(tuple(out[0] for out in engine.run(tensor)), meta)
             ref = yolo.predict(frame, imgsz=list(engine.info.input_hw), conf=conf, verbose=False)[0]
             ref_conf = ref.boxes.conf.cpu().numpy()
             order = np.argsort(-ref_conf, kind="stable")

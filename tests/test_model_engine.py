@@ -80,8 +80,8 @@ def test_corrupt_or_truncated_model_is_a_model_error(tmp_path: Path, world_onnx:
 def test_model_without_names_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no class names"):
         model_info({}, (640, 640), tmp_path / "m.onnx", "0" * 64)
-    with pytest.raises(ModelError, match="task 'segment' is not supported"):
-        model_info({"names": "{0: 'a'}", "task": "segment"}, (640, 640), tmp_path / "m.onnx", "0" * 64)
+    with pytest.raises(ModelError, match="task 'depth' is not supported"):
+        model_info({"names": "{0: 'a'}", "task": "depth"}, (640, 640), tmp_path / "m.onnx", "0" * 64)
 
 
 def test_unknown_backend() -> None:

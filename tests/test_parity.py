@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from edge_daemon.config import OnnxRuntimeEngineConfig
-from edge_daemon.model.postprocess import DecodeParams, decode_one
 from edge_daemon.model.preprocess import preprocess
+from edge_daemon.model.tasks import DecodeParams
+from edge_daemon.model.tasks.detect import decode_one
 from edge_daemon.runtime import load_engine
 
 

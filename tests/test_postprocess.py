@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from edge_daemon.model.postprocess import DecodeParams, decode, decode_one
 from edge_daemon.model.preprocess import letterbox_meta
+from edge_daemon.model.tasks import DecodeParams
+from edge_daemon.model.tasks.detect import decode, decode_one
 from edge_daemon.types import Detections
 
 IDENTITY = letterbox_meta((640, 640), (640, 640))

@@ -17,8 +17,9 @@ import yaml
 from edge_daemon.build.quant.agreement import coco_agreement
 from edge_daemon.build.quant.cache import QdqRequest, ensure_qdq
 from edge_daemon.config import CalibrationConfig, FileCamera, OnnxRuntimeEngineConfig, Settings
-from edge_daemon.model.postprocess import DecodeParams, decode_one
 from edge_daemon.model.preprocess import preprocess
+from edge_daemon.model.tasks import DecodeParams
+from edge_daemon.model.tasks.detect import decode_one
 from edge_daemon.runtime import load_engine
 from tests.conftest import MODEL_CACHE, ROOT
 

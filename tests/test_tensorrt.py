@@ -40,8 +40,9 @@ from edge_daemon.build.tensorrt.keys import read_l4t_release  # noqa: E402
 from edge_daemon.config import Settings  # noqa: E402
 from edge_daemon.errors import EngineError  # noqa: E402
 from edge_daemon.files import atomic_write, read_manifest  # noqa: E402
-from edge_daemon.model.postprocess import DecodeParams, decode_one  # noqa: E402
 from edge_daemon.model.preprocess import preprocess  # noqa: E402
+from edge_daemon.model.tasks import DecodeParams  # noqa: E402
+from edge_daemon.model.tasks.detect import decode_one  # noqa: E402
 from edge_daemon.runtime.tensorrt.planfile import split_ultralytics_engine  # noqa: E402
 from tests.doubles.hostmem import HostMemory  # noqa: E402
 
@@ -533,13 +534,13 @@ def test_enqueue_runs_on_the_callers_buffers_and_infer_rebinds_its_own(
         assert engine.device_io() is None  # host memory (the double): the pipeline keeps its CPU stage
         mine_in = np.ascontiguousarray(x)
         mine_out = np.zeros_like(want)
-        engine.enqueue(mine_in.ctypes.data, mine_out.ctypes.data, 1, 0)
+        engine.enqueue(mine_in.ctypes.data, [mine_out.ctypes.data], 1, 0)
         np.testing.assert_array_equal(mine_out, want)
         again = engine.infer(preprocess(frames[1], engine.info.input_hw)[0])
         assert not np.array_equal(again, want)
         np.testing.assert_array_equal(mine_out, want)  # infer wrote to its own buffers, not the caller's
         with pytest.raises(ValueError, match=r"batch must be 1\.\.1"):
-            engine.enqueue(mine_in.ctypes.data, mine_out.ctypes.data, 2, 0)
+            engine.enqueue(mine_in.ctypes.data, [mine_out.ctypes.data], 2, 0)
     finally:
         engine.close()
 

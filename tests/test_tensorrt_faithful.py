@@ -29,8 +29,9 @@ from edge_daemon.build.tensorrt.plan import BuildOptions, build_plan  # noqa: E4
 from edge_daemon.config import Settings, TensorRTEngineConfig  # noqa: E402
 from edge_daemon.errors import ConfigError, EngineError  # noqa: E402
 from edge_daemon.files import read_manifest  # noqa: E402
-from edge_daemon.model.postprocess import DecodeParams, decode_one  # noqa: E402
 from edge_daemon.model.preprocess import preprocess  # noqa: E402
+from edge_daemon.model.tasks import DecodeParams  # noqa: E402
+from edge_daemon.model.tasks.detect import decode_one  # noqa: E402
 from edge_daemon.runtime.base import Artifact  # noqa: E402
 from edge_daemon.runtime.tensorrt.engine import TensorRTEngine  # noqa: E402
 from edge_daemon.runtime.tensorrt.logger import TrtLogger  # noqa: E402

@@ -112,12 +112,12 @@ def load_model(settings: Settings, memory: Any = None) -> LoadedModel:
     engine, artifact = open_engine(engine_cfg, request)
     try:
         info = model_info(
-            engine.info.metadata, engine.info.input_hw, settings.model.path, sha, engine.info.output_shape
+            engine.info.metadata, engine.info.input_hw, settings.model.path, sha, engine.info.output_shapes
         )
     except Exception:
         engine.close()
         raise
-    tag = ModelTag(info.model_id, engine.info.precision, engine.info.backend, engine.info.input_hw)
+    tag = ModelTag(info.model_id, engine.info.precision, engine.info.backend, engine.info.input_hw, info.task)
     log.info(
         "model %s: task %s, %s head, %d classes, input %dx%d, %s %s",
         info.model_id,

@@ -12,8 +12,7 @@ from edge_daemon.app.boot import LoadedModel, load_model
 from edge_daemon.camera import Backoff, DropPolicy, open_source
 from edge_daemon.config import Settings
 from edge_daemon.errors import ConfigError, EngineError
-from edge_daemon.model.heads import decoder
-from edge_daemon.model.postprocess import DecodeParams
+from edge_daemon.model.tasks import DecodeParams, decoder, fit
 from edge_daemon.pipeline.runner import CameraPlan, Pipeline, PipelineStats, ResultHook
 from edge_daemon.pipeline.stages import CpuStage, Stage
 from edge_daemon.publish.base import Publisher
@@ -52,9 +51,10 @@ def camera_plans(settings: Settings) -> list[CameraPlan]:
 def make_stage(settings: Settings, model: LoadedModel) -> Stage:
     """The CUDA stage when the engine runs on device memory (and ``gpu.preprocess`` allows), else CPU."""
     engine, mode = model.engine, settings.gpu.preprocess
+    how = fit(model.info.task)
     on_device = engine.device_io() is not None
     if mode == "cpu" or (mode == "auto" and not on_device):
-        return CpuStage(engine)
+        return CpuStage(engine, how)
     if not on_device:
         raise ConfigError(
             f"gpu.preprocess is 'gpu' but the {engine.info.backend} engine runs on the host; "
@@ -73,12 +73,13 @@ def make_stage(settings: Settings, model: LoadedModel) -> Stage:
             in_flight=settings.gpu.in_flight,
             mapped=mapped,
             kernel_cache=settings.model.cache_dir / "kernels",
+            fit=how,
         )
     except EngineError as exc:
         if mode == "gpu":
             raise
         log.warning("CUDA pipeline unavailable (%s): pre-processing on the CPU", exc)
-        return CpuStage(engine)
+        return CpuStage(engine, how)
 
 
 def build_pipeline(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_daemon.errors import ModelError
-from edge_daemon.model.heads import keypoint_shape, recognise
+from edge_daemon.model.tasks import TASKS, keypoint_shape, recognise
 from edge_daemon.types import ModelInfo
 
 DEFAULT_IMGSZ = (640, 640)
@@ -35,12 +35,13 @@ def model_info(
     input_hw: tuple[int, int],
     source: Path,
     sha256: str,
-    output_shape: Sequence[int | None] | None = None,
+    output_shapes: Sequence[Sequence[int | None]] | None = None,
 ) -> ModelInfo:
     """Build ModelInfo from Ultralytics' metadata keys (names, stride, task, end2end), with safe fallbacks.
 
-    With ``output_shape`` (per image, from the loaded engine) the head is recognised from the metadata and
-    that shape together, and a model whose output matches no supported head is a ModelError (exit 65)."""
+    With ``output_shapes`` (per image, from the loaded engine, main output first) the head is recognised
+    from the metadata and those shapes together, and a model whose outputs match no supported head is a
+    ModelError (exit 65)."""
     names = parse_names(metadata.get("names"))
     if not names:
         raise ModelError(
@@ -48,15 +49,15 @@ def model_info(
             "export it with Ultralytics so that its metadata is kept"
         )
     task = metadata.get("task", "detect")
-    if task not in {"detect", "pose"}:
-        raise ModelError(f"{source}: task {task!r} is not supported (detect and pose models are)")
+    if task not in TASKS:
+        raise ModelError(f"{source}: task {task!r} is not supported ({', '.join(TASKS)} models are)")
     try:
         stride = int(metadata.get("stride", "32"))
     except ValueError:
         stride = 32
-    head = "detect"
-    if output_shape is not None:
-        head = recognise(metadata, output_shape, len(names), task, source.name)
+    head = task
+    if output_shapes is not None:
+        head = recognise(metadata, [tuple(s) for s in output_shapes], len(names), task, source.name)
     return ModelInfo(
         model_id=f"{source.stem}-{sha256[:12]}",
         task=task,

@@ -1,10 +1,17 @@
-"""CPU pre-processing: Ultralytics-identical letterbox and the NCHW float tensor the model takes.
+"""CPU pre-processing: Ultralytics-identical letterbox (or centre crop) and the NCHW float tensor.
 
-Pure functions, no state. The arithmetic copies ``ultralytics.data.augment.LetterBox`` (center=True,
+Pure functions, no state. The letterbox copies ``ultralytics.data.augment.LetterBox`` (center=True,
 scaleup=True, pad value 114, bilinear resize) so that detections match Ultralytics' own predictions.
+Classifiers take a centre crop instead, as Ultralytics' ``classify_transforms`` (shortest side resized to
+the input size, then the centre cut out). Both are one scale and one offset (:class:`LetterboxMeta`; a
+crop's offsets are negative), which is what the GPU kernel draws too. The resize is bilinear in both
+(Ultralytics resizes a classifier's input with PIL's antialiased bilinear: the same top classes, pixel
+values a little apart on strong downscaling).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -37,16 +44,52 @@ def letterbox_meta(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Letterbo
     )
 
 
+def crop_meta(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> LetterboxMeta:
+    """Scale and (negative) offsets of a centre crop: the frame's shorter side scaled to fill ``dst_hw``,
+    the middle cut out (torchvision's ``Resize`` + ``CenterCrop`` arithmetic, as ``classify_transforms``)."""
+    src_h, src_w = src_hw
+    dst_h, dst_w = dst_hw
+    if min(src_h, src_w, dst_h, dst_w) <= 0:
+        raise ValueError(f"sizes must be positive, got src {src_hw} dst {dst_hw}")
+    if dst_h != dst_w:  # Ultralytics resizes to a non-square input exactly, nothing cut
+        new_w, new_h = dst_w, dst_h
+    elif src_w <= src_h:  # torchvision Resize(int): the short side to size, the long one truncated
+        new_w, new_h = dst_w, int(dst_w * src_h / src_w)
+    else:
+        new_w, new_h = int(dst_h * src_w / src_h), dst_h
+    return LetterboxMeta(
+        src_w=src_w,
+        src_h=src_h,
+        dst_w=dst_w,
+        dst_h=dst_h,
+        gain_x=new_w / src_w,
+        gain_y=new_h / src_h,
+        pad_x=-round((new_w - dst_w) / 2.0),
+        pad_y=-round((new_h - dst_h) / 2.0),
+    )
+
+
+def fit_meta(fit: str) -> Callable[[tuple[int, int], tuple[int, int]], LetterboxMeta]:
+    """The geometry of ``fit``: ``letterbox`` or ``crop``."""
+    if fit not in ("letterbox", "crop"):
+        raise ValueError(f"unknown fit {fit!r}: letterbox or crop")
+    return crop_meta if fit == "crop" else letterbox_meta
+
+
 def letterbox(
-    image: npt.NDArray[np.uint8], dst_hw: tuple[int, int]
+    image: npt.NDArray[np.uint8], dst_hw: tuple[int, int], fit: str = "letterbox"
 ) -> tuple[npt.NDArray[np.uint8], LetterboxMeta]:
-    """Resize ``image`` (BGR uint8 HWC) into ``dst_hw`` with grey (114) borders. Returns BGR uint8 HWC."""
-    meta = letterbox_meta((image.shape[0], image.shape[1]), dst_hw)
+    """Resize ``image`` (BGR uint8 HWC) into ``dst_hw`` with grey (114) borders, or (``fit="crop"``) its
+    centre crop. Returns BGR uint8 HWC."""
+    meta = fit_meta(fit)((image.shape[0], image.shape[1]), dst_hw)
     new_w = round(meta.src_w * meta.gain_x)
     new_h = round(meta.src_h * meta.gain_y)
     resized = image
     if (new_w, new_h) != (meta.src_w, meta.src_h):
         resized = np.asarray(cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR), np.uint8)
+    if fit == "crop":
+        x0, y0 = -meta.pad_x, -meta.pad_y
+        return np.ascontiguousarray(resized[y0 : y0 + meta.dst_h, x0 : x0 + meta.dst_w]), meta
     bottom = meta.dst_h - new_h - meta.pad_y
     right = meta.dst_w - new_w - meta.pad_x
     out = cv2.copyMakeBorder(
@@ -66,8 +109,8 @@ def to_tensor(
 
 
 def preprocess(
-    image: npt.NDArray[np.uint8], dst_hw: tuple[int, int]
+    image: npt.NDArray[np.uint8], dst_hw: tuple[int, int], fit: str = "letterbox"
 ) -> tuple[npt.NDArray[np.floating], LetterboxMeta]:
-    """One frame -> (1, 3, H, W) float32 model input and the letterbox that produced it."""
-    boxed, meta = letterbox(image, dst_hw)
+    """One frame -> (1, 3, H, W) float32 model input and the letterbox (or crop) that produced it."""
+    boxed, meta = letterbox(image, dst_hw, fit)
     return to_tensor([boxed]), meta

@@ -29,8 +29,8 @@ import numpy.typing as npt
 from edge_daemon.errors import EngineError
 from edge_daemon.gpu import cuda
 from edge_daemon.gpu.kernels import GpuLetterbox
-from edge_daemon.model.preprocess import letterbox_meta
-from edge_daemon.runtime import InferenceEngine
+from edge_daemon.model.preprocess import fit_meta
+from edge_daemon.runtime import InferenceEngine, Outputs
 from edge_daemon.types import Frame, LetterboxMeta
 
 log = logging.getLogger(__name__)
@@ -120,17 +120,29 @@ class FrameRing:
 
 
 class _OutSlot:
-    """Device output, its pinned host copy and the completion event of one batch in flight."""
+    """Device outputs, their pinned host copies and the completion event of one batch in flight."""
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.host = cuda.PinnedBuffer(shape, np.float32)
-        self.device = cuda.DeviceBuffer(self.host.nbytes)
-        self.event = cuda.Event()
+    def __init__(self, shapes: tuple[tuple[int, ...], ...]) -> None:
+        self.host: list[cuda.PinnedBuffer] = []
+        self.device: list[cuda.DeviceBuffer] = []
+        self.event: cuda.Event | None = None
+        try:
+            for shape in shapes:
+                self.host.append(cuda.PinnedBuffer(shape, np.float32))
+                self.device.append(cuda.DeviceBuffer(self.host[-1].nbytes))
+            self.event = cuda.Event()
+        except BaseException:
+            self.close()
+            raise
+        self.ptrs = [d.ptr for d in self.device]
 
     def close(self) -> None:
-        self.event.close()
-        self.device.close()
-        self.host.close()
+        if self.event is not None:
+            self.event.close()
+        for dev in self.device:
+            dev.close()
+        for host in self.host:
+            host.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +172,7 @@ class GpuStage:
         in_flight: int = 2,
         mapped: bool | None = None,
         kernel_cache: Path | None = None,
+        fit: str = "letterbox",
     ) -> None:
         io = engine.device_io()
         if io is None:
@@ -174,8 +187,9 @@ class GpuStage:
         self._half = io.input_dtype == "float16"
         h, w = engine.info.input_hw
         self._input_hw = (h, w)
+        self._meta = fit_meta(fit)
         self._per_image = 3 * h * w * (2 if self._half else 4)
-        self._per_output = int(np.prod(io.output_shape[1:])) * 4
+        self._per_output = [int(np.prod(shape[1:])) * 4 for shape in io.output_shapes]  # bytes per image
         self._thread_ready = threading.local()
         self._shapes: dict[str, tuple[int, int, int]] = {}  # last frame shape per camera (for claim)
         self.in_place = 0  # frames the camera decoded straight into a pinned slot
@@ -190,7 +204,7 @@ class GpuStage:
             self._parts.append(self.stream)
             self.input = cuda.DeviceBuffer(engine.info.max_batch * self._per_image)
             self._parts.append(self.input)
-            self._outs = [_OutSlot(io.output_shape) for _ in range(in_flight)]
+            self._outs = [_OutSlot(io.output_shapes) for _ in range(in_flight)]
             self._parts.extend(self._outs)
             self.ring = FrameRing(frame_slots, self.mapped)
         except BaseException:
@@ -252,7 +266,7 @@ class GpuStage:
                 return None
             lent.nbytes = image.nbytes
             self.in_place += 1
-            return GpuItem(frame, letterbox_meta(shape[:2], self._input_hw), lent)
+            return GpuItem(frame, self._meta(shape[:2], self._input_hw), lent)
         slot = self.ring.acquire()
         if slot is None:
             return None
@@ -268,7 +282,7 @@ class GpuStage:
         except BaseException:
             self.ring.release(slot)
             raise
-        return GpuItem(frame, letterbox_meta(image.shape[:2], self._input_hw), slot)
+        return GpuItem(frame, self._meta(image.shape[:2], self._input_hw), slot)
 
     def discard(self, item: Any) -> None:
         self.ring.release(item.slot)
@@ -292,8 +306,10 @@ class GpuStage:
                     self.stream.raw,
                     half=self._half,
                 )
-            self.engine.enqueue(self.input.ptr, out.device.ptr, len(items), self.stream.handle)
-            cuda.copy_dtoh_async(out.host, out.device, self.stream, nbytes=len(items) * self._per_output)
+            self.engine.enqueue(self.input.ptr, out.ptrs, len(items), self.stream.handle)
+            for host, dev, per in zip(out.host, out.device, self._per_output, strict=True):
+                cuda.copy_dtoh_async(host, dev, self.stream, nbytes=len(items) * per)
+            assert out.event is not None
             out.event.record(self.stream)
         except BaseException:
             self._free_outs.put(out)
@@ -310,10 +326,10 @@ class GpuStage:
 
     # publish thread -------------------------------------------------------------------------------
 
-    def outputs(self, batch: Any) -> tuple[npt.NDArray[np.float32], float]:
+    def outputs(self, batch: Any) -> tuple[Outputs, float]:
         batch.out.event.synchronize()
         ms = (time.perf_counter() - batch.started) * 1000.0
-        return batch.out.host.array[: len(batch.items)], ms
+        return tuple(host.array[: len(batch.items)] for host in batch.out.host), ms
 
     def release(self, batch: Any) -> None:
         """After publishing: the frames' slots (their images were views of them) and the output slot."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, FrameSource, QueueClosed
 from edge_daemon.errors import EdgeError
-from edge_daemon.model.heads import Decoder
+from edge_daemon.model.tasks import Decoder
 from edge_daemon.pipeline.health import BusyClock, camera_status, health_message
 from edge_daemon.pipeline.stages import CpuStage, Stage
 from edge_daemon.publish.base import Publisher
@@ -347,7 +347,8 @@ class Pipeline:
                     outputs, inference_ms = self.stage.outputs(item)
                 self.stats.inference_ms.append(inference_ms)
                 results = [
-                    (p.frame, self._decode(row, p.meta)) for row, p in zip(outputs, item.items, strict=True)
+                    (p.frame, self._decode(tuple(out[i] for out in outputs), p.meta))
+                    for i, p in enumerate(item.items)
                 ]
                 self._publish(results, inference_ms)
             finally:

@@ -4,14 +4,14 @@ The pipeline's three kinds of thread each call one method::
 
     camera thread:    prepare(frame) -> item          (letterbox on the CPU, or copy into a pinned slot)
     inference thread: submit([item, ...]) -> batch    (run, or queue on the GPU without waiting)
-    publish thread:   outputs(batch) -> (B, C, N)     (the raw head output on the host), then release(batch)
+    publish thread:   outputs(batch) -> outputs       (the raw model outputs on the host), then release()
 
 A stage may also lend the camera threads buffers to decode into (``claim``/``unclaim``): the CUDA stage
 lends its pinned slots, so a frame is decoded straight into page-locked memory.
 
-:class:`CpuStage` letterboxes with OpenCV and calls ``engine.infer``. The CUDA stage
-(:class:`edge_daemon.pipeline.cuda_stage.GpuStage`) keeps frames in pinned memory and does the rest on one
-stream.
+:class:`CpuStage` letterboxes (or, for classifiers, centre-crops) with OpenCV and calls ``engine.run``.
+The CUDA stage (:class:`edge_daemon.pipeline.cuda_stage.GpuStage`) keeps frames in pinned memory and does
+the rest on one stream.
 Items a drop policy discards are handed to ``discard`` so that their resources come back.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_daemon.model.preprocess import preprocess
-from edge_daemon.runtime import InferenceEngine
+from edge_daemon.runtime import InferenceEngine, Outputs
 from edge_daemon.types import Frame, LetterboxMeta
 
 
@@ -65,9 +65,9 @@ class Stage(Protocol):
         """Inference thread: start one batch (1 <= len(items) <= engine max batch)."""
         ...
 
-    def outputs(self, batch: Any) -> tuple[npt.NDArray[np.float32], float]:
-        """Publish thread: wait for ``batch``; (raw output rows, one per item; inference milliseconds).
-        The rows stay valid until :meth:`release`."""
+    def outputs(self, batch: Any) -> tuple[Outputs, float]:
+        """Publish thread: wait for ``batch``; (each raw output with one row per item, in the engine's
+        output order; inference milliseconds). The rows stay valid until :meth:`release`."""
         ...
 
     def release(self, batch: Any) -> None: ...
@@ -85,7 +85,7 @@ class CpuItem:
 @dataclass(frozen=True, slots=True)
 class CpuBatch:
     items: list[CpuItem]
-    output: npt.NDArray[np.float32]
+    outputs: Outputs
     inference_ms: float
 
 
@@ -94,12 +94,13 @@ class CpuStage:
 
     name = "cpu"
 
-    def __init__(self, engine: InferenceEngine) -> None:
+    def __init__(self, engine: InferenceEngine, fit: str = "letterbox") -> None:
         self.engine = engine
         self._input_hw = engine.info.input_hw
+        self._fit = fit
 
     def prepare(self, frame: Frame) -> CpuItem:
-        tensor, meta = preprocess(frame.image, self._input_hw)
+        tensor, meta = preprocess(frame.image, self._input_hw, self._fit)
         return CpuItem(frame, meta, tensor)
 
     def discard(self, item: Any) -> None:
@@ -114,11 +115,11 @@ class CpuStage:
     def submit(self, items: list[Any]) -> CpuBatch:
         batch = items[0].tensor if len(items) == 1 else np.concatenate([i.tensor for i in items])
         t0 = time.perf_counter()
-        output = self.engine.infer(batch)
-        return CpuBatch(items, output, (time.perf_counter() - t0) * 1000.0)
+        outputs = self.engine.run(batch)
+        return CpuBatch(items, outputs, (time.perf_counter() - t0) * 1000.0)
 
-    def outputs(self, batch: Any) -> tuple[npt.NDArray[np.float32], float]:
-        return batch.output, batch.inference_ms
+    def outputs(self, batch: Any) -> tuple[Outputs, float]:
+        return batch.outputs, batch.inference_ms
 
     def release(self, batch: Any) -> None:
         return None

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from edge_daemon.model.tasks.obb import corners
 from edge_daemon.types import Detections, Frame
 
 SCHEMA_ID = "edge-daemon/detections"
-SCHEMA_VERSION = 2  # 2: per-task fields (keypoints), run; v1's schema is kept beside it for reference
+SCHEMA_VERSION = 2  # 2: per-task fields, run; v1's schema is kept beside it for reference
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class ModelTag:
     precision: str
     backend: str
     input_hw: tuple[int, int]
+    task: str = "detect"
 
 
 def new_run_id() -> str:
@@ -78,12 +80,8 @@ def build_payload(
                 },
             }
         )
-    if detections.keypoints is not None:  # pose: x, y to 0.1 px, visibility to 3 decimals
-        kpts = np.round(detections.keypoints, 3)
-        kpts[..., :2] = np.round(kpts[..., :2], 1)
-        for item, points in zip(items, kpts.tolist(), strict=True):
-            item["keypoints"] = points
-    return {
+    _task_fields(items, detections)
+    payload: dict[str, Any] = {
         "schema": SCHEMA_ID,
         "schema_version": SCHEMA_VERSION,
         "device_id": device_id,
@@ -98,11 +96,42 @@ def build_payload(
             "id": model.model_id,
             "precision": model.precision,
             "backend": model.backend,
+            "task": model.task,
             "input": {"height": model.input_hw[0], "width": model.input_hw[1]},
         },
         "latency_ms": {"inference": round(inference_ms, 2), "end_to_end": round(end_to_end_ms, 2)},
         "detections": items,
     }
+    if detections.top_class is not None and detections.top_confidence is not None:
+        payload["classes"] = [
+            {"class_id": c, "label": names.get(c, str(c)), "confidence": round(p, 4)}
+            for c, p in zip(detections.top_class.tolist(), detections.top_confidence.tolist(), strict=True)
+        ]
+    return payload
+
+
+def _task_fields(items: list[dict[str, Any]], detections: Detections) -> None:
+    """Each detection's per-task fields: pose keypoints (x, y to 0.1 px, visibility to 3 decimals), mask
+    polygons (0.1 px), oriented boxes (0.1 px, the angle to 4 decimals, with their corners)."""
+    if detections.keypoints is not None:
+        kpts = np.round(detections.keypoints, 3)
+        kpts[..., :2] = np.round(kpts[..., :2], 1)
+        for item, points in zip(items, kpts.tolist(), strict=True):
+            item["keypoints"] = points
+    if detections.polygons is not None:
+        for item, outlines in zip(items, detections.polygons, strict=True):
+            item["polygons"] = [np.round(p, 1).tolist() for p in outlines]
+    if detections.obb is not None:
+        pts = np.round(corners(detections.obb), 1).tolist()
+        for item, (cx, cy, w, h, angle), quad in zip(items, detections.obb.tolist(), pts, strict=True):
+            item["obb"] = {
+                "cx": round(cx, 1),
+                "cy": round(cy, 1),
+                "w": round(w, 1),
+                "h": round(h, 1),
+                "angle": round(angle, 4),
+                "corners": quad,
+            }
 
 
 def encode(payload: dict[str, Any]) -> bytes:

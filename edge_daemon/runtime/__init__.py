@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_daemon.errors import EngineError
-from edge_daemon.runtime.base import Artifact, DeviceIO, EngineInfo, InferenceEngine
+from edge_daemon.runtime.base import Artifact, DeviceIO, EngineInfo, InferenceEngine, Outputs
 
 BACKENDS: dict[str, str] = {
     "onnxruntime": "edge_daemon.runtime.onnxruntime:OnnxRuntimeEngine",
@@ -27,6 +27,7 @@ __all__ = [
     "DeviceIO",
     "EngineInfo",
     "InferenceEngine",
+    "Outputs",
     "backend_class",
     "load_engine",
 ]

@@ -3,15 +3,18 @@
 Run-time only: an engine loads a ready :class:`Artifact` and runs it; it never exports, quantizes,
 calibrates or builds (that is :mod:`edge_daemon.build`, before serving).
 
-Contract of :meth:`InferenceEngine.infer`: input float32 NCHW (B, 3, H, W), RGB, values in [0, 1], with
-(H, W) == ``input_hw``; output the raw detect-head tensor (B, 4 + nc + extra, N) as float32 on the host
-(layout documented in :mod:`edge_daemon.postprocess`). Backends hold no per-frame state beyond their own
+Contract of :meth:`InferenceEngine.run`: input float32 NCHW (B, 3, H, W), RGB, values in [0, 1], with
+(H, W) == ``input_hw``; output every output tensor of the model, float32 on the host, in the order of
+``info.output_names`` (the head's main output first: detect (B, 4 + nc + extra, N); a segmentation model
+adds its mask prototypes (B, 32, 160, 160) as the second; layouts in :mod:`edge_daemon.model.tasks`).
+:meth:`InferenceEngine.infer` is the first output alone. Backends hold no per-frame state beyond their own
 buffers, and ``close()`` releases everything they own.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +31,8 @@ class EngineInfo:
     input_hw: (height, width) in pixels; max_batch: largest batch ``infer`` accepts;
     precision: the precision actually running (fp32, fp16, int8), never merely the one asked for;
     metadata: the model's own key/value metadata (Ultralytics writes names, stride, task, imgsz, end2end);
-    output_shape: the output per image, without the batch dimension (None where a size is dynamic).
+    output_names: the model's outputs, main output first; output_shapes: each output per image, without
+    the batch dimension (None where a size is dynamic), in the same order.
     """
 
     backend: str
@@ -38,7 +42,17 @@ class EngineInfo:
     max_batch: int
     providers: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
-    output_shape: tuple[int | None, ...] = ()
+    output_names: tuple[str, ...] = ("output0",)
+    output_shapes: tuple[tuple[int | None, ...], ...] = ((),)
+
+    def __post_init__(self) -> None:
+        if len(self.output_names) != len(self.output_shapes) or not self.output_names:
+            raise ValueError(f"outputs {self.output_names} and shapes {self.output_shapes} do not pair up")
+
+    @property
+    def output_shape(self) -> tuple[int | None, ...]:
+        """The main output per image (the first)."""
+        return self.output_shapes[0]
 
 
 @dataclass(frozen=True)
@@ -65,16 +79,19 @@ class DeviceIO:
     """How a GPU engine reads and writes device buffers (see :meth:`InferenceEngine.enqueue`).
 
     input_dtype: "float32" or "float16", the element type the input tensor must hold;
-    output_shape: the output tensor's shape at ``max_batch`` (float32, row-major); a batch of b uses the
-    first b rows.
+    output_shapes: each output tensor's shape at ``max_batch`` (float32, row-major), in the order of
+    ``EngineInfo.output_names``; a batch of b uses the first b rows of each.
     """
 
     input_dtype: str
-    output_shape: tuple[int, ...]
+    output_shapes: tuple[tuple[int, ...], ...]
+
+
+Outputs = tuple[npt.NDArray[np.float32], ...]
 
 
 class InferenceEngine(ABC):
-    """A loaded model that turns an input batch into the raw head output.
+    """A loaded model that turns an input batch into its raw outputs.
 
     GPU engines also run on device memory: :meth:`device_io` says how, :meth:`enqueue` queues one batch
     on a CUDA stream without waiting. Engines that cannot return None from ``device_io``.
@@ -83,8 +100,13 @@ class InferenceEngine(ABC):
     info: EngineInfo
 
     @abstractmethod
+    def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
+        """Run one batch: every output, in the order of ``info.output_names``. Raises EngineError on a
+        backend failure and ValueError on a bad input shape."""
+
     def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Run one batch. Raises EngineError on a backend failure and ValueError on a bad input shape."""
+        """Run one batch; the main output only."""
+        return self.run(batch)[0]
 
     @abstractmethod
     def close(self) -> None:
@@ -94,10 +116,10 @@ class InferenceEngine(ABC):
         """Device-buffer contract, or None when this engine runs on the host only."""
         return None
 
-    def enqueue(self, input_ptr: int, output_ptr: int, batch: int, stream_handle: int) -> None:
+    def enqueue(self, input_ptr: int, output_ptrs: Sequence[int], batch: int, stream_handle: int) -> None:
         """Queue inference of ``batch`` images at device address ``input_ptr`` (B, 3, H, W, ``input_dtype``)
-        writing float32 results to ``output_ptr``, on CUDA stream ``stream_handle``; returns without
-        waiting. Only for engines whose :meth:`device_io` is not None."""
+        writing float32 results to ``output_ptrs`` (one per output, in order), on CUDA stream
+        ``stream_handle``; returns without waiting. Only for engines whose :meth:`device_io` is not None."""
         raise NotImplementedError(f"{type(self).__name__} does not run on device buffers")
 
     def __enter__(self) -> InferenceEngine:

@@ -11,7 +11,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from edge_daemon.errors import EngineError, ModelError
-from edge_daemon.runtime.base import Artifact, EngineInfo, InferenceEngine
+from edge_daemon.runtime.base import Artifact, EngineInfo, InferenceEngine, Outputs
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,18 @@ def _physical_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _per_image(shape: list[Any]) -> tuple[int | None, ...]:
+    """An output's shape without the batch dimension; None where ONNX names a size (dynamic)."""
+    return tuple(d if isinstance(d, int) else None for d in shape[1:])
+
+
 class OnnxRuntimeEngine(InferenceEngine):
     """Runs an ONNX detect model with one ``InferenceSession``. Build it with :meth:`from_config`."""
 
-    def __init__(self, session: ort.InferenceSession, info: EngineInfo, output_name: str) -> None:
+    def __init__(self, session: ort.InferenceSession, info: EngineInfo) -> None:
         self._session: ort.InferenceSession | None = session
         self.info = info
-        self._output_names = [output_name]
+        self._output_names = list(info.output_names)
 
     @classmethod
     def from_config(cls, config: Any, artifact: Artifact) -> OnnxRuntimeEngine:
@@ -87,7 +92,8 @@ class OnnxRuntimeEngine(InferenceEngine):
             max_batch=batch if isinstance(batch, int) else 64,
             providers=tuple(session.get_providers()),
             metadata=meta,
-            output_shape=tuple(d if isinstance(d, int) else None for d in outputs[0].shape[1:]),
+            output_names=tuple(o.name for o in outputs),
+            output_shapes=tuple(_per_image(o.shape) for o in outputs),
         )
         log.info(
             "onnxruntime %s: %s input %dx%d, providers %s, %d threads",
@@ -98,17 +104,17 @@ class OnnxRuntimeEngine(InferenceEngine):
             ",".join(info.providers),
             opts.intra_op_num_threads,
         )
-        return cls(session, info, outputs[0].name)
+        return cls(session, info)
 
-    def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
         if self._session is None:
             raise EngineError("engine is closed")
         self.check_input(batch)
         try:
-            out = self._session.run(self._output_names, {self.info.input_name: batch})[0]
+            outs = self._session.run(self._output_names, {self.info.input_name: batch})
         except Exception as exc:
             raise EngineError(f"onnxruntime inference failed: {exc}") from exc
-        return np.asarray(out, dtype=np.float32)
+        return tuple(np.asarray(o, dtype=np.float32) for o in outs)
 
     def close(self) -> None:
         self._session = None

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from edge_daemon.errors import EngineError, ModelError
-from edge_daemon.runtime.base import Artifact, DeviceIO, EngineInfo, InferenceEngine
+from edge_daemon.runtime.base import Artifact, DeviceIO, EngineInfo, InferenceEngine, Outputs
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ class TorchEngine(InferenceEngine):
         device: Any,
         half: bool,
         info: EngineInfo,
-        out_tail: tuple[int, ...],
         cuda_graphs: bool = False,
     ):
         self.info = info
@@ -55,10 +55,9 @@ class TorchEngine(InferenceEngine):
         self._module = module
         self._device = device
         self._half = half
-        self._out_tail = out_tail  # output shape without the batch dimension
         self._views: dict[tuple[int, tuple[int, ...], str], Any] = {}
         self._streams: dict[int, Any] = {}
-        self._graphs: dict[tuple[int, int, int, int], Any] = {}
+        self._graphs: dict[tuple[int, ...], Any] = {}
         self._use_graphs = cuda_graphs and device.type == "cuda"
         self._closed = False
 
@@ -113,7 +112,7 @@ class TorchEngine(InferenceEngine):
         dtype = torch.float16 if half else torch.float32
         with torch.inference_mode():
             try:
-                y = _first(module(torch.zeros((max_batch, 3, h, w), dtype=dtype, device=device)))
+                ys = _outputs(module(torch.zeros((max_batch, 3, h, w), dtype=dtype, device=device)))
             except RuntimeError as exc:
                 raise EngineError(
                     f"{path}: the model does not run at batch {max_batch}, {h}x{w}: "
@@ -121,8 +120,11 @@ class TorchEngine(InferenceEngine):
                 ) from None
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        if y.ndim != 3 or y.shape[0] != max_batch:
-            raise EngineError(f"{path}: expected a (batch, channels, anchors) output, got {tuple(y.shape)}")
+        if not ys or ys[0].ndim not in (2, 3) or any(y.shape[0] != max_batch for y in ys):
+            raise EngineError(
+                f"{path}: expected (batch, ...) outputs, the first (batch, channels, anchors) or "
+                f"(batch, classes); got {[tuple(y.shape) for y in ys]}"
+            )
         info = EngineInfo(
             backend="torch",
             precision="fp16" if half else "fp32",
@@ -131,38 +133,42 @@ class TorchEngine(InferenceEngine):
             max_batch=max_batch,
             providers=(f"torch {torch.__version__} {device}",),
             metadata=metadata,
-            output_shape=tuple(int(v) for v in y.shape[1:]),
+            output_names=tuple(f"output{i}" for i in range(len(ys))),
+            output_shapes=tuple(tuple(int(v) for v in y.shape[1:]) for y in ys),
         )
         log.info("torch engine on %s, %s, input %dx%d, batch <= %d", device, info.precision, h, w, max_batch)
-        return cls(torch, module, device, half, info, tuple(int(v) for v in y.shape[1:]), cuda_graphs)
+        return cls(torch, module, device, half, info, cuda_graphs)
 
     # --------------------------------------------------------------------------------- host memory
 
-    def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
         if self._closed:
             raise EngineError("engine is closed")
         self.check_input(batch)
         torch = self._torch
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._device)
         with torch.inference_mode():
-            y = _first(self._module(x.half() if self._half else x))
-            out: npt.NDArray[np.float32] = y.float().cpu().numpy()
-        return out
+            ys = _outputs(self._module(x.half() if self._half else x))
+            return tuple(np.asarray(y.float().cpu().numpy(), np.float32) for y in ys)
 
     # ------------------------------------------------------------------------------- device memory
 
     def device_io(self) -> DeviceIO | None:
         if self._device.type != "cuda":
             return None
-        return DeviceIO("float16" if self._half else "float32", (self.info.max_batch, *self._out_tail))
+        shapes = tuple((self.info.max_batch, *(int(d or 0) for d in s)) for s in self.info.output_shapes)
+        return DeviceIO("float16" if self._half else "float32", shapes)
 
-    def enqueue(self, input_ptr: int, output_ptr: int, batch: int, stream_handle: int) -> None:
+    def enqueue(self, input_ptr: int, output_ptrs: Sequence[int], batch: int, stream_handle: int) -> None:
         if self._closed:
             raise EngineError("engine is closed")
         self.check_batch(batch)
         h, w = self.info.input_hw
         x = self._view(input_ptr, (batch, 3, h, w), "<f2" if self._half else "<f4")
-        out = self._view(output_ptr, (batch, *self._out_tail), "<f4")
+        outs = [
+            self._view(ptr, (batch, *(int(d or 0) for d in shape)), "<f4")
+            for ptr, shape in zip(output_ptrs, self.info.output_shapes, strict=True)
+        ]
         torch = self._torch
         stream = self._streams.get(stream_handle)
         if stream is None:
@@ -171,21 +177,25 @@ class TorchEngine(InferenceEngine):
             )
         if not self._use_graphs:
             with torch.cuda.stream(stream), torch.inference_mode():
-                out.copy_(_first(self._module(x)))
+                self._forward(x, outs)
             return
-        key = (input_ptr, output_ptr, batch, stream_handle)
+        key = (input_ptr, *output_ptrs, batch, stream_handle)
         graph = self._graphs.get(key)
         if graph is None:
-            graph = self._graphs[key] = self._capture(x, out, stream)
+            graph = self._graphs[key] = self._capture(x, outs, stream)
         with torch.cuda.stream(stream):
             graph.replay()
 
-    def _capture(self, x: Any, out: Any, stream: Any) -> Any:
-        """Record model + output copy on ``stream`` as a CUDA graph (once per buffers and batch size)."""
+    def _forward(self, x: Any, outs: list[Any]) -> None:
+        for out, y in zip(outs, _outputs(self._module(x)), strict=True):
+            out.copy_(y)
+
+    def _capture(self, x: Any, outs: list[Any], stream: Any) -> Any:
+        """Record model + output copies on ``stream`` as a CUDA graph (once per buffers and batch size)."""
         torch = self._torch
         with torch.cuda.stream(stream), torch.inference_mode():
             for _ in range(3):  # warm-up on this stream (TorchScript profiles the first runs): not captured
-                out.copy_(_first(self._module(x)))
+                self._forward(x, outs)
         stream.synchronize()
         graph = torch.cuda.CUDAGraph()
         # thread_local: the camera and publish threads keep making CUDA calls while this thread captures
@@ -193,7 +203,7 @@ class TorchEngine(InferenceEngine):
             torch.inference_mode(),
             torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"),
         ):
-            out.copy_(_first(self._module(x)))
+            self._forward(x, outs)
         log.info("torch engine: CUDA graph recorded for batch %d", x.shape[0])
         return graph
 
@@ -217,9 +227,12 @@ class TorchEngine(InferenceEngine):
         self._module = None
 
 
-def _first(y: Any) -> Any:
-    """Ultralytics exports return the detect tensor, or a tuple/list with it first."""
-    return y[0] if isinstance(y, list | tuple) else y
+def _outputs(y: Any) -> list[Any]:
+    """The model's output tensors: Ultralytics exports return the head tensor, or a tuple with it first
+    (segmentation: then the mask prototypes); nested lists (feature maps of older heads) are not outputs."""
+    if isinstance(y, list | tuple):
+        return [t for t in y if not isinstance(t, list | tuple | dict)]
+    return [y]
 
 
 def _metadata(raw: Any) -> dict[str, str]:

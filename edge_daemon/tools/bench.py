@@ -294,20 +294,23 @@ def _bare_device(engine: Any, tensor: np.ndarray, frames: int) -> float:
     stream = cuda.Stream()
     host = cuda.PinnedBuffer(ready.shape, ready.dtype)
     dev_in = cuda.DeviceBuffer(host.nbytes)
-    dev_out = cuda.DeviceBuffer(int(np.prod(io.output_shape)) * 4)
+    dev_outs = [cuda.DeviceBuffer(int(np.prod(shape)) * 4) for shape in io.output_shapes]
+    ptrs = [d.ptr for d in dev_outs]
     try:
         host.write(ready)
         cuda.copy_htod_async(dev_in, host, stream)
         for _ in range(10):
-            engine.enqueue(dev_in.ptr, dev_out.ptr, 1, stream.handle)
+            engine.enqueue(dev_in.ptr, ptrs, 1, stream.handle)
         stream.synchronize()
         t0 = time.perf_counter()
         for _ in range(frames):
-            engine.enqueue(dev_in.ptr, dev_out.ptr, 1, stream.handle)
+            engine.enqueue(dev_in.ptr, ptrs, 1, stream.handle)
             stream.synchronize()
         return frames / (time.perf_counter() - t0)
     finally:
-        for part in (dev_out, dev_in, host, stream):
+        for dev in dev_outs:
+            dev.close()
+        for part in (dev_in, host, stream):
             part.close()
 
 

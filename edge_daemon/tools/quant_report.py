@@ -29,8 +29,9 @@ from edge_daemon.build.quant.search import targets_from
 from edge_daemon.config import FileCamera, OnnxRuntimeEngineConfig, Settings
 from edge_daemon.errors import ConfigError
 from edge_daemon.model.info import model_info
-from edge_daemon.model.postprocess import DecodeParams, decode_one
 from edge_daemon.model.preprocess import preprocess
+from edge_daemon.model.tasks import DecodeParams
+from edge_daemon.model.tasks.detect import decode_one
 from edge_daemon.runtime import Artifact, InferenceEngine, load_engine
 from edge_daemon.types import Detections, LetterboxMeta
 

@@ -10,9 +10,12 @@ every INT8 route keeps a set of nodes in float, named here and nowhere else:
   (:mod:`edge_daemon.build.tensorrt.plan`), as Ultralytics' own INT8 export does with the head's output
   convolutions and DFL.
 
-Named sets: "head" = every node of the detect head (the last /model.N/ block); "head-final" = the head's
-last box/class convolutions, its text/contrastive branch, DFL and the decode ops after them (the head's
-stem convolutions are quantized); "head-final+attn" = that plus every attention block (YOLO-World's
+Named sets: "head" = every node of the head (the last /model.N/ block); "head-final" = the head's last
+box/class convolutions, its text/contrastive branch, DFL and the decode ops after them, and every task
+branch whole: a segment head's mask-coefficient branch (cv4) and prototype network (proto), a pose head's
+keypoint branch and keypoint decode, an OBB head's angle branch and its rotation ops, an end-to-end head's
+top-k selection (TopK, GatherElements), a classifier's head (the box/class stem convolutions, plain and
+one-to-one, are quantized); "head-final+attn" = that plus every attention block (YOLO-World's
 text-guided C2fAttn, YOLO11's C2PSA); "none" = quantize everything (naive). A list mixes named sets and
 node-name prefixes. "auto" (the measured set, :mod:`edge_daemon.build.quant.search`) resolves to a list
 before it gets here.
@@ -28,7 +31,7 @@ from edge_daemon.errors import ModelError
 ExcludeSet = Literal["head", "head-final", "head-final+attn", "none"]
 NAMED_SETS = ("head", "head-final", "head-final+attn", "none")
 
-_HEAD_STEM = re.compile(r"/cv[23]\.\d+/cv[23]\.\d+\.[01]/")
+_HEAD_STEM = re.compile(r"/(one2one_)?cv[23]\.\d+/(one2one_)?cv[23]\.\d+\.[01]/")
 _BLOCK = re.compile(r"^/model\.(\d+)/")
 
 

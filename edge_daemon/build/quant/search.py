@@ -29,7 +29,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_daemon.build.quant.agreement import PREDICTION_CONF, REFERENCE_CONF, coco_agreement
-from edge_daemon.model.postprocess import DecodeParams, decode_one
+from edge_daemon.model.tasks import DecodeParams
+from edge_daemon.model.tasks.detect import decode_one
 from edge_daemon.types import Detections, LetterboxMeta
 
 log = logging.getLogger(__name__)

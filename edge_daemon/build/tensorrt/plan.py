@@ -166,10 +166,17 @@ def calibration_batch(dim: int, batch: BatchProfile) -> int:
 
 def keep_in_float(network: Any, which: ExcludeSet | list[str]) -> int:
     """Pin the layers of the float set (:mod:`edge_daemon.build.quant.floatset`) and their float outputs
-    to FP16; the number pinned. Binding only with OBEY_PRECISION_CONSTRAINTS, which the caller sets."""
+    to FP16; the number pinned. Binding only with OBEY_PRECISION_CONSTRAINTS, which the caller sets.
+    Layers without a float output (index arithmetic of an end-to-end head's top-k, shape ops) are left
+    to TensorRT: an FP16 constraint on integer work has no implementation to obey."""
     layers = [network.get_layer(i) for i in range(network.num_layers)]
     keep = set(excluded_nodes([la.name for la in layers], which)) if which != "none" else set()
     floats = {trt.DataType.FLOAT, trt.DataType.HALF}
+
+    def computes_float(layer: Any) -> bool:
+        return any(layer.get_output(j).dtype in floats for j in range(layer.num_outputs))
+
+    keep = {la.name for la in layers if la.name in keep and computes_float(la)}
     for layer in layers:
         if layer.name not in keep:
             continue

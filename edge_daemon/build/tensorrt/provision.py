@@ -34,6 +34,7 @@ from edge_daemon.errors import EngineError
 from edge_daemon.files import atomic_write, read_manifest, sha256_bytes, write_manifest
 from edge_daemon.gpu.memory import Memory
 from edge_daemon.model.onnxinfo import read_onnx_info
+from edge_daemon.model.tasks import is_end2end
 from edge_daemon.runtime.base import Artifact
 from edge_daemon.runtime.tensorrt import compat
 from edge_daemon.runtime.tensorrt.logger import TrtLogger
@@ -81,6 +82,12 @@ def ensure_plan(config: Any, request: BuildRequest, refused: str | None = None) 
     device = probe_device(memory)
     explicit = config.precision == "int8" and compat.explicit_int8(config.int8_mode)
     compat.check_supported(config.precision, explicit=explicit)
+    if config.precision == "int8" and not explicit and is_end2end(meta) and compat.implicit_int8_topk_fails():
+        raise EngineError(
+            f"TensorRT {trt.__version__} cannot build implicit INT8 for an end-to-end head (YOLO26/YOLOv10 "
+            "top-k: the build dies with checkLinks::218, ultralytics#23841): set engine.int8_mode: explicit "
+            "(Q/DQ), or engine.precision: fp16, or install TensorRT 10.7+ (as Ultralytics does on JetPack 6)"
+        )
     if explicit and config.dla_core is not None:
         raise EngineError(
             f"DLA runs implicit INT8 only and TensorRT {trt.__version__} builds INT8 from Q/DQ models: "

@@ -56,6 +56,13 @@ def check_supported(precision: str, ver: tuple[int, int, int] | None = None, exp
         )
 
 
+def implicit_int8_topk_fails(ver: tuple[int, int, int] | None = None) -> bool:
+    """TensorRT 10.3 and older cannot build implicit INT8 for a network with an end-to-end head's TopK
+    (YOLO26, YOLOv10): the calibration graph's optimization dies with ``checkLinks::218``
+    (ultralytics#23841, JetPack 6); 10.7 builds it (what Ultralytics installs on JetPack 6, PR #24368)."""
+    return (ver or version())[:2] <= (10, 3)
+
+
 def strongly_typed_only(ver: tuple[int, int, int] | None = None) -> bool:
     """TensorRT 11 builds strongly typed networks only (no precision builder flags); before it, a Q/DQ
     model is built weakly typed with the INT8 and FP16 flags, so layers outside Q/DQ run in FP16."""

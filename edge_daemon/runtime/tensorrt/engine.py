@@ -1,7 +1,7 @@
 """TensorRT inference engine: a deserialized plan run with the named-tensor API on one CUDA stream.
 
 Per call: the batch is copied into a pinned host buffer, uploaded asynchronously, ``execute_async_v3``
-runs on the stream, the output is downloaded into pinned memory, and the stream is synchronized.
+runs on the stream, every output is downloaded into pinned memory, and the stream is synchronized.
 Buffers are allocated once for the profile's max batch; tensor addresses are bound once.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import tensorrt as trt
 
 from edge_daemon.errors import EngineError
 from edge_daemon.gpu.memory import DeviceView, HostView, Memory
-from edge_daemon.runtime.base import Artifact, DeviceIO, EngineInfo, InferenceEngine
+from edge_daemon.runtime.base import Artifact, DeviceIO, EngineInfo, InferenceEngine, Outputs
 from edge_daemon.runtime.tensorrt.compat import dims
 from edge_daemon.runtime.tensorrt.logger import TrtLogger
 from edge_daemon.runtime.tensorrt.planfile import read_plan
@@ -35,8 +36,7 @@ class TensorRTEngine(InferenceEngine):
         context: Any,
         memory: Memory,
         info: EngineInfo,
-        output_name: str,
-        buffers: tuple[HostView, DeviceView, HostView, DeviceView],
+        buffers: tuple[HostView, DeviceView, list[tuple[HostView, DeviceView]]],
         runtime: Any = None,
     ) -> None:
         self.info = info
@@ -44,9 +44,8 @@ class TensorRTEngine(InferenceEngine):
         self._context = context
         self._runtime = runtime  # keeps the runtime alive as long as the engine
         self._memory = memory
-        self._output_name = output_name
-        self._host_in, self._dev_in, self._host_out, self._dev_out = buffers
-        self._out_shape_max = tuple(int(v) for v in self._host_out.array.shape)
+        self._host_in, self._dev_in, self._outs = buffers
+        self._out_shapes_max = tuple(tuple(int(v) for v in host.array.shape) for host, _ in self._outs)
         self._min_batch = 1  # a fixed-batch engine (static batch, DLA) runs smaller batches padded
         self._closed = False
 
@@ -103,12 +102,9 @@ class TensorRTEngine(InferenceEngine):
             raise EngineError(
                 f"plan must have one input and an output, has inputs {inputs}, outputs {outputs}"
             )
-        in_name, out_name = inputs[0], outputs[0]
-        if (
-            engine.get_tensor_dtype(in_name) != trt.DataType.FLOAT
-            or engine.get_tensor_dtype(out_name) != trt.DataType.FLOAT
-        ):
-            raise EngineError("plan input and output must be float32 tensors")
+        in_name = inputs[0]
+        if any(engine.get_tensor_dtype(n) != trt.DataType.FLOAT for n in [in_name, *outputs]):
+            raise EngineError("plan input and outputs must be float32 tensors")
         in_shape = dims(engine.get_tensor_shape(in_name))
         profile = [dims(s) for s in engine.get_tensor_profile_shape(in_name, 0)] if -1 in in_shape else None
         max_batch = profile[2][0] if profile else in_shape[0]
@@ -118,15 +114,13 @@ class TensorRTEngine(InferenceEngine):
         if context is None:
             raise EngineError("TensorRT could not create an execution context (out of GPU memory?)")
         context.set_input_shape(in_name, (max_batch, 3, h, w))
-        out_shape = dims(context.get_tensor_shape(out_name))
+        out_shapes = [dims(context.get_tensor_shape(n)) for n in outputs]
         host_in = memory.host((max_batch, 3, h, w), np.float32)
         dev_in = memory.device(host_in.array.nbytes)
-        host_out = memory.host(out_shape, np.float32)
-        dev_out = memory.device(host_out.array.nbytes)
-        if not context.set_tensor_address(in_name, dev_in.ptr) or not context.set_tensor_address(
-            out_name, dev_out.ptr
-        ):
-            raise EngineError("TensorRT refused a tensor address")
+        outs = []
+        for shape in out_shapes:
+            host_out = memory.host(shape, np.float32)
+            outs.append((host_out, memory.device(host_out.array.nbytes)))
         info = EngineInfo(
             backend="tensorrt",
             precision=precision,
@@ -135,13 +129,15 @@ class TensorRTEngine(InferenceEngine):
             max_batch=max_batch,
             providers=(f"TensorRT {trt.__version__}",),
             metadata=metadata,
-            output_shape=tuple(out_shape[1:]),
+            output_names=tuple(outputs),
+            output_shapes=tuple(tuple(shape[1:]) for shape in out_shapes),
         )
-        made = cls(engine, context, memory, info, out_name, (host_in, dev_in, host_out, dev_out), runtime)
+        made = cls(engine, context, memory, info, (host_in, dev_in, outs), runtime)
         made._min_batch = min_batch
+        made._bind(dev_in.ptr, [dev.ptr for _, dev in outs])
         return made
 
-    def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
         if self._closed:
             raise EngineError("engine is closed")
         self.check_input(batch)
@@ -150,7 +146,7 @@ class TensorRTEngine(InferenceEngine):
         run = (max(b, self._min_batch), *batch.shape[1:])
         if not self._context.set_input_shape(self.info.input_name, run):
             raise EngineError(f"TensorRT refused input shape {run}")
-        self._bind(self._dev_in.ptr, self._dev_out.ptr)  # enqueue() may have bound the pipeline's buffers
+        self._bind(self._dev_in.ptr, [dev.ptr for _, dev in self._outs])  # enqueue() may have bound others
         if b == self.info.max_batch:
             self._host_in.write(batch)
         else:
@@ -158,20 +154,24 @@ class TensorRTEngine(InferenceEngine):
         self._memory.upload(self._dev_in, self._host_in)
         if not self._context.execute_async_v3(self._memory.stream_handle):
             raise EngineError("TensorRT execute_async_v3 failed; see the TensorRT log")
-        self._memory.download(self._host_out, self._dev_out)
+        for host, dev in self._outs:
+            self._memory.download(host, dev)
         self._memory.synchronize()
-        out_shape = dims(self._context.get_tensor_shape(self._output_name))
-        out = self._host_out.array.reshape(-1)[: int(np.prod(out_shape))].reshape(out_shape)
-        return np.array(out[:b])
+        results = []
+        for name, (host, _) in zip(self.info.output_names, self._outs, strict=True):
+            shape = dims(self._context.get_tensor_shape(name))
+            out = host.array.reshape(-1)[: int(np.prod(shape))].reshape(shape)
+            results.append(np.array(out[:b]))
+        return tuple(results)
 
     def device_io(self) -> DeviceIO | None:
         from edge_daemon.gpu.memory import CudaMemory
 
         if not isinstance(self._memory, CudaMemory):  # the test double's host memory
             return None
-        return DeviceIO("float32", self._out_shape_max)
+        return DeviceIO("float32", self._out_shapes_max)
 
-    def enqueue(self, input_ptr: int, output_ptr: int, batch: int, stream_handle: int) -> None:
+    def enqueue(self, input_ptr: int, output_ptrs: Sequence[int], batch: int, stream_handle: int) -> None:
         """Run on the caller's device buffers and stream (the CUDA pipeline); returns without waiting."""
         if self._closed:
             raise EngineError("engine is closed")
@@ -181,21 +181,22 @@ class TensorRTEngine(InferenceEngine):
         run = (max(batch, self._min_batch), 3, h, w)  # the caller's buffers hold max_batch
         if not self._context.set_input_shape(self.info.input_name, run):
             raise EngineError(f"TensorRT refused input shape {run}")
-        self._bind(input_ptr, output_ptr)
+        self._bind(input_ptr, output_ptrs)
         if not self._context.execute_async_v3(stream_handle):
             raise EngineError("TensorRT execute_async_v3 failed; see the TensorRT log")
 
-    def _bind(self, input_ptr: int, output_ptr: int) -> None:
-        if not self._context.set_tensor_address(
-            self.info.input_name, input_ptr
-        ) or not self._context.set_tensor_address(self._output_name, output_ptr):
+    def _bind(self, input_ptr: int, output_ptrs: Sequence[int]) -> None:
+        if len(output_ptrs) != len(self.info.output_names):
+            raise ValueError(f"{len(self.info.output_names)} output buffers needed, got {len(output_ptrs)}")
+        pairs = [(self.info.input_name, input_ptr), *zip(self.info.output_names, output_ptrs, strict=True)]
+        if not all(self._context.set_tensor_address(name, ptr) for name, ptr in pairs):
             raise EngineError("TensorRT refused a tensor address")
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        for buf in (self._host_in, self._dev_in, self._host_out, self._dev_out):
+        for buf in (self._host_in, self._dev_in, *(b for pair in self._outs for b in pair)):
             buf.close()
         self._context = None
         self._engine = None

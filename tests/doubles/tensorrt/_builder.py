@@ -182,6 +182,7 @@ class Builder:
         if int8 and not qdq:  # implicit quantization: a calibrator supplies the scales
             if config.int8_calibrator is None:
                 raise ValueError("INT8 requested but no calibrator set")
+            _rules.check_implicit_int8_topk(network.layers)
             if config.default_device_type == DeviceType.DLA:
                 _rules.check_dla(config, [], [], prof)  # DLA refusals come before calibration
             tag, scales = self._calibrate(network, config)

@@ -54,6 +54,18 @@ def parser_registers_plugins() -> bool:
     return major() < 10
 
 
+def check_implicit_int8_topk(layers: list[Any]) -> None:
+    """10.2 and 10.3 fail an implicit INT8 build of a network with TopK (YOLO26's end-to-end head) while
+    optimizing the calibration graph (ultralytics#23841 on JetPack 6; PR #24368: every other 10.x on
+    x86 builds it, the top-k falling back to float)."""
+    version = tuple(int(v) for v in str(state().__version__).split(".")[:2])
+    if version in ((10, 2), (10, 3)) and any(la.type == "TopK" for la in layers):
+        raise ValueError(
+            "[checkSanity.cpp::checkLinks::218] Error Code 2: Internal Error (Assertion item.second != "
+            "nullptr failed. region should have been removed from Graph::regions)"
+        )
+
+
 def plan_precisions(
     layers: list[Any], flags: set[Any], scales: dict[str, float], strongly_typed: bool, qdq: set[int]
 ) -> tuple[list[str], list[str]]:
