@@ -21,6 +21,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.helpers.synthetic import synthetic_model
+
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = Path(os.environ.get("EDGE_ASSETS_DIR", ROOT / ".assets"))
 MODEL_CACHE = ROOT / ".cache" / "edge-daemon"
@@ -186,56 +188,6 @@ def subscribed(broker: Broker, topic: str) -> Iterator[Subscriber]:
 @pytest.fixture
 def subscriber_factory(broker: Broker):  # type: ignore[no-untyped-def]
     return lambda topic: subscribed(broker, topic)
-
-
-def synthetic_model(
-    yaml_name: str, imgsz: tuple[int, int], cls_gain: float = 1.0, fmt: str = "onnx", **export: Any
-) -> Path:
-    """An Ultralytics architecture built offline from its YAML, exported to ONNX (cached per recipe).
-
-    Weights are random (good for shapes and decode parity, not accuracy). Freshly initialised YOLO heads
-    score almost nothing and their features fade through the untrained network, so the convolutions get
-    Kaiming-normal weights and the class biases of the (end-to-end) head are raised for three classes:
-    then there are boxes to compare, with distinct confidences. A classifier's logits are
-    scaled up until its top classes change from frame to frame.
-    ``cls_gain`` scales the class convolutions' weights, for heads whose scores would saturate at 1.
-    ``fmt``: the export format (``onnx``, ``torchscript``).
-    """
-    tag = "-".join(f"{k}{v}" for k, v in sorted(export.items())) + (
-        f"-cls{cls_gain}" if cls_gain != 1.0 else ""
-    )
-    path = MODEL_CACHE / "synthetic" / f"{Path(yaml_name).stem}-{imgsz[0]}x{imgsz[1]}-{tag}-seed0.{fmt}"
-    if path.is_file():
-        return path
-    os.environ.setdefault("YOLO_VERBOSE", "False")
-    import tempfile
-    import warnings
-
-    import torch
-    from ultralytics import YOLO
-
-    torch.manual_seed(0)
-    model = YOLO(yaml_name)
-    for module in model.model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    head = model.model.model[-1]
-    for branch in ("one2one_cv3", "cv3"):
-        for seq in getattr(head, branch, None) or []:
-            seq[-1].bias.data[:] = -3.0
-            seq[-1].bias.data[:3] = 0.0
-            seq[-1].weight.data *= cls_gain
-    if isinstance(getattr(head, "linear", None), torch.nn.Linear):  # Classify: logits that tell frames apart
-        head.linear.weight.data *= 300.0
-        head.linear.bias.data[:] = 0.0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        weights = Path(tmp) / f"{Path(yaml_name).stem}.pt"
-        model.save(str(weights))
-        out = YOLO(str(weights)).export(format=fmt, imgsz=list(imgsz), verbose=False, **export)
-        os.replace(out, path)
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from edge_daemon.model.preprocess import preprocess
 from edge_daemon.model.tasks import DecodeParams
 from edge_daemon.model.tasks.detect import decode_one
 from edge_daemon.runtime import load_engine
+from edge_daemon.types import Detections
 from tests.conftest import MODEL_CACHE, ROOT
 
 FP32 = OnnxRuntimeEngineConfig()
@@ -252,3 +253,63 @@ def test_stale_temporaries_of_a_killed_build_are_swept(tmp_path: Path) -> None:
     (tmp_path / "model-int8.onnx").write_bytes(b"a finished model")
     assert sweep_stale_temp(tmp_path) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model-int8.onnx"]
+
+
+def _pose(boxes, kpts, conf=0.9):
+    n = len(boxes)
+    return Detections(
+        np.asarray(boxes, np.float32),
+        np.full(n, conf, np.float32),
+        np.zeros(n, np.int32),
+        keypoints=np.asarray(kpts, np.float32).reshape(n, 17, 3),
+    )
+
+
+def test_keypoints_and_masks_are_scored_beside_the_boxes() -> None:
+    """OKS for pose and mask mAP for segmentation (pycocotools): the same answer scores 1, keypoints
+    moved off their joints or masks shifted off their objects score less although the boxes still agree."""
+    from edge_daemon.build.quant.agreement import keypoint_agreement, mask_agreement
+
+    rng = np.random.default_rng(0)
+    boxes = [[100, 100, 200, 300], [400, 50, 480, 250]]
+    joints = (
+        np.concatenate([rng.uniform([100, 100], [200, 300], (17, 2)), np.full((17, 1), 0.9)], axis=1),
+        np.concatenate([rng.uniform([400, 50], [480, 250], (17, 2)), np.full((17, 1), 0.9)], axis=1),
+    )
+    ref = [_pose(boxes, np.stack(joints))]
+    assert keypoint_agreement(ref, ref) == pytest.approx(1.0)
+    moved = [_pose(boxes, np.add(np.stack(joints), (12.0, -9.0, 0.0)))]
+    assert keypoint_agreement(ref, moved) < 0.6
+
+    def seg(dx):
+        square = np.array([[100 + dx, 100], [200 + dx, 100], [200 + dx, 300], [100 + dx, 300]], np.float32)
+        return Detections(
+            np.asarray([[100, 100, 200, 300]], np.float32),
+            np.asarray([0.9], np.float32),
+            np.zeros(1, np.int32),
+            polygons=((square,),),
+        )
+
+    assert mask_agreement([seg(0)], [seg(0)], [(576, 768)]) == pytest.approx(1.0)
+    assert mask_agreement([seg(0)], [seg(30)], [(576, 768)]) < 0.5
+
+
+def test_quant_report_scores_a_pose_model_by_oks(pose_onnx, clip, tmp_path) -> None:
+    from edge_daemon.config import Settings
+    from edge_daemon.tools.quant_report import run_report
+
+    settings = Settings(
+        cameras=[{"type": "file", "path": str(clip)}],
+        model={"path": str(pose_onnx), "cache_dir": str(MODEL_CACHE)},
+        engine={
+            "backend": "onnxruntime",
+            "precision": "int8",
+            "calibration": {"frames": 16},
+            "quantize": {"exclude": "head-final+attn"},
+        },
+    )
+    report = run_report(settings, frames=12, naive=False, end_to_end=False)
+    fp32, mixed = report.variants
+    assert fp32.oks_map50_95 == pytest.approx(1.0) and mixed.oks_map50_95 is not None
+    assert 0.3 < mixed.oks_map50_95 <= 1.0 and mixed.mask_map50_95 is None
+    assert "OKS mAP" in report.table()

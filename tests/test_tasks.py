@@ -22,26 +22,13 @@ from edge_daemon.model.preprocess import letterbox_meta, preprocess
 from edge_daemon.model.tasks import DecodeParams, decoder, fit, keypoint_shape, recognise
 from edge_daemon.model.tasks.obb import corners
 from edge_daemon.runtime import load_engine
-from tests.conftest import synthetic_model
+from tests.helpers.synthetic import HW, MODELS, task_model
 
 pytest.importorskip("ultralytics")
 
-HW = (480, 640)
-# (fixture name) -> (YAML, input size, export args, task, head)
-MODELS = {
-    "segment": ("yolo11n-seg.yaml", HW, {}, "segment", "segment"),
-    "segment-e2e": ("yolo26n-seg.yaml", HW, {"nms": False}, "segment", "segment-e2e"),
-    "obb": ("yolov8n-obb.yaml", HW, {}, "obb", "obb"),
-    "obb-e2e": ("yolo26n-obb.yaml", HW, {"nms": False}, "obb", "obb-e2e"),
-    "pose-e2e": ("yolo26n-pose.yaml", HW, {"nms": False, "cls_gain": 0.002}, "pose", "pose-e2e"),
-    "detect-v10": ("yolov10n.yaml", HW, {"nms": False}, "detect", "detect-e2e"),
-    "classify": ("yolov8n-cls.yaml", (224, 224), {}, "classify", "classify"),
-}
-
 
 def _model(name: str) -> Path:
-    yaml, hw, export, _, _ = MODELS[name]
-    return synthetic_model(yaml, hw, **export)
+    return task_model(name)
 
 
 def _threshold(engine, frames, head: str, nc: int, want: int = 60) -> float:

@@ -17,8 +17,9 @@ from edge_daemon.model.info import model_info
 from edge_daemon.model.preprocess import preprocess
 from edge_daemon.model.tasks import DecodeParams, decoder
 from edge_daemon.runtime import load_engine
-from tests.conftest import ROOT, synthetic_model
-from tests.test_tasks import MODELS, _fill, _iou, _to_input
+from tests.conftest import ROOT
+from tests.helpers.synthetic import MODELS, synthetic_model
+from tests.test_tasks import _fill, _iou, _to_input
 
 pytest.importorskip("ultralytics")
 DOUBLES = ROOT / "tests" / "doubles"

@@ -13,7 +13,8 @@ One run measures, on the same clip, model file and input shape, in alternating r
   camera would feed it: capture -> publish latency without a backlog;
 - camera source alone: the clip decoded back to back (the input ceiling of a one-camera pipeline);
 - ultralytics: ``YOLO(<same model>).predict(clip, stream=True)`` at the same input shape (the same ONNX;
-  for the torch backend the configured ``.pt`` weights, on the same GPU and in the same precision).
+  for the torch backend the configured ``.pt`` weights, on the same GPU and in the same precision). For a
+  segmentation model each result's outlines (``masks.xy``) are taken too, as the daemon publishes them.
 
 Each figure is the median over the rounds; the ratios are taken between those medians. FPS of a
 streaming run counts from its first result to its last, so start-up is excluded for both contenders.
@@ -354,7 +355,10 @@ def _ultralytics(onnx_path: Path, clip: Path, settings: Settings, frames: int, m
         **gpu,
     )
     times: list[float] = []
-    for _ in stream:
+    outlines = model.info.task == "segment"  # the daemon publishes mask outlines: ask Ultralytics for them
+    for result in stream:
+        if outlines and result.masks is not None:
+            result.masks.xy  # noqa: B018 (a lazy property: computing it is the point)
         times.append(time.perf_counter())
         if len(times) >= frames:
             break

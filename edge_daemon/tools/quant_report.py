@@ -23,15 +23,20 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_daemon.build.export import resolve_onnx
-from edge_daemon.build.quant.agreement import PREDICTION_CONF, REFERENCE_CONF, coco_agreement
+from edge_daemon.build.quant.agreement import (
+    PREDICTION_CONF,
+    REFERENCE_CONF,
+    coco_agreement,
+    keypoint_agreement,
+    mask_agreement,
+)
 from edge_daemon.build.quant.cache import QdqRequest, ensure_qdq
 from edge_daemon.build.quant.search import targets_from
 from edge_daemon.config import FileCamera, OnnxRuntimeEngineConfig, Settings
 from edge_daemon.errors import ConfigError
 from edge_daemon.model.info import model_info
 from edge_daemon.model.preprocess import preprocess
-from edge_daemon.model.tasks import DecodeParams
-from edge_daemon.model.tasks.detect import decode_one
+from edge_daemon.model.tasks import DecodeParams, decoder, fit
 from edge_daemon.runtime import Artifact, InferenceEngine, load_engine
 from edge_daemon.types import Detections, LetterboxMeta
 
@@ -49,6 +54,8 @@ class VariantResult:
     bare_fps: float = 0.0
     e2e_fps: float | None = None
     detections: int = 0
+    mask_map50_95: float | None = None  # segmentation models: mask mAP50-95 vs FP32's masks
+    oks_map50_95: float | None = None  # pose models: keypoint (OKS) mAP50-95 vs FP32's keypoints
 
 
 @dataclass
@@ -76,7 +83,9 @@ class QuantReport:
             f"reference: {self.reference_detections} FP32 detections (conf >= {REFERENCE_CONF})",
             "",
             f"{'variant':<40}{'mAP50':>8}{'mAP50-95':>10}{'bare FPS':>10}{'x FP32':>8}"
-            f"{'e2e FPS':>9}{'x FP32':>8}",
+            f"{'e2e FPS':>9}{'x FP32':>8}"
+            + (f"{'mask mAP':>10}" if fp32.mask_map50_95 is not None else "")
+            + (f"{'OKS mAP':>10}" if fp32.oks_map50_95 is not None else ""),
         ]
         for v in self.variants:
 
@@ -87,6 +96,8 @@ class QuantReport:
             lines.append(
                 f"{v.name:<40}{f(v.map50):>8}{f(v.map50_95):>10}{v.bare_fps:>10.1f}"
                 f"{v.bare_fps / fp32.bare_fps:>8.2f}{f(v.e2e_fps, '{:.1f}'):>9}{f(e2e_ratio, '{:.2f}'):>8}"
+                + (f"{f(v.mask_map50_95):>10}" if fp32.mask_map50_95 is not None else "")
+                + (f"{f(v.oks_map50_95):>10}" if fp32.oks_map50_95 is not None else "")
             )
         mixed = self.variants[1] if len(self.variants) > 1 else None
         if mixed is not None and mixed.per_class:
@@ -119,15 +130,29 @@ def _frames(settings: Settings, count: int) -> list[npt.NDArray[np.uint8]]:
 
 
 def _predict(
-    engine: InferenceEngine, inputs: list[tuple[npt.NDArray[np.float32], LetterboxMeta]], params: DecodeParams
+    engine: InferenceEngine,
+    inputs: list[tuple[npt.NDArray[np.float32], LetterboxMeta]],
+    head: str,
+    params: DecodeParams,
 ) -> tuple[list[Detections], float]:
+    decode = decoder(head, params)
     outs, times = [], []
     for tensor, meta in inputs:
         t0 = time.perf_counter()
-        raw = engine.infer(tensor)
+        raw = engine.run(tensor)
         times.append(time.perf_counter() - t0)
-        outs.append(decode_one(raw[0], meta, params))
+        outs.append(decode(tuple(o[0] for o in raw), meta))
     return outs, 1.0 / statistics.median(times)
+
+
+def _task_scores(
+    result: VariantResult, task: str, reference: list[Detections], preds: list[Detections], sizes: Any
+) -> None:
+    """Masks and keypoints scored beside the boxes, for the tasks that have them."""
+    if task == "segment":
+        result.mask_map50_95 = mask_agreement(reference, preds, sizes)
+    elif task == "pose":
+        result.oks_map50_95 = keypoint_agreement(reference, preds)
 
 
 def run_report(
@@ -140,12 +165,20 @@ def run_report(
     fp32_path, sha = resolve_onnx(settings.model.path, settings.model.imgsz, settings.model.cache_dir)
     base = cfg.model_copy(update={"precision": "fp32"})
     fp32 = load_engine(base, fp32_path)
-    info = model_info(fp32.info.metadata, fp32.info.input_hw, settings.model.path, sha)
+    info = model_info(
+        fp32.info.metadata, fp32.info.input_hw, settings.model.path, sha, fp32.info.output_shapes
+    )
+    if info.task == "classify":
+        raise ConfigError("quant-report scores detections; a classifier has none (task classify)")
     images = _frames(settings, frames)
-    inputs = [preprocess(img, fp32.info.input_hw) for img in images]
-    ref_params = DecodeParams(info.num_classes, conf=REFERENCE_CONF, iou=settings.detect.iou)
-    pred_params = DecodeParams(info.num_classes, conf=PREDICTION_CONF, iou=settings.detect.iou)
-    reference, fp32_fps = _predict(fp32, inputs, ref_params)
+    sizes = [(int(img.shape[0]), int(img.shape[1])) for img in images]
+    inputs = [preprocess(img, fp32.info.input_hw, fit(info.task)) for img in images]
+    kpts = info.kpt_shape
+    ref_params = DecodeParams(info.num_classes, conf=REFERENCE_CONF, iou=settings.detect.iou, keypoints=kpts)
+    pred_params = DecodeParams(
+        info.num_classes, conf=PREDICTION_CONF, iou=settings.detect.iou, keypoints=kpts
+    )
+    reference, fp32_fps = _predict(fp32, inputs, info.head, ref_params)
     fp32.close()
     variants = [
         VariantResult(
@@ -157,6 +190,7 @@ def run_report(
             detections=sum(len(d) for d in reference),
         )
     ]
+    _task_scores(variants[0], info.task, reference, reference, sizes)
     plans: list[tuple[str, Any, Any]] = [
         (
             f"INT8 mixed ({cfg.quantize.exclude if isinstance(cfg.quantize.exclude, str) else 'custom'}, "
@@ -185,21 +219,21 @@ def run_report(
             )
         )
         engine = load_engine(base, Artifact(path, precision="int8"))
-        preds, fps = _predict(engine, inputs, pred_params)
+        preds, fps = _predict(engine, inputs, info.head, pred_params)
         engine.close()
         m50, m5095, per_class = coco_agreement(reference, preds, info.names)
-        variants.append(
-            VariantResult(
-                name,
-                "int8",
-                len(manifest.get("excluded_nodes", [])),
-                m50,
-                m5095,
-                per_class,
-                fps,
-                detections=sum(len(d) for d in preds),
-            )
+        result = VariantResult(
+            name,
+            "int8",
+            len(manifest.get("excluded_nodes", [])),
+            m50,
+            m5095,
+            per_class,
+            fps,
+            detections=sum(len(d) for d in preds),
         )
+        _task_scores(result, info.task, reference, preds, sizes)
+        variants.append(result)
     if end_to_end:
         variants[0].e2e_fps = _end_to_end(settings, "fp32", len(images))
         variants[1].e2e_fps = _end_to_end(settings, "int8", len(images))

@@ -57,7 +57,8 @@ def _finish(
     if len(conf) == 0:
         return Detections.empty(masks=True)
     nm, mh, mw = protos.shape
-    logits = (coefs.astype(np.float32) @ protos.reshape(nm, -1).astype(np.float32)).reshape(-1, mh, mw)
+    flat = np.asarray(protos, np.float32).reshape(nm, -1)  # a view: no per-frame copy of the prototypes
+    logits = (np.asarray(coefs, np.float32) @ flat).reshape(-1, mh, mw)
     polygons: list[Polygons] = []
     keep: list[int] = []
     for i in range(len(conf)):
