@@ -7,8 +7,9 @@ confidence, class id, coefficients.
 
 A mask is Ultralytics' ``process_mask(..., upsample=True)``: coefficients x prototypes -> logits, bilinear
 upsampling to the model input, > 0, cropped to the box (columns x1 <= c < x2, rows y1 <= r < y2). Only the
-box's own window is upsampled (``cv2.warpAffine`` over the prototype logits, the same half-pixel mapping
-and edge clamping as ``F.interpolate``), not the whole input. Outlines are OpenCV's external contours of the
+box's own window is computed: the coefficients meet the prototype cells under the box alone, and those
+logits are upsampled to the window (``cv2.warpAffine``, the same half-pixel mapping and edge clamping as
+``F.interpolate``), not the whole input. Outlines are OpenCV's external contours of the
 mask, mapped to frame pixels as Ultralytics' ``Masks.xy``. Detections whose mask is empty are dropped, as
 Ultralytics drops them.
 """
@@ -56,13 +57,12 @@ def _finish(
 ) -> Detections:
     if len(conf) == 0:
         return Detections.empty(masks=True)
-    nm, mh, mw = protos.shape
-    flat = np.asarray(protos, np.float32).reshape(nm, -1)  # a view: no per-frame copy of the prototypes
-    logits = (np.asarray(coefs, np.float32) @ flat).reshape(-1, mh, mw)
+    protos = np.asarray(protos, np.float32)  # no per-frame copy when it is float32 already
+    coefs = np.asarray(coefs, np.float32)
     polygons: list[Polygons] = []
     keep: list[int] = []
     for i in range(len(conf)):
-        outline = outlines(logits[i], corners[i], (meta.dst_h, meta.dst_w))
+        outline = outlines(coefs[i], protos, corners[i], (meta.dst_h, meta.dst_w))
         if outline is None:
             continue
         keep.append(i)
@@ -80,19 +80,36 @@ def box_window(corner: npt.NDArray[np.float32], input_hw: tuple[int, int]) -> tu
     return c0, r0, c1, r1
 
 
+def _proto_span(lo: int, hi: int, scale: float, size: int) -> tuple[int, int]:
+    """Prototype cells that bilinear sampling of input pixels lo..hi-1 reads (both neighbours)."""
+    first = int(np.floor((lo + 0.5) * scale - 0.5))
+    last = int(np.floor((hi - 0.5) * scale - 0.5)) + 1
+    return max(0, first), min(size, last + 1)
+
+
 def instance_mask(
-    logit: npt.NDArray[np.float32], corner: npt.NDArray[np.float32], input_hw: tuple[int, int]
+    coef: npt.NDArray[np.float32],
+    protos: npt.NDArray[np.float32],
+    corner: npt.NDArray[np.float32],
+    input_hw: tuple[int, int],
 ) -> tuple[npt.NDArray[np.uint8], int, int] | None:
     """The binary mask (0/1) inside the box's window at model-input resolution, with the window's left and
-    top; None when the window is empty."""
+    top; None when the window is empty. Only the prototype cells under the box are combined."""
     c0, r0, c1, r1 = box_window(corner, input_hw)
     if c1 <= c0 or r1 <= r0:
         return None
-    mh, mw = logit.shape
+    nm, mh, mw = protos.shape
     sx, sy = mw / input_hw[1], mh / input_hw[0]
+    px0, px1 = _proto_span(c0, c1, sx, mw)
+    py0, py1 = _proto_span(r0, r1, sy, mh)
+    cells = protos[:, py0:py1, px0:px1]
+    logit = (coef @ cells.reshape(nm, -1)).reshape(py1 - py0, px1 - px0)
     # dst (x, y) in the window samples the prototype grid at ((x + c0 + 0.5) * sx - 0.5, ...): F.interpolate's
-    # align_corners=False mapping, clamped at the edges (BORDER_REPLICATE).
-    affine = np.array([[sx, 0, (c0 + 0.5) * sx - 0.5], [0, sy, (r0 + 0.5) * sy - 0.5]], np.float64)
+    # align_corners=False mapping, clamped at the grid's edges (BORDER_REPLICATE: the cells taken include
+    # every neighbour the sampling reads, so only the grid's own edges clamp).
+    affine = np.array(
+        [[sx, 0, (c0 + 0.5) * sx - 0.5 - px0], [0, sy, (r0 + 0.5) * sy - 0.5 - py0]], np.float64
+    )
     window = cv2.warpAffine(
         logit,
         affine,
@@ -104,10 +121,13 @@ def instance_mask(
 
 
 def outlines(
-    logit: npt.NDArray[np.float32], corner: npt.NDArray[np.float32], input_hw: tuple[int, int]
+    coef: npt.NDArray[np.float32],
+    protos: npt.NDArray[np.float32],
+    corner: npt.NDArray[np.float32],
+    input_hw: tuple[int, int],
 ) -> Polygons | None:
     """External outlines of one instance's mask in model-input pixels, or None when the mask is empty."""
-    found = instance_mask(logit, corner, input_hw)
+    found = instance_mask(coef, protos, corner, input_hw)
     if found is None:
         return None
     mask, c0, r0 = found
