@@ -59,10 +59,12 @@ def _finish(
         return Detections.empty(masks=True)
     protos = np.asarray(protos, np.float32)  # no per-frame copy when it is float32 already
     coefs = np.asarray(coefs, np.float32)
+    input_hw = (meta.dst_h, meta.dst_w)
+    windows = box_windows(corners, input_hw, (protos.shape[1], protos.shape[2]))
     polygons: list[Polygons] = []
     keep: list[int] = []
-    for i in range(len(conf)):
-        outline = outlines(coefs[i], protos, corners[i], (meta.dst_h, meta.dst_w))
+    for i, window in enumerate(windows.tolist()):
+        outline = outlines(coefs[i], protos, window, input_hw)
         if outline is None:
             continue
         keep.append(i)
@@ -71,67 +73,69 @@ def _finish(
     return Detections(to_frame(corners[rows], meta), conf[rows], cls[rows], polygons=tuple(polygons))
 
 
-def box_window(corner: npt.NDArray[np.float32], input_hw: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Pixel columns c0..c1 and rows r0..r1 (half-open) that crop_mask keeps: x1 <= c < x2, y1 <= r < y2."""
+def box_windows(
+    corners: npt.NDArray[np.float32], input_hw: tuple[int, int], proto_hw: tuple[int, int]
+) -> npt.NDArray[np.int64]:
+    """Per box (M, 8): the input pixels crop_mask keeps, columns c0..c1 and rows r0..r1 (half-open:
+    x1 <= c < x2, y1 <= r < y2), and the prototype cells px0..px1, py0..py1 that bilinear sampling of
+    those pixels reads (both neighbours), all at once."""
     h, w = input_hw
-    x1, y1, x2, y2 = (float(v) for v in corner)
-    c0, c1 = max(0, int(np.ceil(x1))), min(w, int(np.ceil(x2)))
-    r0, r1 = max(0, int(np.ceil(y1))), min(h, int(np.ceil(y2)))
-    return c0, r0, c1, r1
-
-
-def _proto_span(lo: int, hi: int, scale: float, size: int) -> tuple[int, int]:
-    """Prototype cells that bilinear sampling of input pixels lo..hi-1 reads (both neighbours)."""
-    first = int(np.floor((lo + 0.5) * scale - 0.5))
-    last = int(np.floor((hi - 0.5) * scale - 0.5)) + 1
-    return max(0, first), min(size, last + 1)
+    mh, mw = proto_hw
+    sx, sy = mw / w, mh / h
+    up = np.ceil(corners.astype(np.float64)).astype(np.int64)
+    c0, c1 = np.clip(up[:, 0], 0, w), np.clip(up[:, 2], 0, w)
+    r0, r1 = np.clip(up[:, 1], 0, h), np.clip(up[:, 3], 0, h)
+    px0 = np.clip(np.floor((c0 + 0.5) * sx - 0.5), 0, mw).astype(np.int64)
+    px1 = np.clip(np.floor((c1 - 0.5) * sx - 0.5) + 2, 0, mw).astype(np.int64)
+    py0 = np.clip(np.floor((r0 + 0.5) * sy - 0.5), 0, mh).astype(np.int64)
+    py1 = np.clip(np.floor((r1 - 0.5) * sy - 0.5) + 2, 0, mh).astype(np.int64)
+    return np.stack([c0, r0, c1, r1, px0, py0, px1, py1], axis=1)
 
 
 def instance_mask(
     coef: npt.NDArray[np.float32],
     protos: npt.NDArray[np.float32],
-    corner: npt.NDArray[np.float32],
+    window: list[int],
     input_hw: tuple[int, int],
-) -> tuple[npt.NDArray[np.uint8], int, int] | None:
-    """The binary mask (0/1) inside the box's window at model-input resolution, with the window's left and
-    top; None when the window is empty. Only the prototype cells under the box are combined."""
-    c0, r0, c1, r1 = box_window(corner, input_hw)
+) -> npt.NDArray[np.uint8] | None:
+    """The binary mask (0/1) inside the box's window (:func:`box_windows`) at model-input resolution; None
+    when it has no pixel. Only the prototype cells under the box are combined."""
+    c0, r0, c1, r1, px0, py0, px1, py1 = window
     if c1 <= c0 or r1 <= r0:
         return None
     nm, mh, mw = protos.shape
+    logit = (coef @ protos[:, py0:py1, px0:px1].reshape(nm, -1)).reshape(py1 - py0, px1 - px0)
+    if logit.max() <= 0:  # bilinear samples of values <= 0 stay <= 0: an empty mask
+        return None
     sx, sy = mw / input_hw[1], mh / input_hw[0]
-    px0, px1 = _proto_span(c0, c1, sx, mw)
-    py0, py1 = _proto_span(r0, r1, sy, mh)
-    cells = protos[:, py0:py1, px0:px1]
-    logit = (coef @ cells.reshape(nm, -1)).reshape(py1 - py0, px1 - px0)
     # dst (x, y) in the window samples the prototype grid at ((x + c0 + 0.5) * sx - 0.5, ...): F.interpolate's
     # align_corners=False mapping, clamped at the grid's edges (BORDER_REPLICATE: the cells taken include
     # every neighbour the sampling reads, so only the grid's own edges clamp).
     affine = np.array(
         [[sx, 0, (c0 + 0.5) * sx - 0.5 - px0], [0, sy, (r0 + 0.5) * sy - 0.5 - py0]], np.float64
     )
-    window = cv2.warpAffine(
+    upsampled = cv2.warpAffine(
         logit,
         affine,
         (c1 - c0, r1 - r0),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    return (window > 0).astype(np.uint8), c0, r0
+    mask = (upsampled > 0).astype(np.uint8)
+    return mask if mask.any() else None
 
 
 def outlines(
     coef: npt.NDArray[np.float32],
     protos: npt.NDArray[np.float32],
-    corner: npt.NDArray[np.float32],
+    window: list[int],
     input_hw: tuple[int, int],
 ) -> Polygons | None:
     """External outlines of one instance's mask in model-input pixels, or None when the mask is empty."""
-    found = instance_mask(coef, protos, corner, input_hw)
-    if found is None:
+    mask = instance_mask(coef, protos, window, input_hw)
+    if mask is None:
         return None
-    mask, c0, r0 = found
-    if not mask.any():
-        return None
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(c0, r0))
+    contours, _ = cv2.findContours(
+        mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(window[0], window[1])
+    )
     return tuple(np.asarray(c, np.float32).reshape(-1, 2) for c in contours)
