@@ -10,13 +10,14 @@ Self-contained (no conftest), for the GPU machine:
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+
+from tests.helpers.assets import find_asset
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("cuda.bindings", reason="cuda-python not installed")
@@ -32,10 +33,7 @@ FRAMES = 60
 
 
 def _asset(name: str) -> Path:
-    for folder in (os.environ.get("EDGE_ASSETS_DIR", ""), ROOT / ".assets", ROOT / ".gpuassets"):
-        if folder and (Path(folder) / name).is_file():
-            return Path(folder) / name
-    pytest.skip(f"{name} not found (run scripts/fetch_assets.py)")
+    return find_asset(name)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ Self-contained (no conftest): ``python -m pytest --noconftest -m gpu tests/test_
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+
+from tests.helpers.assets import find_asset
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("cuda.bindings", reason="cuda-python not installed")
@@ -34,10 +35,7 @@ FRAMES = 20
 
 
 def _asset(name: str) -> Path:
-    for folder in (os.environ.get("EDGE_ASSETS_DIR", ""), ROOT / ".assets", ROOT / ".gpuassets"):
-        if folder and (Path(folder) / name).is_file():
-            return Path(folder) / name
-    pytest.skip(f"{name} not found (run scripts/fetch_assets.py)")
+    return find_asset(name)
 
 
 def _clip() -> Path:

@@ -22,51 +22,51 @@ from edge_daemon.types import LetterboxMeta
 PAD_VALUE = 114
 
 
-def letterbox_meta(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> LetterboxMeta:
-    """Scale and padding that fit a ``src_hw`` frame into ``dst_hw`` keeping its aspect ratio."""
+def _sizes(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> tuple[int, int, int, int]:
     src_h, src_w = src_hw
     dst_h, dst_w = dst_hw
     if min(src_h, src_w, dst_h, dst_w) <= 0:
         raise ValueError(f"sizes must be positive, got src {src_hw} dst {dst_hw}")
+    return src_h, src_w, dst_h, dst_w
+
+
+def _meta(
+    src_hw: tuple[int, int], dst_hw: tuple[int, int], new_wh: tuple[int, int], pad: tuple[int, int]
+) -> LetterboxMeta:
+    """The frame scaled to ``new_wh`` (W, H) and placed at ``pad`` (x, y) in the model input."""
+    return LetterboxMeta(
+        src_w=src_hw[1],
+        src_h=src_hw[0],
+        dst_w=dst_hw[1],
+        dst_h=dst_hw[0],
+        gain_x=new_wh[0] / src_hw[1],
+        gain_y=new_wh[1] / src_hw[0],
+        pad_x=pad[0],
+        pad_y=pad[1],
+    )
+
+
+def letterbox_meta(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> LetterboxMeta:
+    """Scale and padding that fit a ``src_hw`` frame into ``dst_hw`` keeping its aspect ratio."""
+    src_h, src_w, dst_h, dst_w = _sizes(src_hw, dst_hw)
     r = min(dst_h / src_h, dst_w / src_w)
     new_w, new_h = max(round(src_w * r), 1), max(round(src_h * r), 1)
-    pad_x = round((dst_w - new_w) / 2 - 0.1)
-    pad_y = round((dst_h - new_h) / 2 - 0.1)
-    return LetterboxMeta(
-        src_w=src_w,
-        src_h=src_h,
-        dst_w=dst_w,
-        dst_h=dst_h,
-        gain_x=new_w / src_w,
-        gain_y=new_h / src_h,
-        pad_x=pad_x,
-        pad_y=pad_y,
-    )
+    pad = (round((dst_w - new_w) / 2 - 0.1), round((dst_h - new_h) / 2 - 0.1))
+    return _meta(src_hw, dst_hw, (new_w, new_h), pad)
 
 
 def crop_meta(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> LetterboxMeta:
     """Scale and (negative) offsets of a centre crop: the frame's shorter side scaled to fill ``dst_hw``,
     the middle cut out (torchvision's ``Resize`` + ``CenterCrop`` arithmetic, as ``classify_transforms``)."""
-    src_h, src_w = src_hw
-    dst_h, dst_w = dst_hw
-    if min(src_h, src_w, dst_h, dst_w) <= 0:
-        raise ValueError(f"sizes must be positive, got src {src_hw} dst {dst_hw}")
+    src_h, src_w, dst_h, dst_w = _sizes(src_hw, dst_hw)
     if dst_h != dst_w:  # Ultralytics resizes to a non-square input exactly, nothing cut
         new_w, new_h = dst_w, dst_h
     elif src_w <= src_h:  # torchvision Resize(int): the short side to size, the long one truncated
         new_w, new_h = dst_w, int(dst_w * src_h / src_w)
     else:
         new_w, new_h = int(dst_h * src_w / src_h), dst_h
-    return LetterboxMeta(
-        src_w=src_w,
-        src_h=src_h,
-        dst_w=dst_w,
-        dst_h=dst_h,
-        gain_x=new_w / src_w,
-        gain_y=new_h / src_h,
-        pad_x=-round((new_w - dst_w) / 2.0),
-        pad_y=-round((new_h - dst_h) / 2.0),
-    )
+    cut = (-round((new_w - dst_w) / 2.0), -round((new_h - dst_h) / 2.0))  # negative: the crop's offsets
+    return _meta(src_hw, dst_hw, (new_w, new_h), cut)
 
 
 def fit_meta(fit: str) -> Callable[[tuple[int, int], tuple[int, int]], LetterboxMeta]:
