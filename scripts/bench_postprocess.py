@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,7 +34,7 @@ from tests.helpers.synthetic import MODELS, task_model  # noqa: E402
 
 def _frames(clip: Path, count: int) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(clip))
-    out = []
+    out: list[np.ndarray] = []
     while len(out) < count:
         ok, frame = cap.read()
         if not ok:
@@ -75,7 +76,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     frames = _frames(args.clip, args.frames)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, path in _models():
         engine = load_engine(OnnxRuntimeEngineConfig(), path)
         shapes = engine.info.output_shapes
@@ -115,8 +116,8 @@ def main() -> None:
     print("| head | model | outputs | detections/frame | decode median ms | p90 ms |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        outs = " + ".join("x".join(map(str, s)) for s in r["outputs"])
-        cells = [r["head"], r["model"], outs, r["detections_per_frame"], r["median_ms"], r["p90_ms"]]
+        shown = " + ".join("x".join(map(str, s)) for s in r["outputs"])
+        cells = [r["head"], r["model"], shown, r["detections_per_frame"], r["median_ms"], r["p90_ms"]]
         print("| " + " | ".join(map(str, cells)) + " |")
 
 

@@ -122,9 +122,10 @@ def _threshold(name: str, want: int = 40) -> float:
     from edge_daemon.runtime.torchscript import TorchEngine
 
     cap = cv2.VideoCapture(str(_clip()))
-    ok, frame = cap.read()
+    ok, image = cap.read()
     cap.release()
     assert ok
+    frame = np.asarray(image, np.uint8)
     engine = TorchEngine.load(task_model(name, "torchscript"), None, half=False)
     try:
         x, _ = preprocess(frame, engine.info.input_hw)

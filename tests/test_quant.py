@@ -255,7 +255,7 @@ def test_stale_temporaries_of_a_killed_build_are_swept(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model-int8.onnx"]
 
 
-def _pose(boxes, kpts, conf=0.9):
+def _pose(boxes: list[list[int]], kpts: Any, conf: float = 0.9) -> Detections:
     n = len(boxes)
     return Detections(
         np.asarray(boxes, np.float32),
@@ -281,7 +281,7 @@ def test_keypoints_and_masks_are_scored_beside_the_boxes() -> None:
     moved = [_pose(boxes, np.add(np.stack(joints), (12.0, -9.0, 0.0)))]
     assert keypoint_agreement(ref, moved) < 0.6
 
-    def seg(dx):
+    def seg(dx: int) -> Detections:
         square = np.array([[100 + dx, 100], [200 + dx, 100], [200 + dx, 300], [100 + dx, 300]], np.float32)
         return Detections(
             np.asarray([[100, 100, 200, 300]], np.float32),

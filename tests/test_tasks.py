@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ from edge_daemon.model.preprocess import letterbox_meta, preprocess
 from edge_daemon.model.tasks import DecodeParams, decoder, fit, keypoint_shape, recognise
 from edge_daemon.model.tasks.obb import corners
 from edge_daemon.runtime import load_engine
+from edge_daemon.types import Detections
 from tests.helpers.synthetic import HW, MODELS, task_model
 
 pytest.importorskip("ultralytics")
@@ -40,14 +42,14 @@ def _threshold(engine, frames, head: str, nc: int, want: int = 60) -> float:
     return min(float(np.sort(scores)[-want]), 0.999)  # some heads saturate: keep the threshold under 1
 
 
-def _fill(polygons, hw) -> np.ndarray:
+def _fill(polygons: Any, hw: tuple[int, int]) -> np.ndarray:
     """Polygons (x, y in pixels of an ``hw`` image) filled: the mask they outline."""
     canvas = np.zeros(hw, np.uint8)
     cv2.fillPoly(canvas, [np.round(p).astype(np.int32).reshape(-1, 1, 2) for p in polygons if len(p)], 1)
     return canvas
 
 
-def _to_input(polygons, meta) -> list[np.ndarray]:
+def _to_input(polygons: Any, meta: Any) -> list[np.ndarray]:
     """Frame-pixel outlines back on the model input (the inverse of the letterbox)."""
     return [p * [meta.gain_x, meta.gain_y] + [meta.pad_x, meta.pad_y] for p in polygons]
 
@@ -63,11 +65,14 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def _reorder(dets):
+def _reorder(dets: Detections) -> Detections:
     """``dets`` by confidence, ties by centre x then y (as the reference is ordered)."""
     centre = dets.obb[:, :2] if dets.obb is not None else (dets.xyxy[:, :2] + dets.xyxy[:, 2:]) / 2
     order = np.lexsort((dets.class_id, centre[:, 1], centre[:, 0], -np.round(dets.confidence, 4)))
-    pick = lambda a: None if a is None else a[order]  # noqa: E731
+
+    def pick(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[order]
+
     polygons = None if dets.polygons is None else tuple(dets.polygons[j] for j in order)
     return type(dets)(
         dets.xyxy[order],
@@ -125,6 +130,7 @@ def test_every_head_matches_ultralytics_predict(name: str, frames) -> None:
             else:
                 np.testing.assert_allclose(ours.xyxy, ref.boxes.xyxy.cpu().numpy()[order], atol=1.0)
             if task == "pose":
+                assert ours.keypoints is not None
                 ref_kpts = ref.keypoints.data.cpu().numpy()[order]
                 np.testing.assert_allclose(ours.keypoints[..., :2], ref_kpts[..., :2], atol=1.0)
                 # visibility is a sigmoid of the random head's large logits: the two sessions' thread counts
@@ -170,7 +176,7 @@ def test_classify_top5_matches_ultralytics(frames) -> None:
     assert len(tops) > 1, "the random classifier gives the same answer on every frame: nothing compared"
 
 
-OUTPUTS = {
+OUTPUTS: dict[str, list[tuple[int | None, ...]]] = {
     "detect": [(84, 6300)],
     "detect-e2e": [(300, 6)],
     "pose": [(56, 6300)],

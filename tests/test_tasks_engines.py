@@ -7,7 +7,7 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -159,7 +159,7 @@ def test_end_to_end_int8_keeps_the_top_k_in_float(tmp_path, clip, yolo26_e2e_onn
     model = load_model(_int8_settings(yolo26_e2e_onnx, tmp_path, clip), memory=HostMemory())
     try:
         assert model.engine.info.precision == "int8"
-        inspector = model.engine._engine.create_engine_inspector()
+        inspector = cast(Any, model.engine)._engine.create_engine_inspector()
         info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
         ran = {la["Name"]: precision_of(la["Outputs"][0]["Format/Datatype"]) for la in info["Layers"]}
         assert [p for n, p in ran.items() if n.endswith("/TopK")] == ["fp16"]

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL_CACHE = ROOT / ".cache" / "edge-daemon"
 HW = (480, 640)  # the clip's 4:3 at 640
 # name -> (YAML, input size, export args, task, head): a model of every head the daemon decodes
-MODELS = {
+MODELS: dict[str, tuple[str, tuple[int, int], dict[str, Any], str, str]] = {
     "segment": ("yolo11n-seg.yaml", HW, {}, "segment", "segment"),
     "segment-e2e": ("yolo26n-seg.yaml", HW, {"nms": False}, "segment", "segment-e2e"),
     "obb": ("yolov8n-obb.yaml", HW, {}, "obb", "obb"),
