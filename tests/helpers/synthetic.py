@@ -17,14 +17,25 @@ MODELS: dict[str, tuple[str, tuple[int, int], dict[str, Any], str, str]] = {
     "segment-e2e": ("yolo26n-seg.yaml", HW, {"nms": False}, "segment", "segment-e2e"),
     "obb": ("yolov8n-obb.yaml", HW, {}, "obb", "obb"),
     "obb-e2e": ("yolo26n-obb.yaml", HW, {"nms": False}, "obb", "obb-e2e"),
-    "pose-e2e": ("yolo26n-pose.yaml", HW, {"nms": False, "cls_gain": 0.002}, "pose", "pose-e2e"),
+    "pose-e2e": (
+        "yolo26n-pose.yaml",
+        HW,
+        {"nms": False, "cls_gain": 0.002, "branch_gain": 0.0005},
+        "pose",
+        "pose-e2e",
+    ),
     "detect-v10": ("yolov10n.yaml", HW, {"nms": False}, "detect", "detect-e2e"),
     "classify": ("yolov8n-cls.yaml", (224, 224), {}, "classify", "classify"),
 }
 
 
 def synthetic_model(
-    yaml_name: str, imgsz: tuple[int, int], cls_gain: float = 1.0, fmt: str = "onnx", **export: Any
+    yaml_name: str,
+    imgsz: tuple[int, int],
+    cls_gain: float = 1.0,
+    fmt: str = "onnx",
+    branch_gain: float = 1.0,
+    **export: Any,
 ) -> Path:
     """An Ultralytics architecture built offline from its YAML, exported to ONNX (cached per recipe).
 
@@ -33,12 +44,14 @@ def synthetic_model(
     Kaiming-normal weights and the class biases of the (end-to-end) head are raised for three classes:
     then there are boxes to compare, with distinct confidences. A classifier's logits are
     scaled up until its top classes change from frame to frame.
-    ``cls_gain`` scales the class convolutions' weights, for heads whose scores would saturate at 1.
+    ``cls_gain`` scales the class convolutions' weights, for heads whose scores would saturate at 1;
+    ``branch_gain`` the last box and keypoint convolutions', for heads whose boxes and keypoints would be
+    thrown off the frame (YOLO26's pose head).
     ``fmt``: the export format (``onnx``, ``torchscript``), or ``pt`` for the checkpoint itself.
     """
-    tag = "-".join(f"{k}{v}" for k, v in sorted(export.items())) + (
-        f"-cls{cls_gain}" if cls_gain != 1.0 else ""
-    )
+    tag = "-".join(f"{k}{v}" for k, v in sorted(export.items()))
+    tag += f"-cls{cls_gain}" if cls_gain != 1.0 else ""
+    tag += f"-branch{branch_gain}" if branch_gain != 1.0 else ""
     stem = f"{Path(yaml_name).stem}-{imgsz[0]}x{imgsz[1]}-{tag}-seed0"
     path = MODEL_CACHE / "synthetic" / f"{stem}.{fmt}"
     if path.is_file():
@@ -61,6 +74,11 @@ def synthetic_model(
             seq[-1].bias.data[:] = -3.0
             seq[-1].bias.data[:3] = 0.0
             seq[-1].weight.data *= cls_gain
+    for branch in ("one2one_cv2", "cv2", "one2one_cv4_kpts", "cv4_kpts"):
+        for seq in getattr(head, branch, None) or []:
+            last = seq[-1] if isinstance(seq, torch.nn.Sequential) else seq
+            if isinstance(last, torch.nn.Conv2d):
+                last.weight.data *= branch_gain
     if isinstance(getattr(head, "linear", None), torch.nn.Linear):  # Classify: logits that tell frames apart
         head.linear.weight.data *= 300.0
         head.linear.bias.data[:] = 0.0
