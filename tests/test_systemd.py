@@ -207,15 +207,15 @@ def test_hung_inference_stops_the_pings_and_its_buffers_stay(
     monkeypatch.setenv("WATCHDOG_USEC", "400000")
     release = threading.Event()
     calls = {"infer": 0, "inside": 0, "closed_while_inside": 0}
-    real_infer, real_close = OnnxRuntimeEngine.infer, OnnxRuntimeEngine.close
+    real_run, real_close = OnnxRuntimeEngine.run, OnnxRuntimeEngine.close
 
-    def infer(self, batch):  # type: ignore[no-untyped-def]
+    def run(self, batch):  # type: ignore[no-untyped-def]
         calls["infer"] += 1
         calls["inside"] += 1
         try:
             if calls["infer"] == 5:
                 release.wait(30)  # the hang
-            return real_infer(self, batch)
+            return real_run(self, batch)
         finally:
             calls["inside"] -= 1
 
@@ -224,7 +224,7 @@ def test_hung_inference_stops_the_pings_and_its_buffers_stay(
             calls["closed_while_inside"] += 1
         real_close(self)
 
-    monkeypatch.setattr(OnnxRuntimeEngine, "infer", infer)
+    monkeypatch.setattr(OnnxRuntimeEngine, "run", run)
     monkeypatch.setattr(OnnxRuntimeEngine, "close", close)
     settings = Settings(
         cameras=[{"type": "file", "path": str(clip), "loop": True, "realtime": True}],
