@@ -10,6 +10,9 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from typing import Any
+
+import pytest
 
 from edge_daemon.config import MqttConfig
 from edge_daemon.publish.mqtt import MqttPublisher
@@ -70,9 +73,14 @@ def _kick(port: int, client_id: str) -> None:
     thief.loop_stop()
 
 
-def test_stored_messages_go_out_before_live_ones_across_reconnects(tmp_path) -> None:
+@pytest.mark.parametrize("slow_resend", [False, True])
+def test_stored_messages_go_out_before_live_ones_across_reconnects(tmp_path, slow_resend) -> None:
     """Stored messages are replayed in order and live ones wait until the replay caught up, also when the
-    connection drops several times during the replay (a newer replay supersedes the older one)."""
+    connection drops several times during the replay (a newer replay supersedes the older one).
+
+    ``slow_resend``: paho sends again what was in flight only after on_connect returns, and on_connect
+    starts the new replay; here on_connect returns late, so a replay that does not wait for those resends
+    sends later rows first (seen once in CI by timing alone: stored 11738 before 11400)."""
     # mosquitto keeps at most 1000 undelivered messages per subscriber by default and drops the rest
     broker = start_mosquitto(tmp_path, extra="max_queued_messages 0\n")
     collector = Collector(broker.port, "edge/dev/+/detections", client_id="order")
@@ -89,6 +97,14 @@ def test_stored_messages_go_out_before_live_ones_across_reconnects(tmp_path) -> 
         host="127.0.0.1", port=broker.port, outbox={"path": outbox_path, "max_messages": 10 * stored}
     )
     pub = MqttPublisher.from_config(cfg, "dev")
+    if slow_resend:
+        on_connect = pub.client.on_connect
+
+        def late(*args: Any) -> None:
+            on_connect(*args)
+            time.sleep(0.3)  # the network thread resends the in-flight messages after this returns
+
+        pub.client.on_connect = late
     stop = threading.Event()
     live = [stored]
 
