@@ -98,7 +98,7 @@ def test_stored_messages_go_out_before_live_ones_across_reconnects(tmp_path, slo
     )
     pub = MqttPublisher.from_config(cfg, "dev")
     if slow_resend:
-        on_connect = pub.client.on_connect
+        on_connect = pub._on_connect
 
         def late(*args: Any) -> None:
             on_connect(*args)
