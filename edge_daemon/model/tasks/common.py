@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -65,6 +66,11 @@ def nms_xywh(xywh: npt.NDArray[np.float32], found: Candidates, params: DecodePar
     kept = cv2.dnn.NMSBoxesBatched(
         xywh.tolist(), found.conf.tolist(), found.cls.tolist(), params.conf, params.iou
     )
+    return best_first(kept, found, params)
+
+
+def best_first(kept: Any, found: Candidates, params: DecodeParams) -> npt.NDArray[np.int64]:
+    """The positions an OpenCV NMS kept, ordered by confidence (highest first), at most ``max_det``."""
     keep = np.asarray(kept, dtype=np.int64).reshape(-1)
     return keep[np.argsort(-found.conf[keep], kind="stable")][: params.max_det]
 
@@ -86,6 +92,3 @@ def points_to_frame(points: npt.NDArray[np.float32], meta: LetterboxMeta) -> npt
     out[..., 0] = np.clip((out[..., 0] - meta.pad_x) / meta.gain_x, 0, meta.src_w)
     out[..., 1] = np.clip((out[..., 1] - meta.pad_y) / meta.gain_y, 0, meta.src_h)
     return out
-
-
-keypoints_to_frame = points_to_frame

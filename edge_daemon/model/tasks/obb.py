@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge_daemon.model.tasks.common import DecodeParams, candidates
+from edge_daemon.model.tasks.common import DecodeParams, best_first, candidates
 from edge_daemon.model.tasks.detect import select_end2end
 from edge_daemon.types import Detections, LetterboxMeta
 
@@ -43,8 +43,7 @@ def decode_raw(
         for (x, y, w, h, r), s in zip(xywhr.tolist(), shift.tolist(), strict=True)
     ]
     kept = cv2.dnn.NMSBoxesRotated(rects, found.conf.tolist(), params.conf, params.iou)
-    keep = np.asarray(kept, dtype=np.int64).reshape(-1)
-    keep = keep[np.argsort(-found.conf[keep], kind="stable")][: params.max_det]
+    keep = best_first(kept, found, params)
     return _finish(xywhr[keep], found.conf[keep], found.cls[keep], meta)
 
 
