@@ -103,6 +103,7 @@ class Detections:
     rotation in radians, as Ultralytics' ``xywhr``.
     top_class, top_confidence: classify, int32 (k,) and float32 (k,), the k most likely classes, most
     likely first (N is 0: a classifier has no boxes).
+    track_id: int32 (N,) when the camera tracks: each detection's track id, -1 for one without a track.
     """
 
     xyxy: npt.NDArray[np.float32]
@@ -113,6 +114,7 @@ class Detections:
     obb: npt.NDArray[np.float32] | None = None
     top_class: npt.NDArray[np.int32] | None = None
     top_confidence: npt.NDArray[np.float32] | None = None
+    track_id: npt.NDArray[np.int32] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.confidence)
@@ -137,6 +139,9 @@ class Detections:
             and self.top_class.shape != self.top_confidence.shape
         ):
             raise ValueError("top_class and top_confidence come together, of one length")
+
+        if self.track_id is not None and (self.track_id.shape != (n,) or self.track_id.dtype != np.int32):
+            raise ValueError(f"track_id must be int32 (N,) with N={n}")
 
     def __len__(self) -> int:
         return len(self.confidence)

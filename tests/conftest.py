@@ -31,8 +31,12 @@ WORLD_IMGSZ = (480, 576)
 
 @pytest.fixture(autouse=True)
 def _private_outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test (and every daemon it starts) gets its own MQTT outbox file."""
+    """Each test (and every daemon it starts) gets its own MQTT outbox file and snapshot store. The tests
+    written before ``publish.detections`` existed count one detections message per frame: they keep
+    ``all``; the analytics tests (test_analytics*.py) take this variable away to get the default."""
     monkeypatch.setenv("EDGE_MQTT__OUTBOX__PATH", str(tmp_path / "outbox.sqlite"))
+    monkeypatch.setenv("EDGE_ANALYTICS__SNAPSHOTS__DIR", str(tmp_path / "snapshots"))
+    monkeypatch.setenv("EDGE_PUBLISH__DETECTIONS", "all")
 
 
 def _asset(name: str) -> Path:

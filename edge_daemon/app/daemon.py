@@ -8,6 +8,7 @@ import logging
 import threading
 from typing import Any
 
+from edge_daemon.analytics import CameraAnalyzer, MotionGate, SnapshotStore
 from edge_daemon.app.boot import LoadedModel, load_model
 from edge_daemon.camera import Backoff, DropPolicy, open_source
 from edge_daemon.config import Settings
@@ -17,6 +18,7 @@ from edge_daemon.pipeline.runner import CameraPlan, Pipeline, PipelineStats, Res
 from edge_daemon.pipeline.stages import CpuStage, Stage
 from edge_daemon.publish.base import Publisher
 from edge_daemon.publish.mqtt import MqttPublisher
+from edge_daemon.publish.payload import new_run_id
 from edge_daemon.types import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,13 @@ def decode_params(settings: Settings, info: ModelInfo) -> DecodeParams:
     )
 
 
-def camera_plans(settings: Settings) -> list[CameraPlan]:
+def camera_plans(settings: Settings, names: dict[int, str] | None = None, run: str = "") -> list[CameraPlan]:
+    """One plan per camera; with the model's ``names``, each with its analytics (tracking, zones, events,
+    snapshots, which detections go out) and its motion gate when enabled."""
+    snaps = settings.analytics.snapshots
+    store = None
+    if names is not None and snaps.enabled and any(c.tracking.enabled for c in settings.cameras):
+        store = SnapshotStore(snaps.dir, snaps.max_bytes, snaps.max_age_s)
     return [
         CameraPlan(
             name=cam.name,
@@ -43,6 +51,10 @@ def camera_plans(settings: Settings) -> list[CameraPlan]:
             queue_size=cam.queue_size,
             backoff=Backoff(cam.reconnect_initial_s, cam.reconnect_max_s, jitter=0.2),
             max_frames=cam.max_frames,
+            analyzer=None
+            if names is None
+            else CameraAnalyzer(cam.name, run, cam, settings.analytics, settings.publish, names, store),
+            gate=MotionGate(cam.motion) if cam.motion.enabled else None,
         )
         for cam in settings.cameras
     ]
@@ -88,9 +100,11 @@ def build_pipeline(
     publisher: Publisher | None = None,
     on_result: ResultHook | None = None,
 ) -> Pipeline:
+    run = new_run_id()
+    plans = camera_plans(settings, model.info.names, run)  # before the stage: a config error costs nothing
     stage = make_stage(settings, model)
     return Pipeline(
-        cameras=camera_plans(settings),
+        cameras=plans,
         engine=model.engine,
         decode=decoder(model.info.head, decode_params(settings, model.info)),
         names=model.info.names,
@@ -102,6 +116,7 @@ def build_pipeline(
         stage=stage,
         extra_info={"pipeline": stage.name, **({"fallback": model.fallback} if model.fallback else {})},
         stuck_batch_s=settings.service.stuck_batch_s,
+        run_id=run,
     )
 
 

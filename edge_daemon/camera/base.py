@@ -41,6 +41,9 @@ class FrameSource(ABC):
     description: str = "camera"
     #: True when reaching the end is normal (files); False for live sources, where it means a drop-out.
     finite: bool = False
+    #: Frames per second of a file read faster (or slower) than real time, once open; None otherwise. The
+    #: analytics clock is then the file's own timeline (frame number / media_fps), not the wall clock.
+    media_fps: float | None = None
 
     @abstractmethod
     def open(self) -> None: ...

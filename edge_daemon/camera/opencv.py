@@ -35,6 +35,7 @@ class OpenCVSource(FrameSource):
         self.api = api
         self.description = description
         self.params = params or []
+        self.file = finite  # a file (looped or not), as opposed to a live device or stream
         self.finite = finite and not loop
         self.loop = loop
         self.realtime = realtime
@@ -53,6 +54,7 @@ class OpenCVSource(FrameSource):
             cap.set(prop, value)
         fps = cap.get(cv2.CAP_PROP_FPS)
         self._period = 1.0 / fps if self.realtime and fps and 0 < fps < 1000 else 0.0
+        self.media_fps = fps if self.file and not self.realtime and fps and 0 < fps < 1000 else None
         self._next_due = time.monotonic()
         self._cap = cap
 

@@ -4,6 +4,16 @@ One module per section (cameras, model, engine, gpu, detect, mqtt, log), :class:
 :func:`load_settings` as the one reader. Validation only: no I/O but reading the file.
 """
 
+from edge_daemon.config.analytics import (
+    AnalyticsConfig,
+    CameraAnalytics,
+    LineConfig,
+    MotionConfig,
+    PublishConfig,
+    SnapshotConfig,
+    TrackingConfig,
+    ZoneConfig,
+)
 from edge_daemon.config.cameras import (
     CameraConfig,
     CsiCamera,
@@ -31,7 +41,9 @@ from edge_daemon.config.settings import Settings
 
 __all__ = [
     "MQTT_PASSWORD_CREDENTIAL",
+    "AnalyticsConfig",
     "CalibrationConfig",
+    "CameraAnalytics",
     "CameraConfig",
     "CsiCamera",
     "DetectConfig",
@@ -39,19 +51,25 @@ __all__ = [
     "FileCamera",
     "GpuConfig",
     "GstRtspCamera",
+    "LineConfig",
     "LogConfig",
     "ModelConfig",
+    "MotionConfig",
     "MqttConfig",
     "MqttTls",
     "OnnxRuntimeEngineConfig",
     "OutboxConfig",
+    "PublishConfig",
     "QuantizeConfig",
     "ServiceConfig",
     "Settings",
+    "SnapshotConfig",
     "TensorRTEngineConfig",
     "TorchEngineConfig",
+    "TrackingConfig",
     "UrlCamera",
     "V4L2Camera",
+    "ZoneConfig",
     "load_settings",
     "redacted_dump",
 ]

@@ -7,10 +7,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, FilePath, SecretStr, model_validator
 
-from edge_daemon.config.base import Strict, TopicName
+from edge_daemon.config.analytics import CameraAnalytics
+from edge_daemon.config.base import TopicName
 
 
-class _CameraBase(Strict):
+class _CameraBase(CameraAnalytics):
     name: TopicName = "cam0"
     drop_policy: Literal["latest", "block"] = Field(
         "latest",
@@ -29,6 +30,19 @@ class _CameraBase(Strict):
     def _backoff_order(self) -> _CameraBase:
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
+        return self
+
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) when the config fixes it (then pixel zones are checked against it at load)."""
+        width, height = getattr(self, "width", None), getattr(self, "height", None)
+        return (width, height) if isinstance(width, int) and isinstance(height, int) else None
+
+    @model_validator(mode="after")
+    def _regions_on_frame(self) -> _CameraBase:
+        size = self.frame_size()
+        problem = self.off_frame(*size) if size else None
+        if problem:
+            raise ValueError(problem)
         return self
 
 

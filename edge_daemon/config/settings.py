@@ -12,6 +12,7 @@ import socket
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from edge_daemon.config.analytics import AnalyticsConfig, PublishConfig
 from edge_daemon.config.base import TopicName
 from edge_daemon.config.cameras import CameraConfig
 from edge_daemon.config.detect import DetectConfig
@@ -41,6 +42,8 @@ class Settings(BaseSettings):
     engine: EngineConfig = Field(default_factory=OnnxRuntimeEngineConfig)
     gpu: GpuConfig = Field(default_factory=GpuConfig)
     detect: DetectConfig = Field(default_factory=DetectConfig)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)

@@ -65,3 +65,27 @@ def health_message(
         "published": stats.published,
         "cameras": cameras,
     }
+
+
+def analytics_health(
+    health: dict[str, Any], gates: dict[str, Any], analyzers: dict[str, Any]
+) -> dict[str, Any]:
+    """Adds to ``health``: per camera frames skipped by motion gating, objects tracked now, events sent and
+    detections messages held back (``publish.detections``); the snapshot store's counters."""
+    for name, cam in health["cameras"].items():
+        gate, analyzer = gates.get(name), analyzers.get(name)
+        if gate is not None:
+            cam["motion_skipped"] = gate.skipped
+        if analyzer is not None:
+            cam["tracked"] = len(analyzer.scene.objects) if analyzer.scene is not None else 0
+            cam["events"] = analyzer.events
+            cam["detections_suppressed"] = analyzer.filter.suppressed
+    store = next((a.store for a in analyzers.values() if a.store is not None), None)
+    if store is not None:
+        health["snapshots"] = {
+            "written": store.written,
+            "dropped": store.dropped,
+            "write_errors": store.write_errors,
+            "bytes": store.size,
+        }
+    return health

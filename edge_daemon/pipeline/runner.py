@@ -5,6 +5,7 @@ Threads and queues, data flowing one way::
     camera-<name> (one per camera)       inference (one)                 publish (one)
     read frame -> stage.prepare -> [DropQueue per camera] -> stage.submit -> [bounded queue] -> outputs
                   (named drop policy)    (one frame per camera, batched)                   -> decode + NMS
+                                                                                           -> analytics
                                                                                            -> payload -> MQTT
 
 The stage (:mod:`.stages`) is the CPU one (OpenCV letterbox on the camera threads, then ``engine.infer``)
@@ -29,13 +30,15 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge_daemon.analytics import CameraAnalyzer, MotionGate, Outcome
 from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, FrameSource, QueueClosed
 from edge_daemon.errors import EdgeError
 from edge_daemon.model.tasks import Decoder
-from edge_daemon.pipeline.health import BusyClock, camera_status, health_message
+from edge_daemon.pipeline.health import BusyClock, analytics_health, camera_status, health_message
+from edge_daemon.pipeline.messages import Messages
 from edge_daemon.pipeline.stages import CpuStage, Stage
 from edge_daemon.publish.base import Publisher
-from edge_daemon.publish.payload import ModelTag, build_payload, encode, new_run_id
+from edge_daemon.publish.payload import ModelTag, new_run_id
 from edge_daemon.runtime import InferenceEngine
 from edge_daemon.service.notify import Watchdog
 from edge_daemon.types import Detections, Frame
@@ -57,6 +60,8 @@ class CameraPlan:
     queue_size: int
     backoff: Backoff
     max_frames: int | None = None
+    analyzer: CameraAnalyzer | None = None  # tracking, zones, events, snapshots; None: every frame published
+    gate: MotionGate | None = None  # skip frames without motion before inference
 
 
 @dataclass
@@ -69,6 +74,8 @@ class PipelineStats:
     batches: int = 0
     published: int = 0
     detections: int = 0
+    events: int = 0
+    suppressed: int = 0  # inferred frames whose detections message was not sent (publish.detections)
     first_publish: float | None = None
     end_to_end_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
@@ -134,14 +141,23 @@ class Pipeline:
         self._ended: set[str] = set()
         self._results: DropQueue[Any] = DropQueue(2, DropPolicy.BLOCK)
         self._readers: list[CameraReader] = []
+        self._sources: dict[str, FrameSource] = {}
+        self._analyzers: dict[str, CameraAnalyzer] = {}
+        self._gates: dict[str, MotionGate] = {}
+        self._messages = Messages(device_id, self.run_id, names, model_tag)
         for plan in cameras:
             queue: DropQueue[Any] = DropQueue(plan.queue_size, plan.policy, on_drop=self.stage.discard)
             self._queues[plan.name] = queue
+            self._sources[plan.name] = plan.source
+            if plan.analyzer is not None:
+                self._analyzers[plan.name] = plan.analyzer
+            if plan.gate is not None:
+                self._gates[plan.name] = plan.gate
             self._readers.append(
                 CameraReader(
                     plan.name,
                     plan.source,
-                    self._camera_sink(queue),
+                    self._camera_sink(queue, plan.gate),
                     plan.backoff,
                     max_frames=plan.max_frames,
                     on_end=self._camera_ended(plan.name),
@@ -253,11 +269,22 @@ class Pipeline:
 
     # ----------------------------------------------------------------------------------- the stages
 
-    def _camera_sink(self, queue: DropQueue[Any]) -> Callable[[Frame], None]:
+    def clock(self, frame: Frame) -> float:
+        """The frame's time in seconds on its camera's clock: a file read faster than real time runs on
+        its own timeline (frame number / its fps), so dwell times and lost-track budgets mean the same
+        whatever the inference rate; live cameras run on the monotonic clock."""
+        fps = self._sources[frame.camera].media_fps
+        return frame.seq / fps if fps else frame.captured_mono
+
+    def _camera_sink(self, queue: DropQueue[Any], gate: MotionGate | None) -> Callable[[Frame], None]:
         stage = self.stage
         cond = self._cond
 
         def sink(frame: Frame) -> None:
+            if gate is not None and not gate.moving(frame.image, self.clock(frame)):
+                if frame.buffer is not None:
+                    stage.unclaim(frame.buffer)
+                return
             item = stage.prepare(frame)
             if item is None:  # the stage is closing
                 return
@@ -339,6 +366,7 @@ class Pipeline:
             try:
                 item = self._results.get(timeout=1.0)
             except QueueClosed:
+                self._finish_analytics()
                 return
             if item is None:
                 continue
@@ -355,28 +383,55 @@ class Pipeline:
                 self.stage.release(item)
 
     def _publish(self, results: list[tuple[Frame, Detections]], inference_ms: float) -> None:
-        """One batch's messages, handed to the publisher together (one outbox transaction)."""
-        now, messages = time.monotonic(), []
+        """One batch's messages (detections and events), handed to the publisher together (one outbox
+        transaction); then the retained state that changed (occupancy, snapshots)."""
+        now, messages, states = time.monotonic(), [], []
+        done: list[tuple[Frame, Detections]] = []
         for frame, dets in results:
-            e2e_ms = (now - frame.captured_mono) * 1000.0
-            body = build_payload(
-                self._device_id, self.run_id, frame, dets, self._names, self._tag, inference_ms, e2e_ms
-            )
-            messages.append((frame.camera, encode(body)))
-        self.publisher.publish_detections_many(messages)
+            analyzer = self._analyzers.get(frame.camera)
+            out = analyzer.process(frame, dets, self.clock(frame)) if analyzer else Outcome(dets, True)
+            if out.publish_detections:
+                e2e_ms = (now - frame.captured_mono) * 1000.0
+                messages.append(self._messages.detections(frame, out, inference_ms, e2e_ms))
+            else:
+                self.stats.suppressed += 1
+            messages += self._messages.events(frame.camera, out, (frame.width, frame.height))
+            states += self._messages.states(frame.camera, out)
+            done.append((frame, out.detections))
+        self._send(messages, states)
+        self.stats.events = self._messages.events_sent
         now = time.monotonic()
         if self.stats.first_publish is None:
             self.stats.first_publish = now
-        for frame, dets in results:
+        for frame, dets in done:
             self.stats.published += 1
             self.stats.detections += len(dets)
             self.stats.end_to_end_ms.append((now - frame.captured_mono) * 1000.0)
             if self._on_result is not None:
                 self._on_result(frame, dets)
 
+    def _send(self, messages: list[tuple[str, bytes]], states: list[tuple[str, bytes]]) -> None:
+        if messages:
+            self.publisher.publish_many(messages)
+        for path, payload in states:
+            self.publisher.publish_state(path, payload)
+
+    def _finish_analytics(self) -> None:
+        """At the end of the stream: every tracked object ends, zones empty; published before closing."""
+        for camera, analyzer in self._analyzers.items():
+            try:
+                out = analyzer.finish()
+                events = self._messages.events(camera, out, analyzer.frame_wh or (1, 1))
+                self._send(events, self._messages.states(camera, out))
+            except Exception:
+                log.exception("camera %s: cannot publish the end of its tracked objects", camera)
+        self.stats.events = self._messages.events_sent
+
     def health(self) -> dict[str, Any]:
-        """The retained ``health`` message: per camera connected, frames, reconnects, last error, drops."""
-        return health_message(self._device_id, self.run_id, self.stats, self._readers, self._queues)
+        """The retained ``health`` message: per camera connected, frames, reconnects, last error, drops;
+        motion gating, tracking and snapshots where they run."""
+        health = health_message(self._device_id, self.run_id, self.stats, self._readers, self._queues)
+        return analytics_health(health, self._gates, self._analyzers)
 
     def _log_stats(self) -> str:
         e2e = list(self.stats.end_to_end_ms)[-1000:]

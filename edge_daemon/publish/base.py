@@ -19,6 +19,16 @@ class Publisher(Protocol):
         """``(camera, payload)`` messages of one batch, in order."""
         ...
 
+    def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """``(path, payload)`` messages, in order, each on ``<prefix>/<device_id>/<path>`` (``cam0/events``),
+        delivered like detections (the disk outbox: nothing lost)."""
+        ...
+
+    def publish_state(self, path: str, payload: bytes) -> None:
+        """Retained state on ``<prefix>/<device_id>/<path>``: the latest value wins, and it is sent again
+        after every reconnect (occupancy counts, snapshots)."""
+        ...
+
     def publish_health(self, health: dict[str, Any]) -> None: ...
 
     def close(self, timeout: float = 5.0) -> None: ...
@@ -31,6 +41,7 @@ class NullPublisher:
         self.info: dict[str, Any] | None = None
         self.messages = 0
         self.bytes = 0
+        self.states: dict[str, bytes] = {}
 
     def start(self) -> None:
         return None
@@ -42,6 +53,13 @@ class NullPublisher:
     def publish_detections_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
         for camera, payload in messages:
             self.publish_detections(camera, payload)
+
+    def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        for path, payload in messages:
+            self.publish_detections(path, payload)
+
+    def publish_state(self, path: str, payload: bytes) -> None:
+        self.states[path] = payload
 
     def publish_health(self, health: dict[str, Any]) -> None:
         return None

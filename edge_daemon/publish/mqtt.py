@@ -1,6 +1,8 @@
 """MQTT publisher on paho-mqtt 2.x.
 
-Topics: detections on ``<prefix>/<device_id>/<camera>/detections`` at the configured QoS; availability on
+Topics: detections on ``<prefix>/<device_id>/<camera>/detections`` and events on ``…/<camera>/events`` at
+the configured QoS (:meth:`MqttPublisher.publish_many`); retained state (occupancy, snapshots:
+:meth:`MqttPublisher.publish_state`), whose latest value is sent again after every reconnect; availability on
 ``<prefix>/<device_id>/status``: retained ``online`` once connected, and ``offline`` both as the Last Will
 (the broker sends it if the daemon dies) and on a clean shutdown; ``<prefix>/<device_id>/info``: retained
 JSON with the model, backend and the precision actually running.
@@ -35,7 +37,7 @@ from edge_daemon.errors import PublishError
 from edge_daemon.publish.acks import AckBook
 from edge_daemon.publish.client import make_client
 from edge_daemon.publish.outbox import Outbox
-from edge_daemon.publish.payload import detections_topic, status_topic
+from edge_daemon.publish.payload import status_topic
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,10 @@ class MqttPublisher:
         self.rejected = 0
         self._connected = threading.Event()
         self._topics: dict[str, str] = {}
+        # Retained state: path -> latest payload. The lock orders a new value against a reconnect's resend,
+        # so the broker never keeps an older value than the newest one.
+        self._state: dict[str, bytes] = {}
+        self._state_lock = threading.Lock()
         self.outbox = outbox
         self._book = AckBook(outbox)
         # Stored messages go out before live ones: the publish thread stores (and, once live, sends) under
@@ -147,9 +153,20 @@ class MqttPublisher:
         self.publish_detections_many([(camera, payload)])
 
     def publish_detections_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
-        """Publish ``(camera, payload)`` messages in order: stored in the outbox in one transaction first,
+        """``(camera, payload)`` detections messages: :meth:`publish_many` on ``<camera>/detections``."""
+        self.publish_many([(f"{camera}/detections", payload) for camera, payload in messages])
+
+    def publish_state(self, path: str, payload: bytes) -> None:
+        """Retained, latest value wins; sent now when connected, and again after every reconnect."""
+        with self._state_lock:
+            self._state[path] = payload
+            if self._connected.is_set():
+                self._send(self._topic(path), payload, None, self.qos, retain=True)
+
+    def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Publish ``(path, payload)`` messages in order: stored in the outbox in one transaction first,
         then handed to MQTT if no replay is catching up (otherwise the replay sends them, in order)."""
-        batch = [(self._topic(camera), payload) for camera, payload in messages]
+        batch = [(self._topic(path), payload) for path, payload in messages]
         if self.outbox is None:
             for topic, payload in batch:
                 if self._send(topic, payload, None, self.qos):
@@ -172,10 +189,12 @@ class MqttPublisher:
                 for (topic, payload), row in zip(batch, rows, strict=True):
                     self._send(topic, payload, row, self.qos)
 
-    def _topic(self, camera: str) -> str:
-        topic = self._topics.get(camera)
+    def _topic(self, path: str) -> str:
+        topic = self._topics.get(path)
         if topic is None:
-            topic = self._topics[camera] = detections_topic(self.prefix, self.device_id, camera)
+            topic = f"{self.prefix}/{self.device_id}/{path}"
+            if len(self._topics) < 10_000:  # a few paths per camera; never a leak if a caller varies them
+                self._topics[path] = topic
         return topic
 
     def _outbox_failed(self, exc: PublishError) -> None:
@@ -334,7 +353,10 @@ class MqttPublisher:
         if self.info is not None:
             info = {**self.info, "outbox_dropped": self.outbox.dropped if self.outbox is not None else 0}
             self._send(self.info_topic, json.dumps(info).encode("utf-8"), None, 1, retain=True)
-        self._connected.set()
+        with self._state_lock:
+            for path, payload in list(self._state.items()):
+                self._send(self._topic(path), payload, None, self.qos, retain=True)
+            self._connected.set()
         if self.outbox is not None:
             previous = self._replay_thread
             self._replay_thread = threading.Thread(

@@ -81,6 +81,10 @@ def build_payload(
             }
         )
     _task_fields(items, detections)
+    if detections.track_id is not None:
+        for item, tid in zip(items, detections.track_id.tolist(), strict=True):
+            if tid >= 0:
+                item["track_id"] = tid
     payload: dict[str, Any] = {
         "schema": SCHEMA_ID,
         "schema_version": SCHEMA_VERSION,

@@ -1,0 +1,121 @@
+"""Snapshots: an object's best frame with its box drawn (OpenCV), as JPEG, kept on disk within bounds.
+
+Files: ``<dir>/<camera>/<run>-<track id>.jpg``, rewritten when the object's picture improves. The store is
+bounded by total size and by age: past either, the oldest files are deleted and counted (``dropped``),
+never silently; a file that cannot be written is counted too (``write_errors``) and the daemon goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+_GREEN = (60, 200, 60)
+
+
+def render(
+    image: npt.NDArray[np.uint8],
+    box: tuple[float, float, float, float],
+    caption: str,
+    max_width: int,
+    quality: int,
+) -> bytes:
+    """The frame with ``box`` drawn and ``caption`` above it, scaled down to ``max_width``, as JPEG."""
+    scale = min(1.0, max_width / image.shape[1])
+    canvas = (
+        cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        if scale < 1
+        else image.copy()
+    )
+    x1, y1, x2, y2 = (round(v * scale) for v in box)
+    thick = max(2, round(canvas.shape[1] / 400))
+    cv2.rectangle(canvas, (x1, y1), (x2, y2), _GREEN, thick)
+    font_scale = max(0.5, canvas.shape[1] / 1400)
+    (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    top = max(0, y1 - th - base - 4)
+    cv2.rectangle(canvas, (x1, top), (x1 + tw + 4, top + th + base + 4), _GREEN, -1)
+    cv2.putText(canvas, caption, (x1 + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1)
+    ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return bytes(jpeg.tobytes())
+
+
+class SnapshotStore:
+    """The on-disk snapshots, bounded by ``max_bytes`` and ``max_age_s``. Used from the publish thread."""
+
+    def __init__(self, root: Path, max_bytes: int, max_age_s: float) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.dropped = 0
+        self.write_errors = 0
+        self.written = 0
+        self._files: dict[Path, tuple[float, int]] = {}  # path -> (mtime, size), oldest first
+        self._bytes = 0
+        self._next_age_check = 0.0
+        try:
+            for path in sorted(root.glob("*/*.jpg"), key=lambda p: p.stat().st_mtime):
+                st = path.stat()
+                self._files[path] = (st.st_mtime, st.st_size)
+                self._bytes += st.st_size
+        except OSError as exc:
+            log.warning("snapshots: cannot list %s: %s", root, exc)
+        self._prune(time.time())
+
+    @property
+    def size(self) -> int:
+        """Bytes on disk."""
+        return self._bytes
+
+    def save(self, camera: str, name: str, jpeg: bytes) -> str | None:
+        """Write (or rewrite) ``<camera>/<name>.jpg``; returns its path relative to the store, None when it
+        could not be written."""
+        rel = f"{camera}/{name}.jpg"
+        path = self.root / rel
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(jpeg)
+            os.replace(tmp, path)
+        except OSError as exc:
+            self.write_errors += 1
+            if self.write_errors in (1, 10) or self.write_errors % 1000 == 0:
+                log.error("snapshots: cannot write %s: %s (%d failed writes)", path, exc, self.write_errors)
+            return None
+        now = time.time()
+        old = self._files.pop(path, None)
+        if old is not None:
+            self._bytes -= old[1]
+        self._files[path] = (now, len(jpeg))
+        self._bytes += len(jpeg)
+        self.written += 1
+        self._prune(now)
+        return rel
+
+    def _prune(self, now: float) -> None:
+        """Delete the oldest files while the store is over its size, and (every minute) those too old."""
+        check_age = now >= self._next_age_check
+        if check_age:
+            self._next_age_check = now + 60.0
+        while self._files:
+            path, (mtime, size) = next(iter(self._files.items()))
+            if self._bytes <= self.max_bytes and not (check_age and now - mtime > self.max_age_s):
+                break
+            del self._files[path]
+            self._bytes -= size
+            self.dropped += 1
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("snapshots: cannot delete %s: %s", path, exc)
