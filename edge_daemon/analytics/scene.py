@@ -2,9 +2,10 @@
 
 Fed once per inferred frame with that frame's tracked detections (``step``), it returns what happened:
 
-- an object's life: ``new`` (first frame with a track id), ``update`` (a material change: its label, the
-  zones it is in, a better snapshot or a move of ``update_move`` of the frame diagonal; the last two at
-  most every ``update_interval_s``), ``end`` (unseen for ``lost_s``, or the daemon stops);
+- an object's life: ``new`` (first frame with a track id), ``update`` (a material change: its label at
+  once; a better snapshot or a move of ``update_move`` of the frame diagonal at most every
+  ``update_interval_s``; zone changes have their own events), ``end`` (unseen for ``lost_s``, or the
+  daemon stops);
 - ``zone_enter`` / ``zone_exit`` once the new state held ``min_dwell_s`` (anti-flicker: a box jittering on
   the border changes nothing), ``loiter`` once an object stayed ``loiter_s`` in a zone;
 - ``line_cross`` when an object's anchor moves from one side of a line to the other, at least
@@ -140,11 +141,11 @@ class Scene:
                 events.append(self._event("new", t, at, seq, obj))
                 events += self._regions(obj, t, at, seq, first=True)
                 continue
-            label_before, zones_before = obj.label, list(obj.zones)
+            label_before = obj.label
             self._observe(obj, s, t, at, seq, area)
             region_events = self._regions(obj, t, at, seq, first=False)
             events += region_events
-            material = obj.label != label_before or obj.zones != zones_before
+            material = obj.label != label_before  # zone changes have their own events
             paced = t - obj.reported_t >= self.update_interval_s
             moved = _moved(obj.reported_box, obj.box) >= self.update_move * diag
             if material or (paced and (moved or obj.best_changed)):
