@@ -242,6 +242,10 @@ class Pipeline:
             self.stats.dropped[name] = queue.dropped
         for reader in self._readers:
             self.stats.captured[reader.name] = reader.stats.frames
+        try:  # the final counters (the objects ended at shutdown included), before offline
+            self.publisher.publish_health(self.health())
+        except Exception:
+            log.exception("cannot publish the final health message")
         self.publisher.close(timeout=max(1.0, deadline - time.monotonic()))
         self._log_stats()
 
