@@ -15,11 +15,18 @@ EX_UNAVAILABLE = 69
 
 
 def summarize(topic: str, payload: bytes) -> str:
-    """One human-readable line for a message: detections are summarised, status shown as is."""
+    """One human-readable line for a message: detections and events are summarised, snapshots named,
+    occupancy and status shown as they are."""
+    if topic.endswith("/snapshot"):
+        return f"{topic} JPEG, {len(payload)} bytes"
     try:
         msg: Any = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
         return f"{topic} {payload[:80]!r}"
+    if isinstance(msg, dict) and msg.get("schema") == "edge-daemon/events":
+        return _event_line(msg)
+    if isinstance(msg, int):
+        return f"{topic} = {msg}"
     if not isinstance(msg, dict) or "detections" not in msg:
         return f"{topic} {json.dumps(msg)[:120]}"
     counts: dict[str, int] = {}
@@ -32,6 +39,16 @@ def summarize(topic: str, payload: bytes) -> str:
     return (
         f"{msg['camera']} #{msg['seq']:<5} {found:<40} "
         f"(inference {lat.get('inference', 0):.0f} ms, end-to-end {lat.get('end_to_end', 0):.0f} ms)"
+    )
+
+
+def _event_line(msg: dict[str, Any]) -> str:
+    obj = msg.get("object", {})
+    where = msg.get("zone") or msg.get("line") or ""
+    extra = " ".join(f"{k}={msg[k]}" for k in ("direction", "dwell_s", "reason") if k in msg)
+    return (
+        f"{msg['camera']} EVENT {msg['type']:<10} {obj.get('label', '?')} #{obj.get('track_id', '?')} "
+        f"{where} {extra}".rstrip()
     )
 
 
