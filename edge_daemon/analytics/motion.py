@@ -4,7 +4,7 @@ The frame is shrunk to a small grey image (``width`` pixels wide, area-averaged 
 with the grey image of the last frame that was inferred, and counted as moving when more than
 ``min_area`` of its unmasked pixels changed by ``threshold`` grey levels. Comparing with the last
 *inferred* frame rather than the previous one catches slow movement that adds up over several frames.
-Runs on the camera's own thread, before the frame is queued; about 0.2 ms on a 768x576 frame.
+Runs on the camera's own thread, before the frame is queued; about 1.4 ms on a 768x576 frame (2-core EPYC).
 """
 
 from __future__ import annotations
