@@ -30,6 +30,9 @@ class Frame:
     captured_at: float
     captured_mono: float
     buffer: object | None = field(default=None, compare=False, repr=False)  # opaque, the stage's token
+    # Seconds of this camera's time before this frame that motion gating skipped as still (0 without
+    # gating): the tracker's clock leaves them out, so a stopped object is not extrapolated across them.
+    still_s: float = 0.0
 
     def __post_init__(self) -> None:
         img = self.image

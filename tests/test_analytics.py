@@ -358,6 +358,10 @@ def test_tracker_ends_a_track_after_lost_s_and_tracks_only_its_labels() -> None:
     tracker.update(dets((box_at(100), 0.9, 0)), 1.2)  # unseen 1.1 s > lost_s: a new object
     back = tracker.update(dets((box_at(100), 0.9, 0)), 1.3)
     assert back[0] >= 0 and back[0] != first[0]
+    tracker.forget([int(back[0])])  # the scene ended it: the same box is a new object
+    again = tracker.update(dets((box_at(100), 0.9, 0)), 1.4)
+    assert again[0] == -1
+    assert tracker.update(dets((box_at(100), 0.9, 0)), 1.5)[0] not in (-1, back[0])
 
 
 # ---------------------------------------------------------------------------------------- the firehose
@@ -416,6 +420,7 @@ def test_motion_gate_skips_still_frames_and_masked_motion() -> None:
     cv2.rectangle(masked, (20, 20), (150, 150), (255, 255, 255), -1)  # inside the mask
     assert gate.moving(masked, 2.7) is False
     assert gate.skipped == 4 and gate.passed == 4
+    assert gate.still_s == pytest.approx(0.4)  # the four skipped frames' 0.1 s each: the tracker skips them
 
 
 # -------------------------------------------------------------------------------------------- snapshots

@@ -60,9 +60,12 @@ def _run(
         return stats, list(sub.messages)
 
 
+@pytest.mark.parametrize("motion", [False, True], ids=["every-frame", "motion-gated"])
 def test_known_walks_give_exactly_the_expected_events(
-    broker: Broker, sprite_clip: Path, world_onnx: Path, tmp_path: Path
+    broker: Broker, sprite_clip: Path, world_onnx: Path, tmp_path: Path, motion: bool
 ) -> None:
+    """With motion gating the still frames at the end are skipped (at least one inferred every 0.5 s, so
+    the objects that left still end as lost) and the same events arrive."""
     camera = {
         "name": "yard",
         "type": "file",
@@ -79,13 +82,15 @@ def test_known_walks_give_exactly_the_expected_events(
             }
         ],
         "lines": [{"name": "door", "points": sprites.LINE}],
+        "motion": {"enabled": motion, "max_skip_s": 0.5},
     }
+    device = "walks-gated" if motion else "walks"
     stats, messages = _run(
         broker,
-        "walks",
+        device,
         {"cameras": [camera], "model": {"path": str(world_onnx)}, "detect": {"classes": [0]}},
     )
-    events = [json.loads(p) for t, p, _ in messages if t == "edge/walks/yard/events"]
+    events = [json.loads(p) for t, p, _ in messages if t == f"edge/{device}/yard/events"]
     for e in events:
         EVENTS.validate(e)
     assert [e["seq"] for e in events] == list(range(len(events))), "event numbers without gaps"
@@ -119,21 +124,27 @@ def test_known_walks_give_exactly_the_expected_events(
     assert 3.5 <= exit_["dwell_s"] <= 4.5
     # Occupancy, retained: 0 -> 1 -> 0 for people in the bay, and the total.
     counts = [
-        (t.rsplit("/", 1)[1], int(p)) for t, p, _ in messages if t.startswith("edge/walks/yard/zones/bay/")
+        (t.rsplit("/", 1)[1], int(p))
+        for t, p, _ in messages
+        if t.startswith(f"edge/{device}/yard/zones/bay/")
     ]
     assert [n for label, n in counts if label == "person"] == [0, 1, 0]
     assert [n for label, n in counts if label == "all"] == [0, 1, 0]
     # Snapshots: the retained latest one is a JPEG, and each object's file is in the store.
-    snaps = [p for t, p, _ in messages if t == "edge/walks/yard/person/snapshot"]
+    snaps = [p for t, p, _ in messages if t == f"edge/{device}/yard/person/snapshot"]
     assert snaps and cv2.imdecode(np.frombuffer(snaps[-1], np.uint8), cv2.IMREAD_COLOR) is not None
     store = tmp_path / "snapshots"  # conftest's EDGE_ANALYTICS__SNAPSHOTS__DIR
     for e in ends.values():
         assert (store / e["object"]["snapshot"]["file"]).is_file()
     # Detections messages carry the same track ids, and fewer of them went out than frames were inferred.
-    detections = [json.loads(p) for t, p, _ in messages if t == "edge/walks/yard/detections"]
+    detections = [json.loads(p) for t, p, _ in messages if t == f"edge/{device}/yard/detections"]
     ids = {d["track_id"] for m in detections for d in m["detections"] if "track_id" in d}
     assert ids == {a, b}
-    assert stats.published == sprites.FRAMES and len(detections) < sprites.FRAMES / 2
+    assert len(detections) < sprites.FRAMES / 2
+    health = [json.loads(p) for t, p, _ in messages if t == f"edge/{device}/health"][-1]
+    skipped = health["cameras"]["yard"].get("motion_skipped", 0)
+    assert stats.published + skipped == sprites.FRAMES
+    assert (skipped > 0) == motion
 
 
 def test_demo_clip_with_a_zone_and_a_line(broker: Broker, clip: Path, world_onnx: Path) -> None:

@@ -112,10 +112,11 @@ class CameraAnalyzer:
             return Outcome(dets, self.filter.due(t, dets, wh))
         if self.scene is None:
             self.scene = self._place(*wh)
-        ids = self.tracker.update(dets, t)
+        ids = self.tracker.update(dets, t - frame.still_s)  # still stretches do not move objects
         dets = dataclasses.replace(dets, track_id=ids)
         seen = seen_from(dets.xyxy, dets.confidence, dets.class_id, ids, self.names)
         events = self.scene.step(t, frame.captured_at, frame.seq, seen, wh)
+        self.tracker.forget([e.object.track_id for e in events if e.type == "end"])
         out = Outcome(dets, self.filter.due(t, dets, wh))
         if self.store is not None:
             for s in seen:

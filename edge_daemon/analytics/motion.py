@@ -27,6 +27,8 @@ class MotionGate:
         self._mask: npt.NDArray[np.bool_] | None = None
         self._shape: tuple[int, int] = (0, 0)
         self._last_t = float("-inf")
+        self._prev_t: float | None = None
+        self.still_s = 0.0  # camera time spent in skipped (still) frames so far
 
     def _small(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         h, w = image.shape[:2]
@@ -71,4 +73,7 @@ class MotionGate:
             self.passed += 1
         else:
             self.skipped += 1
+            if self._prev_t is not None:
+                self.still_s += max(0.0, t - self._prev_t)  # nothing moved since the last inferred frame
+        self._prev_t = t
         return bool(due)

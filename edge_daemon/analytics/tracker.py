@@ -46,6 +46,16 @@ class Tracker:
             None if wanted is None else np.asarray([c for c, n in names.items() if n in wanted], np.int32)
         )
 
+    def forget(self, track_ids: list[int]) -> None:
+        """Drop these tracks (the scene ended them): their ids never come back for another object. The
+        scene's clock decides when an object is lost; the tracker's may run slower (motion gating)."""
+        if not track_ids:
+            return
+        gone = set(track_ids)
+        tracks = getattr(self._tracker, "tracks", None)
+        if isinstance(tracks, list):
+            self._tracker.tracks = [t for t in tracks if getattr(t, "tracker_id", -1) not in gone]
+
     def update(self, detections: Detections, t: float) -> npt.NDArray[np.int32]:
         """int32 (N,): each detection's track id, -1 for those without one (not yet confirmed, a label not
         tracked, or left unmatched). ``t``: the frame's time in seconds on the camera's clock."""

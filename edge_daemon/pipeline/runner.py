@@ -19,6 +19,7 @@ inferred and published, then ``offline`` is published and MQTT disconnects.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -285,10 +286,13 @@ class Pipeline:
         cond = self._cond
 
         def sink(frame: Frame) -> None:
-            if gate is not None and not gate.moving(frame.image, self.clock(frame)):
-                if frame.buffer is not None:
-                    stage.unclaim(frame.buffer)
-                return
+            if gate is not None:
+                if not gate.moving(frame.image, self.clock(frame)):
+                    if frame.buffer is not None:
+                        stage.unclaim(frame.buffer)
+                    return
+                if gate.still_s:
+                    frame = dataclasses.replace(frame, still_s=gate.still_s)
             item = stage.prepare(frame)
             if item is None:  # the stage is closing
                 return
