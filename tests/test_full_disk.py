@@ -60,6 +60,8 @@ def test_daemon_keeps_publishing_when_the_outbox_disk_is_full(
                     "outbox": {"path": str(tmp_path / "outbox.sqlite")},
                 },
                 "log": {"stats_interval_s": 1},
+                "publish": {"detections": "all"},  # one message per frame, counted below
+                "analytics": {"snapshots": {"dir": str(tmp_path / "snapshots")}},
             }
         )
     )

@@ -46,6 +46,8 @@ def _settings(cache_dir: Path, cameras: int = 1, imgsz: tuple[int, int] = IMGSZ,
     from edge_daemon.config import Settings
 
     gpu = engine.pop("gpu", {})
+    camera = engine.pop("camera", {})
+    analytics = engine.pop("analytics", {"snapshots": {"dir": str(cache_dir / "snapshots")}})
     clip = _asset("vtest.avi")
     return Settings(
         device_id="gputest",
@@ -56,12 +58,14 @@ def _settings(cache_dir: Path, cameras: int = 1, imgsz: tuple[int, int] = IMGSZ,
                 "path": str(clip),
                 "drop_policy": "block",
                 "max_frames": FRAMES,
+                **camera,
             }
             for i in range(cameras)
         ],
         model={"path": str(_asset("yolov8s-world.pt")), "imgsz": list(imgsz), "cache_dir": str(cache_dir)},
         engine={"backend": "torch", **engine},
         gpu=gpu,
+        analytics=analytics,
     )
 
 
@@ -234,3 +238,30 @@ def test_tensorrt_engine_on_the_cuda_stage_matches_torch(cache_dir: Path, precis
         assert share >= 0.97 and box_d <= 4.0 and conf_d <= 0.05
     else:  # INT8 (16 calibration frames) with the head kept in FP16: agreement, not equality
         assert share >= 0.8
+
+
+@pytest.mark.gpu
+def test_analytics_and_motion_gating_on_the_cuda_pipeline(cache_dir: Path) -> None:
+    """Tracking, a zone and a line, snapshots and motion gating with frames decoded into the CUDA stage's
+    pinned slots: skipped frames give their slot back (none leaks: every captured frame is published or
+    skipped), snapshots copy the frame out of the slot before it is reused."""
+    camera = {
+        "zones": [
+            {"name": "west", "units": "norm", "polygon": [[0, 0.25], [0.42, 0.25], [0.42, 0.75], [0, 0.75]]}
+        ],
+        "lines": [{"name": "post", "units": "norm", "points": [[0.56, 0.2], [0.56, 0.75]]}],
+        "motion": {"enabled": True, "min_area": 0.5, "max_skip_s": 0.25},  # infer every 3rd frame only
+    }
+    settings = _settings(cache_dir, cameras=2, camera=camera, precision="fp16", max_batch=2)
+    results, pipeline, stats = _run(settings)
+    assert pipeline.stage.name == "gpu"
+    health = pipeline.health()
+    for name in ("cam0", "cam1"):
+        cam = health["cameras"][name]
+        assert cam["motion_skipped"] >= FRAMES // 2, "two of three frames are still at min_area 0.5"
+        published = sum(1 for c, _ in results if c == name)
+        assert published + cam["motion_skipped"] == FRAMES
+        assert cam["events"] > 0
+    tracked = [d.track_id for d in results.values() if d.track_id is not None and len(d)]
+    assert tracked and any((ids >= 0).any() for ids in tracked)
+    assert health["snapshots"]["written"] > 0 and stats.events > 0
