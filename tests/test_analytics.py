@@ -489,3 +489,97 @@ def test_every_event_type_is_valid_json_against_the_schema(tmp_path: Path) -> No
         jsonschema.validate(event_payload("dev", "ab" * 8, "cam0", 0, event, snap, (W, H)), schema)
         kinds.add(event.type)
     assert kinds == {"new", "update", "zone_enter", "loiter", "zone_exit", "line_cross", "end"}
+
+
+# -------------------------------------------------------------------------------- review: edge cases
+
+
+def test_no_loiter_while_leaving_and_dwell_until_it_left() -> None:
+    zone = ZONE.model_copy(update={"min_dwell_s": 1.0, "loiter_s": 2.0})
+    sc = scene([zone], [])
+    # inside from t = 0 (entered at 1.0); steps out at t = 1.5; the loiter time (2.0) passes while it is
+    # outside waiting for min_dwell: no loiter. It is then lost at t = 1.9 + lost_s: dwell until 1.5.
+    frames = frames_of(walk(1, [100] * 15 + [400] * 5))
+    frames += [(round(2.0 + i / 10, 3), []) for i in range(12)]
+    got = run(sc, frames)
+    assert got == [
+        ("new", 1, 0.0, None, None),
+        ("zone_enter", 1, 1.0, "left", None),
+        ("zone_exit", 1, 3.0, "left", "lost"),
+        ("end", 1, 3.0, None, "lost"),
+    ]
+    assert sc.finish(3.0, 0, 0) == []  # nothing left
+
+
+def test_zone_exit_dwell_counts_to_when_it_left() -> None:
+    sc = scene([ZONE.model_copy(update={"min_dwell_s": 1.0})], [])
+    events = []
+    for i, x in enumerate([100] * 15 + [400] * 3):
+        events += sc.step(i / 10, 0, i, [Seen(1, 0, "person", 0.9, box_at(x))], (W, H))
+    events += sc.finish(1.7, 0, 17)  # stops while the exit is pending: it left at t = 1.5
+    [exit_] = [e for e in events if e.type == "zone_exit"]
+    assert exit_.reason == "shutdown" and exit_.dwell_s == pytest.approx(1.5)
+
+
+def test_a_relabelled_object_stops_counting_in_a_zone_for_another_label() -> None:
+    sc = scene([ZONE.model_copy(update={"min_dwell_s": 0.0, "labels": ["person"]})], [])
+    sc.occupancy_changes()
+    sc.step(0.0, 0, 0, [Seen(1, 0, "person", 0.3, box_at(100))], (W, H))
+    assert sorted(sc.occupancy_changes()) == [("left", "all", 1), ("left", "person", 1)]
+    sc.step(0.1, 0, 1, [Seen(1, 2, "car", 0.9, box_at(100))], (W, H))  # now a car: it does not count here
+    assert sorted(sc.occupancy_changes()) == [("left", "all", 0), ("left", "person", 0)]
+
+
+def test_lost_is_judged_on_the_trackers_clock() -> None:
+    """Motion gating: a still object seen on frames 2 s apart (lost_s 1.0) whose still time is left out of
+    the tracker's clock is not lost between them."""
+    sc = scene([], [], lost_s=1.0)
+    seen = [Seen(1, 0, "person", 0.9, box_at(100))]
+    events = sc.step(0.0, 0, 0, seen, (W, H), track_t=0.0)
+    events += sc.step(2.0, 0, 20, [], (W, H), track_t=0.1)  # missed once, but only 0.1 s of motion time
+    events += sc.step(4.0, 0, 40, seen, (W, H), track_t=0.2)
+    assert [e.type for e in events] == ["new"]
+    events = sc.step(6.0, 0, 60, [], (W, H), track_t=1.3)
+    assert [e.type for e in events] == ["end"]
+
+
+def test_unknown_labels_are_config_errors_and_a_missing_tracker_degrades(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bad = CameraAnalytics(zones=[ZoneConfig(name="door", polygon=[(0, 0), (9, 0), (0, 9)], labels=["persn"])])
+    with pytest.raises(ConfigError, match="camera cam0: zone door: the model has no label persn"):
+        CameraAnalyzer("cam0", "0" * 16, bad, AnalyticsConfig(), PublishConfig(), NAMES, None)
+    with pytest.raises(ValidationError, match="activation_conf"):
+        TrackingConfig(activation_conf=0.3, high_conf=0.5)
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_trackers(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "trackers":
+            raise ImportError("No module named 'trackers'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_trackers)
+    plain = CameraAnalyzer(
+        "cam0", "0" * 16, CameraAnalytics(), AnalyticsConfig(), PublishConfig(), NAMES, None
+    )
+    assert plain.tracker is None  # untracked, said in the log
+    with pytest.raises(ConfigError, match="zones and lines need tracking"):
+        CameraAnalyzer(
+            "cam0", "0" * 16, CameraAnalytics(lines=[LINE]), AnalyticsConfig(), PublishConfig(), NAMES, None
+        )
+
+
+def test_an_idle_camera_ends_its_objects_and_empties_its_zones() -> None:
+    cfg = CameraAnalytics(
+        zones=[ZONE.model_copy(update={"min_dwell_s": 0.0})], tracking=TrackingConfig(lost_s=1.0)
+    )
+    analyzer = CameraAnalyzer("cam0", "0" * 16, cfg, AnalyticsConfig(), PublishConfig(), NAMES, None)
+    for i in range(3):
+        frame = Frame("cam0", i, np.zeros((H, W, 3), np.uint8), 100.0 + i / 10, 50.0 + i / 10)
+        analyzer.process(frame, dets((box_at(100), 0.9, 0)), 50.0 + i / 10)
+    assert analyzer.idle(50.5, 100.5).events == []  # not yet lost_s
+    out = analyzer.idle(51.5, 101.5)
+    assert [e.type for e, _ in out.events] == ["zone_exit", "end"]
+    assert ("left", "all", 0) in out.occupancy

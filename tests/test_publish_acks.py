@@ -10,13 +10,16 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_daemon.config import MqttConfig
 from edge_daemon.publish.mqtt import MqttPublisher
-from tests.conftest import start_mosquitto
+from tests.conftest import free_port, start_mosquitto
 from tests.helpers.ackfaults import kill_rounds, wait_until
 from tests.helpers.collector import Collector
 
@@ -146,3 +149,37 @@ def test_stored_messages_go_out_before_live_ones_across_reconnects(tmp_path, slo
     assert last_stored < first_live, "a live message went out before a stored one"
     stored_order = sorted(range(stored), key=lambda s: first[s])
     assert stored_order == list(range(stored)), "stored messages arrived out of order"
+
+
+def test_retained_state_set_while_the_broker_was_away_is_there_after_it_returns(tmp_path: Path) -> None:
+    """Occupancy counts and snapshots are retained state: a value set while disconnected goes out after
+    the reconnect, and the broker ends up holding the newest one."""
+    port = free_port()
+    broker = start_mosquitto(tmp_path, port=port)
+    cfg = MqttConfig(host="127.0.0.1", port=port, outbox={"path": tmp_path / "o.sqlite"})
+    pub = MqttPublisher.from_config(cfg, "dev")
+    try:
+        pub.start()
+        pub.publish_state("cam0/zones/door/all", b"1")
+        assert pub.flush(10)
+        broker.proc.terminate()
+        broker.proc.wait(10)
+        wait_until(lambda: not pub.connected, 10)
+        pub.publish_state("cam0/zones/door/all", b"0")  # the broker is away
+        broker = start_mosquitto(tmp_path, port=port)  # a new broker: it knows nothing retained
+        wait_until(lambda: pub.connected, 60)
+        assert pub.flush(10)
+        got: list[bytes] = []
+        collector = mqtt.Client(CallbackAPIVersion.VERSION2)
+        collector.on_message = lambda c, u, m: got.append(bytes(m.payload))
+        collector.connect("127.0.0.1", port)
+        collector.subscribe("edge/dev/cam0/zones/door/all", qos=1)
+        collector.loop_start()
+        wait_until(lambda: bool(got), 10)
+        collector.loop_stop()
+        collector.disconnect()
+        assert got == [b"0"]
+    finally:
+        pub.close(timeout=5)
+        broker.proc.terminate()
+        broker.proc.wait(10)

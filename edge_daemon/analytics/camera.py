@@ -8,9 +8,11 @@ daemon with a configuration error naming it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -22,6 +24,8 @@ from edge_daemon.analytics.tracker import Tracker
 from edge_daemon.config.analytics import AnalyticsConfig, CameraAnalytics, PublishConfig
 from edge_daemon.errors import ConfigError
 from edge_daemon.types import Detections, Frame
+
+log = logging.getLogger(__name__)
 
 _NOT_IN_TOPICS = re.compile(r"[/+#\x00]")
 
@@ -79,17 +83,30 @@ class CameraAnalyzer:
         fps: float = 30.0,
     ) -> None:
         self.camera, self.run, self.cfg, self.names = camera, run, cfg, names
-        self.tracker = Tracker(cfg.tracking, names, fps) if cfg.tracking.enabled else None
+        _check_labels(camera, cfg, names)
+        self.tracker = self._tracker(fps) if cfg.tracking.enabled else None
         self.filter = ChangeFilter(publish)
         self.store = store if analytics.snapshots.enabled else None
         self._snap_cfg = analytics.snapshots
         self._analytics = analytics
         self.scene: Scene | None = None
         self.events = 0
+        self.errors = 0  # snapshots that could not be drawn or encoded
         self._candidates: dict[int, _Candidate] = {}
         self._refs: dict[int, SnapshotRef] = {}
-        self._last: tuple[float, float, int] = (0.0, 0.0, 0)  # t, at, seq of the last frame
+        self._last: tuple[float, float, int, float] = (0.0, 0.0, 0, 0.0)  # t, at, seq, still_s
         self.frame_wh: tuple[int, int] | None = None
+
+    def _tracker(self, fps: float) -> Tracker | None:
+        """ByteTrack; without its package a camera with zones or lines cannot run (configuration error),
+        one without runs untracked (said once)."""
+        try:
+            return Tracker(self.cfg.tracking, self.names, fps)
+        except ConfigError as exc:
+            if self.cfg.zones or self.cfg.lines:
+                raise ConfigError(f"camera {self.camera}: zones and lines need tracking: {exc}") from None
+            log.warning("camera %s: tracking off: %s", self.camera, exc)
+            return None
 
     def _place(self, width: int, height: int) -> Scene:
         problem = self.cfg.off_frame(width, height)
@@ -104,41 +121,66 @@ class CameraAnalyzer:
             names=self.names,
         )
 
+    def _replace_regions(self, width: int, height: int) -> None:
+        """The camera came back at another size: zones and lines placed anew (norm units follow the frame;
+        pixel ones off the new frame are said once and kept as they are)."""
+        assert self.scene is not None
+        problem = self.cfg.off_frame(width, height)
+        if problem:
+            log.error("camera %s now sends %dx%d frames: %s", self.camera, width, height, problem)
+        self.scene.zones = [Zone.from_config(z, width, height) for z in self.cfg.zones]
+        self.scene.lines = [Line.from_config(ln, width, height) for ln in self.cfg.lines]
+
     def process(self, frame: Frame, dets: Detections, t: float) -> Outcome:
         """One inferred frame at time ``t`` (seconds, the camera's clock)."""
-        wh = self.frame_wh = (frame.width, frame.height)
-        self._last = (t, frame.captured_at, frame.seq)
+        wh = (frame.width, frame.height)
+        if self.scene is not None and wh != self.frame_wh:
+            self._replace_regions(*wh)
+        self.frame_wh = wh
+        self._last = (t, frame.captured_at, frame.seq, frame.still_s)
         if self.tracker is None:
             return Outcome(dets, self.filter.due(t, dets, wh))
         if self.scene is None:
             self.scene = self._place(*wh)
-        ids = self.tracker.update(dets, t - frame.still_s)  # still stretches do not move objects
+        track_t = t - frame.still_s  # still stretches (motion gating) move nothing and age nothing
+        ids = self.tracker.update(dets, track_t)
         dets = dataclasses.replace(dets, track_id=ids)
         seen = seen_from(dets.xyxy, dets.confidence, dets.class_id, ids, self.names)
-        events = self.scene.step(t, frame.captured_at, frame.seq, seen, wh)
-        self.tracker.forget([e.object.track_id for e in events if e.type == "end"])
+        events = self.scene.step(t, frame.captured_at, frame.seq, seen, wh, track_t)
         out = Outcome(dets, self.filter.due(t, dets, wh))
         if self.store is not None:
+            copy: npt.NDArray[np.uint8] | None = None  # one copy of the frame for all who improved on it
             for s in seen:
                 obj = self.scene.objects.get(s.track_id)
                 if obj is not None and obj.best_changed:
+                    copy = frame.image.copy() if copy is None else copy
                     self._candidates[s.track_id] = _Candidate(
-                        frame.image.copy(), s.box, s.confidence, frame.seq, frame.captured_at
+                        copy, s.box, s.confidence, frame.seq, frame.captured_at
                     )
+            self.store.prune_if_due(frame.captured_at)
         self._emit(events, out)
+        return out
+
+    def idle(self, t: float, at: float) -> Outcome:
+        """No frame for a while (a live camera away): time passes, objects unseen for ``lost_s`` end and
+        the zones empty. ``t`` on the camera's clock (monotonic for live cameras)."""
+        out = Outcome(Detections.empty(), False)
+        if self.scene is not None and self.frame_wh is not None and self.scene.objects:
+            _, _, seq, still_s = self._last
+            self._emit(self.scene.step(t, at, seq, [], self.frame_wh, t - still_s), out)
         return out
 
     def finish(self) -> Outcome:
         """At shutdown: every object ends (reason ``shutdown``), occupancy back to 0."""
-        empty = Detections.empty()
-        out = Outcome(empty, False)
+        out = Outcome(Detections.empty(), False)
         if self.scene is not None:
-            t, at, seq = self._last
+            t, at, seq, _ = self._last
             self._emit(self.scene.finish(t, at, seq), out)
         return out
 
     def _emit(self, events: list[Event], out: Outcome) -> None:
         assert self.scene is not None
+        ended = []
         for event in events:
             tid = event.object.track_id
             if event.type in ("new", "update", "end"):
@@ -146,18 +188,43 @@ class CameraAnalyzer:
             out.events.append((event, self._refs.get(tid)))
             self.events += 1
             if event.type == "end":
+                ended.append(tid)
                 self._candidates.pop(tid, None)
                 self._refs.pop(tid, None)
+        if self.tracker is not None and ended:
+            self.tracker.forget(ended)
         out.occupancy = self.scene.occupancy_changes()
 
     def _encode(self, tid: int, label: str, out: Outcome) -> None:
-        """Draw and store the object's pending best frame, if any, and publish it as its label's latest."""
+        """Draw and store the object's pending best frame, if any, and publish it as its label's latest.
+        A frame that cannot be drawn or encoded is counted and skipped: the event goes out without it."""
         cand = self._candidates.pop(tid, None)
         if cand is None or self.store is None:
             return
         caption = f"{label} #{tid} {cand.confidence:.2f}"
-        jpeg = render(cand.image, cand.box, caption, self._snap_cfg.max_width, self._snap_cfg.quality)
+        try:
+            jpeg = render(cand.image, cand.box, caption, self._snap_cfg.max_width, self._snap_cfg.quality)
+        except (ValueError, OverflowError, cv2.error) as exc:
+            self.errors += 1
+            if self.errors in (1, 10) or self.errors % 1000 == 0:
+                log.error("camera %s: cannot draw a snapshot (%s); %d so far", self.camera, exc, self.errors)
+            return
         topic = f"{self.camera}/{topic_level(label)}/snapshot"
         file = self.store.save(self.camera, f"{self.run}-{tid}", jpeg)
         self._refs[tid] = SnapshotRef(file, topic, cand.seq, cand.at, cand.confidence, cand.box)
         out.snapshots.append((topic, jpeg))
+
+
+def _check_labels(camera: str, cfg: CameraAnalytics, names: dict[int, str]) -> None:
+    """A label the model does not have would silently track or count nothing: a configuration error."""
+    known = set(names.values())
+    wanted = [("tracking", cfg.tracking.labels)]
+    wanted += [(f"zone {z.name}", z.labels) for z in cfg.zones]
+    wanted += [(f"line {ln.name}", ln.labels) for ln in cfg.lines]
+    for where, labels in wanted:
+        unknown = sorted(set(labels or ()) - known)
+        if unknown:
+            sample = ", ".join(sorted(known)[:12]) + (", ..." if len(known) > 12 else "")
+            raise ConfigError(
+                f"camera {camera}: {where}: the model has no label {', '.join(unknown)} (it has: {sample})"
+            )

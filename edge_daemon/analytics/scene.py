@@ -68,6 +68,7 @@ class TrackedObject:
     entered: list[str] = field(default_factory=list)  # every zone it entered, in order
     best_score: float = -1.0
     best_changed: bool = False  # a better frame for its snapshot arrived in the last step
+    last_track_t: float = 0.0  # last seen, on the tracker's clock (see Scene.step)
     reported_t: float = 0.0  # when its last new/update event went out
     reported_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     presence: dict[str, _Presence] = field(default_factory=dict)
@@ -122,9 +123,19 @@ class Scene:
     # ----------------------------------------------------------------------------------------- steps
 
     def step(
-        self, t: float, at: float, seq: int, seen: Sequence[Seen], frame_wh: tuple[int, int]
+        self,
+        t: float,
+        at: float,
+        seq: int,
+        seen: Sequence[Seen],
+        frame_wh: tuple[int, int],
+        track_t: float | None = None,
     ) -> list[Event]:
-        """Advance to time ``t`` with the objects seen in this frame (only those with a track id)."""
+        """Advance to time ``t`` with the objects seen in this frame (only those with a track id).
+
+        ``track_t``: the tracker's clock (``t`` less the still stretches motion gating skipped); whether an
+        object is lost is judged on it, so a still object is not ended between two gated frames."""
+        lost_t = t if track_t is None else track_t
         events: list[Event] = []
         diag = float(np.hypot(*frame_wh))
         area = float(frame_wh[0] * frame_wh[1])
@@ -139,11 +150,13 @@ class Scene:
                 obj.best_changed = True
                 obj.reported_t, obj.reported_box = t, s.box
                 events.append(self._event("new", t, at, seq, obj))
-                events += self._regions(obj, t, at, seq, first=True)
+                obj.last_track_t = lost_t
+                events += self._regions(obj, t, at, seq)
                 continue
             label_before = obj.label
             self._observe(obj, s, t, at, seq, area)
-            region_events = self._regions(obj, t, at, seq, first=False)
+            obj.last_track_t = lost_t
+            region_events = self._regions(obj, t, at, seq)
             events += region_events
             material = obj.label != label_before  # zone changes have their own events
             paced = t - obj.reported_t >= self.update_interval_s
@@ -151,7 +164,7 @@ class Scene:
             if material or (paced and (moved or obj.best_changed)):
                 obj.reported_t, obj.reported_box = t, obj.box
                 events.append(self._event("update", t, at, seq, obj))
-        for obj in [o for o in self.objects.values() if t - o.last_t > self.lost_s]:
+        for obj in [o for o in self.objects.values() if lost_t - o.last_track_t > self.lost_s]:
             events += self._end(obj, t, at, seq, "lost")
         return events
 
@@ -170,8 +183,11 @@ class Scene:
             now[(zone.name, "all")] = 0
             for label in self._labels_seen[zone.name]:
                 now[(zone.name, label)] = 0
+        counts = {z.name: z for z in self.zones}
         for obj in self.objects.values():
             for name in obj.zones:
+                if not counts[name].counts(obj.label):  # relabelled inside: leaves at the next step
+                    continue
                 now[(name, "all")] += 1
                 now[(name, obj.label)] = now.get((name, obj.label), 0) + 1
                 self._labels_seen[name].add(obj.label)
@@ -194,7 +210,7 @@ class Scene:
         if obj.best_changed:
             obj.best_score = score
 
-    def _regions(self, obj: TrackedObject, t: float, at: float, seq: int, first: bool) -> list[Event]:
+    def _regions(self, obj: TrackedObject, t: float, at: float, seq: int) -> list[Event]:
         events: list[Event] = []
         box = np.asarray([obj.box], np.float32)
         for zone in self.zones:
@@ -207,7 +223,8 @@ class Scene:
                     p.since = t
                 if t - p.since >= zone.min_dwell_s:
                     events += self._flip(obj, zone.name, p, t, at, seq)
-            if p.inside and not p.loitered and zone.loiter_s is not None and t - p.entered >= zone.loiter_s:
+            staying = p.inside and p.since is None  # not on its way out
+            if staying and not p.loitered and zone.loiter_s is not None and t - p.entered >= zone.loiter_s:
                 p.loitered = True
                 events.append(self._event("loiter", t, at, seq, obj, zone=zone.name, dwell_s=t - p.entered))
         for line in self.lines:
@@ -247,9 +264,9 @@ class Scene:
         events: list[Event] = []
         for zone in list(obj.zones):
             p = obj.presence[zone]
+            dwell = (p.since if p.since is not None else obj.last_t) - p.entered  # until it left
             p.inside, p.since = False, None
             obj.zones.remove(zone)
-            dwell = obj.last_t - p.entered
             events.append(self._event("zone_exit", t, at, seq, obj, zone=zone, dwell_s=dwell, reason=reason))
         events.append(self._event("end", t, at, seq, obj, reason=reason))
         del self.objects[obj.track_id]

@@ -62,13 +62,24 @@ class SnapshotStore:
         self._files: dict[Path, tuple[float, int]] = {}  # path -> (mtime, size), oldest first
         self._bytes = 0
         self._next_age_check = 0.0
+        found: list[tuple[float, int, Path]] = []
         try:
-            for path in sorted(root.glob("*/*.jpg"), key=lambda p: p.stat().st_mtime):
-                st = path.stat()
-                self._files[path] = (st.st_mtime, st.st_size)
-                self._bytes += st.st_size
+            paths = list(root.glob("*/*"))
         except OSError as exc:
             log.warning("snapshots: cannot list %s: %s", root, exc)
+            paths = []
+        for path in paths:  # one file at a time: one that vanishes or cannot be read does not stop the rest
+            try:
+                if path.suffix == ".tmp":  # a write cut short by a crash
+                    path.unlink()
+                elif path.suffix == ".jpg":
+                    st = path.stat()
+                    found.append((st.st_mtime, st.st_size, path))
+            except OSError as exc:
+                log.warning("snapshots: %s: %s", path, exc)
+        for mtime, size, path in sorted(found):
+            self._files[path] = (mtime, size)
+            self._bytes += size
         self._prune(time.time())
 
     @property
@@ -100,6 +111,11 @@ class SnapshotStore:
         self.written += 1
         self._prune(now)
         return rel
+
+    def prune_if_due(self, now: float) -> None:
+        """The age bound, checked once a minute even when nothing is written (a quiet camera)."""
+        if now >= self._next_age_check:
+            self._prune(now)
 
     def _prune(self, now: float) -> None:
         """Delete the oldest files while the store is over its size, and (every minute) those too old."""

@@ -128,7 +128,7 @@ class TrackingConfig(Strict):
     enabled: bool = True
     labels: list[Label] | None = Field(None, description="Track only these labels; None: every label.")
     activation_conf: float = Field(
-        0.4, ge=0, le=1, description="Confidence a detection needs to start a track."
+        0.5, ge=0, le=1, description="Confidence a detection needs to start a track (>= high_conf)."
     )
     high_conf: float = Field(
         0.5, ge=0, le=1, description="ByteTrack's split between its two matching rounds."
@@ -136,6 +136,16 @@ class TrackingConfig(Strict):
     match_iou: float = Field(0.1, gt=0, le=1, description="IoU a detection needs to continue a track.")
     min_frames: int = Field(2, ge=1, le=30, description="Frames in a row before a track gets an id.")
     lost_s: float = Field(1.5, gt=0, le=600, description="How long an unseen track is kept before it ends.")
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> TrackingConfig:
+        # ByteTrack starts tracks only from its first round's detections (confidence >= high_conf).
+        if self.activation_conf < self.high_conf:
+            raise ValueError(
+                f"tracking.activation_conf ({self.activation_conf}) below high_conf ({self.high_conf}) would "
+                "not start tracks below high_conf: ByteTrack starts them from its first round only"
+            )
+        return self
 
 
 class MotionConfig(Strict):

@@ -80,6 +80,7 @@ def analytics_health(
             cam["tracked"] = len(analyzer.scene.objects) if analyzer.scene is not None else 0
             cam["events"] = analyzer.events
             cam["detections_suppressed"] = analyzer.filter.suppressed
+            cam["snapshot_errors"] = analyzer.errors
     store = next((a.store for a in analyzers.values() if a.store is not None), None)
     if store is not None:
         health["snapshots"] = {

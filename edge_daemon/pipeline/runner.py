@@ -77,6 +77,7 @@ class PipelineStats:
     detections: int = 0
     events: int = 0
     suppressed: int = 0  # inferred frames whose detections message was not sent (publish.detections)
+    analytics_errors: int = 0  # frames on which analytics failed (published untracked)
     first_publish: float | None = None
     end_to_end_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
@@ -146,6 +147,7 @@ class Pipeline:
         self._analyzers: dict[str, CameraAnalyzer] = {}
         self._gates: dict[str, MotionGate] = {}
         self._messages = Messages(device_id, self.run_id, names, model_tag)
+        self._next_idle = 0.0
         for plan in cameras:
             queue: DropQueue[Any] = DropQueue(plan.queue_size, plan.policy, on_drop=self.stage.discard)
             self._queues[plan.name] = queue
@@ -376,6 +378,7 @@ class Pipeline:
             except QueueClosed:
                 self._finish_analytics()
                 return
+            self._idle_analytics()
             if item is None:
                 continue
             try:
@@ -396,8 +399,7 @@ class Pipeline:
         now, messages, states = time.monotonic(), [], []
         done: list[tuple[Frame, Detections]] = []
         for frame, dets in results:
-            analyzer = self._analyzers.get(frame.camera)
-            out = analyzer.process(frame, dets, self.clock(frame)) if analyzer else Outcome(dets, True)
+            out = self._analyze(frame, dets)
             if out.publish_detections:
                 e2e_ms = (now - frame.captured_mono) * 1000.0
                 messages.append(self._messages.detections(frame, out, inference_ms, e2e_ms))
@@ -417,6 +419,42 @@ class Pipeline:
             self.stats.end_to_end_ms.append((now - frame.captured_mono) * 1000.0)
             if self._on_result is not None:
                 self._on_result(frame, dets)
+
+    def _analyze(self, frame: Frame, dets: Detections) -> Outcome:
+        """The camera's analytics on one frame. A configuration error found only now (a zone off the first
+        frame) stops the daemon; any other failure is logged, counted, and the frame published untracked."""
+        analyzer = self._analyzers.get(frame.camera)
+        if analyzer is None:
+            return Outcome(dets, True)
+        try:
+            return analyzer.process(frame, dets, self.clock(frame))
+        except EdgeError:
+            raise
+        except Exception:
+            self.stats.analytics_errors += 1
+            if self.stats.analytics_errors in (1, 10) or self.stats.analytics_errors % 1000 == 0:
+                log.exception("camera %s: analytics failed on frame %d", frame.camera, frame.seq)
+            return Outcome(dets, True)
+
+    def _idle_analytics(self) -> None:
+        """Once a second: live cameras that are away get their timers run without frames, so their
+        objects end after ``lost_s`` and their zones empty (files keep their own timeline)."""
+        now = time.monotonic()
+        if now < self._next_idle:
+            return
+        self._next_idle = now + 1.0
+        for reader in self._readers:
+            analyzer = self._analyzers.get(reader.name)
+            if analyzer is None or reader.stats.connected or self._sources[reader.name].media_fps:
+                continue
+            try:
+                out = analyzer.idle(now, time.time())
+                self._send(
+                    self._messages.events(reader.name, out, analyzer.frame_wh or (1, 1)),
+                    self._messages.states(reader.name, out),
+                )
+            except Exception:
+                log.exception("camera %s: analytics failed while it is away", reader.name)
 
     def _send(self, messages: list[tuple[str, bytes]], states: list[tuple[str, bytes]]) -> None:
         if messages:
@@ -439,6 +477,8 @@ class Pipeline:
         """The retained ``health`` message: per camera connected, frames, reconnects, last error, drops;
         motion gating, tracking and snapshots where they run."""
         health = health_message(self._device_id, self.run_id, self.stats, self._readers, self._queues)
+        if self._analyzers:
+            health["analytics_errors"] = self.stats.analytics_errors
         return analytics_health(health, self._gates, self._analyzers)
 
     def _log_stats(self) -> str:

@@ -73,8 +73,8 @@ class MqttPublisher:
         self.rejected = 0
         self._connected = threading.Event()
         self._topics: dict[str, str] = {}
-        # Retained state: path -> latest payload. The lock orders a new value against a reconnect's resend,
-        # so the broker never keeps an older value than the newest one.
+        # Retained state: path -> latest payload, sent again after every reconnect (_resend_state). The lock
+        # orders a new value against that resend.
         self._state: dict[str, bytes] = {}
         self._state_lock = threading.Lock()
         self.outbox = outbox
@@ -283,6 +283,17 @@ class MqttPublisher:
             self.replayed += sent
             log.info("mqtt: replayed %d stored messages", sent)
 
+    def _resend_state(self, connection: int) -> None:
+        """After a reconnect, the latest retained state again: once what was in flight before has been
+        acknowledged (paho resends that itself, after on_connect returns; an older value sent after the
+        newest would be the one the broker keeps)."""
+        if not self._book.wait(lambda: self._book.in_flight == 0 or not self._current(connection), 30):
+            log.warning("mqtt: messages from before the reconnect still unacknowledged after 30 s")
+        with self._state_lock:
+            if self._current(connection):
+                for path, payload in list(self._state.items()):
+                    self._send(self._topic(path), payload, None, self.qos, retain=True)
+
     def _current(self, connection: int) -> bool:
         return connection == self._connection and self._connected.is_set()
 
@@ -353,10 +364,11 @@ class MqttPublisher:
         if self.info is not None:
             info = {**self.info, "outbox_dropped": self.outbox.dropped if self.outbox is not None else 0}
             self._send(self.info_topic, json.dumps(info).encode("utf-8"), None, 1, retain=True)
-        with self._state_lock:
-            for path, payload in list(self._state.items()):
-                self._send(self._topic(path), payload, None, self.qos, retain=True)
-            self._connected.set()
+        self._connected.set()
+        if self._state:
+            threading.Thread(
+                target=self._resend_state, args=(self._connection,), name="mqtt-state", daemon=True
+            ).start()
         if self.outbox is not None:
             previous = self._replay_thread
             self._replay_thread = threading.Thread(
