@@ -530,17 +530,16 @@ def test_a_relabelled_object_stops_counting_in_a_zone_for_another_label() -> Non
     assert sorted(sc.occupancy_changes()) == [("left", "all", 0), ("left", "person", 0)]
 
 
-def test_lost_is_judged_on_the_trackers_clock() -> None:
-    """Motion gating: a still object seen on frames 2 s apart (lost_s 1.0) whose still time is left out of
-    the tracker's clock is not lost between them."""
-    sc = scene([], [], lost_s=1.0)
-    seen = [Seen(1, 0, "person", 0.9, box_at(100))]
-    events = sc.step(0.0, 0, 0, seen, (W, H), track_t=0.0)
-    events += sc.step(2.0, 0, 20, [], (W, H), track_t=0.1)  # missed once, but only 0.1 s of motion time
-    events += sc.step(4.0, 0, 40, seen, (W, H), track_t=0.2)
-    assert [e.type for e in events] == ["new"]
-    events = sc.step(6.0, 0, 60, [], (W, H), track_t=1.3)
-    assert [e.type for e in events] == ["end"]
+def test_motion_gating_must_infer_more_often_than_objects_get_lost() -> None:
+    """Under motion gating a still object is seen only every max_skip_s: at or above lost_s it would end
+    between two inferred frames."""
+    with pytest.raises(
+        ValidationError, match=r"motion.max_skip_s \(2.0\) must be below tracking.lost_s \(1.5\)"
+    ):
+        CameraAnalytics(
+            motion=MotionConfig(enabled=True, max_skip_s=2.0), tracking=TrackingConfig(lost_s=1.5)
+        )
+    assert CameraAnalytics(motion=MotionConfig(enabled=True)).motion.max_skip_s < TrackingConfig().lost_s
 
 
 def test_unknown_labels_are_config_errors_and_a_missing_tracker_degrades(

@@ -146,7 +146,7 @@ class CameraAnalyzer:
         ids = self.tracker.update(dets, track_t)
         dets = dataclasses.replace(dets, track_id=ids)
         seen = seen_from(dets.xyxy, dets.confidence, dets.class_id, ids, self.names)
-        events = self.scene.step(t, frame.captured_at, frame.seq, seen, wh, track_t)
+        events = self.scene.step(t, frame.captured_at, frame.seq, seen, wh)
         out = Outcome(dets, self.filter.due(t, dets, wh))
         if self.store is not None:
             copy: npt.NDArray[np.uint8] | None = None  # one copy of the frame for all who improved on it
@@ -166,8 +166,8 @@ class CameraAnalyzer:
         the zones empty. ``t`` on the camera's clock (monotonic for live cameras)."""
         out = Outcome(Detections.empty(), False)
         if self.scene is not None and self.frame_wh is not None and self.scene.objects:
-            _, _, seq, still_s = self._last
-            self._emit(self.scene.step(t, at, seq, [], self.frame_wh, t - still_s), out)
+            seq = self._last[2]
+            self._emit(self.scene.step(t, at, seq, [], self.frame_wh), out)
         return out
 
     def finish(self) -> Outcome:

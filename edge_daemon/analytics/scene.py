@@ -68,7 +68,6 @@ class TrackedObject:
     entered: list[str] = field(default_factory=list)  # every zone it entered, in order
     best_score: float = -1.0
     best_changed: bool = False  # a better frame for its snapshot arrived in the last step
-    last_track_t: float = 0.0  # last seen, on the tracker's clock (see Scene.step)
     reported_t: float = 0.0  # when its last new/update event went out
     reported_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     presence: dict[str, _Presence] = field(default_factory=dict)
@@ -129,13 +128,8 @@ class Scene:
         seq: int,
         seen: Sequence[Seen],
         frame_wh: tuple[int, int],
-        track_t: float | None = None,
     ) -> list[Event]:
-        """Advance to time ``t`` with the objects seen in this frame (only those with a track id).
-
-        ``track_t``: the tracker's clock (``t`` less the still stretches motion gating skipped); whether an
-        object is lost is judged on it, so a still object is not ended between two gated frames."""
-        lost_t = t if track_t is None else track_t
+        """Advance to time ``t`` with the objects seen in this frame (only those with a track id)."""
         events: list[Event] = []
         diag = float(np.hypot(*frame_wh))
         area = float(frame_wh[0] * frame_wh[1])
@@ -150,12 +144,10 @@ class Scene:
                 obj.best_changed = True
                 obj.reported_t, obj.reported_box = t, s.box
                 events.append(self._event("new", t, at, seq, obj))
-                obj.last_track_t = lost_t
                 events += self._regions(obj, t, at, seq)
                 continue
             label_before = obj.label
             self._observe(obj, s, t, at, seq, area)
-            obj.last_track_t = lost_t
             region_events = self._regions(obj, t, at, seq)
             events += region_events
             material = obj.label != label_before  # zone changes have their own events
@@ -164,7 +156,7 @@ class Scene:
             if material or (paced and (moved or obj.best_changed)):
                 obj.reported_t, obj.reported_box = t, obj.box
                 events.append(self._event("update", t, at, seq, obj))
-        for obj in [o for o in self.objects.values() if lost_t - o.last_track_t > self.lost_s]:
+        for obj in [o for o in self.objects.values() if t - o.last_t > self.lost_s]:
             events += self._end(obj, t, at, seq, "lost")
         return events
 

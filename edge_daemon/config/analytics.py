@@ -156,7 +156,7 @@ class MotionConfig(Strict):
     threshold: int = Field(20, ge=1, le=255, description="Grey-level change that counts as moving.")
     min_area: float = Field(0.002, gt=0, le=1, description="Fraction of the image that must move.")
     max_skip_s: float = Field(
-        2.0,
+        1.0,
         ge=0,
         le=3600,
         description="Infer at least this often even without motion (timers, stationary objects).",
@@ -193,6 +193,11 @@ class CameraAnalytics(Strict):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{kind} names must be unique per camera, repeated: {', '.join(dupes)}")
+        if self.motion.enabled and self.tracking.enabled and self.motion.max_skip_s >= self.tracking.lost_s:
+            raise ValueError(
+                f"motion.max_skip_s ({self.motion.max_skip_s}) must be below tracking.lost_s "
+                f"({self.tracking.lost_s}): a still object is seen only every max_skip_s under motion gating"
+            )
         if (self.zones or self.lines) and not self.tracking.enabled:
             raise ValueError("zones and lines follow tracked objects: they need tracking.enabled: true")
         return self

@@ -5,8 +5,41 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+# Latency samples kept for the statistics (the most recent ones): bounded, so a daemon that runs for
+# months holds a fixed amount (about 0.7 MB per deque), not one float per frame it ever served.
+LATENCY_SAMPLES = 20_000
+
+
+@dataclass
+class PipelineStats:
+    """Counters and latency samples (milliseconds), readable while the pipeline runs."""
+
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    inferred: int = 0
+    batches: int = 0
+    published: int = 0
+    detections: int = 0
+    events: int = 0
+    suppressed: int = 0  # inferred frames whose detections message was not sent (publish.detections)
+    analytics_errors: int = 0  # frames on which analytics failed (published untracked)
+    first_publish: float | None = None
+    end_to_end_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    dropped: dict[str, int] = field(default_factory=dict)
+    captured: dict[str, int] = field(default_factory=dict)
+
+    def fps(self) -> float:
+        """Published frames per second, from the first publication to the last (or now)."""
+        if self.first_publish is None or self.published < 2:
+            return 0.0
+        end = self.finished or time.monotonic()
+        return (self.published - 1) / max(end - self.first_publish, 1e-9)
 
 
 class BusyClock:

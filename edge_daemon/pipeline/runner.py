@@ -23,20 +23,26 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
-from edge_daemon.analytics import CameraAnalyzer, MotionGate, Outcome
+from edge_daemon.analytics import CameraAnalyzer, MotionGate
 from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, FrameSource, QueueClosed
 from edge_daemon.errors import EdgeError
 from edge_daemon.model.tasks import Decoder
-from edge_daemon.pipeline.health import BusyClock, analytics_health, camera_status, health_message
+from edge_daemon.pipeline.health import (
+    BusyClock,
+    PipelineStats,
+    analytics_health,
+    camera_status,
+    health_message,
+)
 from edge_daemon.pipeline.messages import Messages
+from edge_daemon.pipeline.outputs import Outputs
 from edge_daemon.pipeline.stages import CpuStage, Stage
 from edge_daemon.publish.base import Publisher
 from edge_daemon.publish.payload import ModelTag, new_run_id
@@ -44,11 +50,9 @@ from edge_daemon.runtime import InferenceEngine
 from edge_daemon.service.notify import Watchdog
 from edge_daemon.types import Detections, Frame
 
-log = logging.getLogger(__name__)
+__all__ = ["CameraPlan", "Pipeline", "PipelineStats", "ResultHook"]
 
-# Latency samples kept for the statistics (the most recent ones): bounded, so a daemon that runs for
-# months holds a fixed amount (about 0.7 MB per deque), not one float per frame it ever served.
-LATENCY_SAMPLES = 20_000
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,33 +67,6 @@ class CameraPlan:
     max_frames: int | None = None
     analyzer: CameraAnalyzer | None = None  # tracking, zones, events, snapshots; None: every frame published
     gate: MotionGate | None = None  # skip frames without motion before inference
-
-
-@dataclass
-class PipelineStats:
-    """Counters and latency samples (milliseconds), readable while the pipeline runs."""
-
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-    inferred: int = 0
-    batches: int = 0
-    published: int = 0
-    detections: int = 0
-    events: int = 0
-    suppressed: int = 0  # inferred frames whose detections message was not sent (publish.detections)
-    analytics_errors: int = 0  # frames on which analytics failed (published untracked)
-    first_publish: float | None = None
-    end_to_end_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
-    inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
-    dropped: dict[str, int] = field(default_factory=dict)
-    captured: dict[str, int] = field(default_factory=dict)
-
-    def fps(self) -> float:
-        """Published frames per second, from the first publication to the last (or now)."""
-        if self.first_publish is None or self.published < 2:
-            return 0.0
-        end = self.finished or time.monotonic()
-        return (self.published - 1) / max(end - self.first_publish, 1e-9)
 
 
 # Called for every published frame: (frame, detections). Tests and the demo use it to observe results.
@@ -146,8 +123,6 @@ class Pipeline:
         self._sources: dict[str, FrameSource] = {}
         self._analyzers: dict[str, CameraAnalyzer] = {}
         self._gates: dict[str, MotionGate] = {}
-        self._messages = Messages(device_id, self.run_id, names, model_tag)
-        self._next_idle = 0.0
         for plan in cameras:
             queue: DropQueue[Any] = DropQueue(plan.queue_size, plan.policy, on_drop=self.stage.discard)
             self._queues[plan.name] = queue
@@ -167,6 +142,13 @@ class Pipeline:
                     buffers=self.stage,
                 )
             )
+        self._outputs = Outputs(
+            publisher,
+            Messages(device_id, self.run_id, names, model_tag),
+            self._analyzers,
+            self.stats,
+            self.clock,
+        )
         self._workers = [
             threading.Thread(target=self._guard(self._infer_loop), name="inference", daemon=True),
             threading.Thread(target=self._guard(self._publish_loop), name="publish", daemon=True),
@@ -376,9 +358,9 @@ class Pipeline:
             try:
                 item = self._results.get(timeout=1.0)
             except QueueClosed:
-                self._finish_analytics()
+                self._outputs.finish()
                 return
-            self._idle_analytics()
+            self._outputs.idle(self._readers, self._sources)
             if item is None:
                 continue
             try:
@@ -394,22 +376,7 @@ class Pipeline:
                 self.stage.release(item)
 
     def _publish(self, results: list[tuple[Frame, Detections]], inference_ms: float) -> None:
-        """One batch's messages (detections and events), handed to the publisher together (one outbox
-        transaction); then the retained state that changed (occupancy, snapshots)."""
-        now, messages, states = time.monotonic(), [], []
-        done: list[tuple[Frame, Detections]] = []
-        for frame, dets in results:
-            out = self._analyze(frame, dets)
-            if out.publish_detections:
-                e2e_ms = (now - frame.captured_mono) * 1000.0
-                messages.append(self._messages.detections(frame, out, inference_ms, e2e_ms))
-            else:
-                self.stats.suppressed += 1
-            messages += self._messages.events(frame.camera, out, (frame.width, frame.height))
-            states += self._messages.states(frame.camera, out)
-            done.append((frame, out.detections))
-        self._send(messages, states)
-        self.stats.events = self._messages.events_sent
+        done = self._outputs.publish(results, inference_ms)
         now = time.monotonic()
         if self.stats.first_publish is None:
             self.stats.first_publish = now
@@ -419,59 +386,6 @@ class Pipeline:
             self.stats.end_to_end_ms.append((now - frame.captured_mono) * 1000.0)
             if self._on_result is not None:
                 self._on_result(frame, dets)
-
-    def _analyze(self, frame: Frame, dets: Detections) -> Outcome:
-        """The camera's analytics on one frame. A configuration error found only now (a zone off the first
-        frame) stops the daemon; any other failure is logged, counted, and the frame published untracked."""
-        analyzer = self._analyzers.get(frame.camera)
-        if analyzer is None:
-            return Outcome(dets, True)
-        try:
-            return analyzer.process(frame, dets, self.clock(frame))
-        except EdgeError:
-            raise
-        except Exception:
-            self.stats.analytics_errors += 1
-            if self.stats.analytics_errors in (1, 10) or self.stats.analytics_errors % 1000 == 0:
-                log.exception("camera %s: analytics failed on frame %d", frame.camera, frame.seq)
-            return Outcome(dets, True)
-
-    def _idle_analytics(self) -> None:
-        """Once a second: live cameras that are away get their timers run without frames, so their
-        objects end after ``lost_s`` and their zones empty (files keep their own timeline)."""
-        now = time.monotonic()
-        if now < self._next_idle:
-            return
-        self._next_idle = now + 1.0
-        for reader in self._readers:
-            analyzer = self._analyzers.get(reader.name)
-            if analyzer is None or reader.stats.connected or self._sources[reader.name].media_fps:
-                continue
-            try:
-                out = analyzer.idle(now, time.time())
-                self._send(
-                    self._messages.events(reader.name, out, analyzer.frame_wh or (1, 1)),
-                    self._messages.states(reader.name, out),
-                )
-            except Exception:
-                log.exception("camera %s: analytics failed while it is away", reader.name)
-
-    def _send(self, messages: list[tuple[str, bytes]], states: list[tuple[str, bytes]]) -> None:
-        if messages:
-            self.publisher.publish_many(messages)
-        for path, payload in states:
-            self.publisher.publish_state(path, payload)
-
-    def _finish_analytics(self) -> None:
-        """At the end of the stream: every tracked object ends, zones empty; published before closing."""
-        for camera, analyzer in self._analyzers.items():
-            try:
-                out = analyzer.finish()
-                events = self._messages.events(camera, out, analyzer.frame_wh or (1, 1))
-                self._send(events, self._messages.states(camera, out))
-            except Exception:
-                log.exception("camera %s: cannot publish the end of its tracked objects", camera)
-        self.stats.events = self._messages.events_sent
 
     def health(self) -> dict[str, Any]:
         """The retained ``health`` message: per camera connected, frames, reconnects, last error, drops;
