@@ -11,12 +11,11 @@ Topics, under ``<prefix>/<device_id>/``:
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
-from importlib import resources
 from typing import Any
 
 from edge_daemon.analytics import Event, SnapshotRef
+from edge_daemon.publish.payload import packaged_schema
 
 SCHEMA_ID = "edge-daemon/events"
 SCHEMA_VERSION = 1
@@ -94,10 +93,4 @@ def event_payload(
 
 def load_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the event message."""
-    text = (
-        resources.files("edge_daemon.publish")
-        .joinpath(f"schema/events-v{SCHEMA_VERSION}.json")
-        .read_text("utf-8")
-    )
-    schema: dict[str, Any] = json.loads(text)
-    return schema
+    return packaged_schema(f"events-v{SCHEMA_VERSION}.json")

@@ -144,10 +144,11 @@ def encode(payload: dict[str, Any]) -> bytes:
 
 def load_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the detections message."""
-    text = (
-        resources.files("edge_daemon.publish")
-        .joinpath(f"schema/detections-v{SCHEMA_VERSION}.json")
-        .read_text("utf-8")
-    )
+    return packaged_schema(f"detections-v{SCHEMA_VERSION}.json")
+
+
+def packaged_schema(name: str) -> dict[str, Any]:
+    """A JSON Schema shipped in ``edge_daemon/publish/schema/``."""
+    text = resources.files("edge_daemon.publish").joinpath(f"schema/{name}").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
