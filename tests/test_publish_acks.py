@@ -183,3 +183,34 @@ def test_retained_state_set_while_the_broker_was_away_is_there_after_it_returns(
         pub.close(timeout=5)
         broker.proc.terminate()
         broker.proc.wait(10)
+
+
+def test_events_published_while_the_broker_is_away_all_arrive(tmp_path: Path) -> None:
+    """Events go through the disk outbox like detections: those published during an outage arrive, in
+    order, once the broker is back."""
+    port = free_port()
+    persist = f"persistence true\npersistence_location {tmp_path}/\n"  # the collector's session survives
+    broker = start_mosquitto(tmp_path, port=port, extra=persist)
+    collector = Collector(port, "edge/dev/+/events", client_id="events")
+    cfg = MqttConfig(host="127.0.0.1", port=port, outbox={"path": tmp_path / "o.sqlite"})
+    pub = MqttPublisher.from_config(cfg, "dev")
+    try:
+        pub.start()
+        event = '{{"camera": "cam0", "seq": {}}}'
+        pub.publish_many([("cam0/events", event.format(n).encode()) for n in range(10)])
+        assert pub.flush(10)
+        broker.proc.terminate()
+        broker.proc.wait(10)
+        wait_until(lambda: not pub.connected, 10)
+        pub.publish_many([("cam0/events", event.format(n).encode()) for n in range(10, 50)])  # away
+        assert pub.outbox is not None and pub.outbox.pending() >= 40
+        broker = start_mosquitto(tmp_path, port=port, extra=persist)
+        wait_until(lambda: pub.connected, 60)
+        assert pub.flush(30)
+        wait_until(lambda: set(range(50)) <= set(collector.seqs), 30)
+    finally:
+        pub.close(timeout=5)
+        collector.stop()
+        broker.proc.terminate()
+        broker.proc.wait(10)
+    assert sorted(set(collector.seqs)) == list(range(50)), "every event arrived"
