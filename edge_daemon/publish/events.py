@@ -11,29 +11,13 @@ Topics, under ``<prefix>/<device_id>/``:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from edge_daemon.analytics import Event, SnapshotRef
-from edge_daemon.publish.payload import packaged_schema
+from edge_daemon.publish.payload import box_dict, iso_time, packaged_schema
 
 SCHEMA_ID = "edge-daemon/events"
 SCHEMA_VERSION = 1
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _box(
-    box: tuple[float, float, float, float], w: float = 1.0, h: float = 1.0, nd: int = 1
-) -> dict[str, float]:
-    return {
-        "x1": round(box[0] / w, nd),
-        "y1": round(box[1] / h, nd),
-        "x2": round(box[2] / w, nd),
-        "y2": round(box[3] / h, nd),
-    }
 
 
 def event_payload(
@@ -55,7 +39,7 @@ def event_payload(
         "run": run,
         "seq": seq,
         "type": event.type,
-        "at": _iso(event.at),
+        "at": iso_time(event.at),
         "frame_seq": event.seq,
     }
     for key in ("zone", "line", "direction", "reason"):
@@ -70,10 +54,10 @@ def event_payload(
         "class_id": obj.class_id,
         "confidence": round(obj.confidence, 4),
         "max_confidence": round(obj.max_confidence, 4),
-        "box": _box(obj.box),
-        "box_norm": _box(obj.box, w, h, 5),
-        "first_seen": _iso(obj.first_at),
-        "last_seen": _iso(obj.last_at),
+        "box": box_dict(obj.box),
+        "box_norm": box_dict(obj.box, w, h),
+        "first_seen": iso_time(obj.first_at),
+        "last_seen": iso_time(obj.last_at),
         "frames": obj.frames,
         "zones": list(obj.zones),
         "entered_zones": list(obj.entered),
@@ -83,9 +67,9 @@ def event_payload(
             "file": snapshot.file,
             "topic": snapshot.topic,
             "frame_seq": snapshot.seq,
-            "captured_at": _iso(snapshot.captured_at),
+            "captured_at": iso_time(snapshot.captured_at),
             "confidence": round(snapshot.confidence, 4),
-            "box": _box(snapshot.box),
+            "box": box_dict(snapshot.box),
         },
     }
     return body

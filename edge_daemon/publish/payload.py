@@ -71,13 +71,8 @@ def build_payload(
                 "class_id": cls,
                 "label": names.get(cls, str(cls)),
                 "confidence": round(conf, 4),
-                "box": {"x1": round(x1, 1), "y1": round(y1, 1), "x2": round(x2, 1), "y2": round(y2, 1)},
-                "box_norm": {
-                    "x1": round(x1 / w, 5),
-                    "y1": round(y1 / h, 5),
-                    "x2": round(x2 / w, 5),
-                    "y2": round(y2 / h, 5),
-                },
+                "box": box_dict((x1, y1, x2, y2)),
+                "box_norm": box_dict((x1, y1, x2, y2), w, h),
             }
         )
     _task_fields(items, detections)
@@ -92,9 +87,7 @@ def build_payload(
         "camera": frame.camera,
         "run": run,
         "seq": frame.seq,
-        "captured_at": datetime.fromtimestamp(frame.captured_at, tz=timezone.utc).isoformat(
-            timespec="milliseconds"
-        ),
+        "captured_at": iso_time(frame.captured_at),
         "image": {"width": w, "height": h},
         "model": {
             "id": model.model_id,
@@ -136,6 +129,30 @@ def _task_fields(items: list[dict[str, Any]], detections: Detections) -> None:
                 "angle": round(angle, 4),
                 "corners": quad,
             }
+
+
+def box_dict(
+    box: tuple[float, float, float, float], w: float | None = None, h: float | None = None
+) -> dict[str, float]:
+    """Corners as published: frame pixels to 0.1 px, or, given the frame size, normalised to 5 decimals."""
+    if w is None or h is None:
+        return {
+            "x1": round(box[0], 1),
+            "y1": round(box[1], 1),
+            "x2": round(box[2], 1),
+            "y2": round(box[3], 1),
+        }
+    return {
+        "x1": round(box[0] / w, 5),
+        "y1": round(box[1] / h, 5),
+        "x2": round(box[2] / w, 5),
+        "y2": round(box[3] / h, 5),
+    }
+
+
+def iso_time(ts: float) -> str:
+    """Unix seconds as published: ISO 8601 UTC with milliseconds."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
 def encode(payload: dict[str, Any]) -> bytes:
