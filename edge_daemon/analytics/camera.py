@@ -94,7 +94,7 @@ class CameraAnalyzer:
         self.errors = 0  # snapshots that could not be drawn or encoded
         self._candidates: dict[int, _Candidate] = {}
         self._refs: dict[int, SnapshotRef] = {}
-        self._last: tuple[float, float, int, float] = (0.0, 0.0, 0, 0.0)  # t, at, seq, still_s
+        self._last: tuple[float, float, int] = (0.0, 0.0, 0)  # t, at, seq of the last frame
         self.frame_wh: tuple[int, int] | None = None
 
     def _tracker(self, fps: float) -> Tracker | None:
@@ -137,7 +137,7 @@ class CameraAnalyzer:
         if self.scene is not None and wh != self.frame_wh:
             self._replace_regions(*wh)
         self.frame_wh = wh
-        self._last = (t, frame.captured_at, frame.seq, frame.still_s)
+        self._last = (t, frame.captured_at, frame.seq)
         if self.tracker is None:
             return Outcome(dets, self.filter.due(t, dets, wh))
         if self.scene is None:
@@ -174,7 +174,7 @@ class CameraAnalyzer:
         """At shutdown: every object ends (reason ``shutdown``), occupancy back to 0."""
         out = Outcome(Detections.empty(), False)
         if self.scene is not None:
-            t, at, seq, _ = self._last
+            t, at, seq = self._last
             self._emit(self.scene.finish(t, at, seq), out)
         return out
 

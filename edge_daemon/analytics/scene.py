@@ -17,6 +17,7 @@ camera); ``at`` is the wall-clock capture time (Unix seconds) that messages carr
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -277,22 +278,10 @@ class Scene:
         dwell_s: float | None = None,
         reason: str | None = None,
     ) -> Event:
-        frozen = TrackedObject(
-            obj.track_id,
-            obj.first_t,
-            obj.first_at,
-            obj.last_t,
-            obj.last_at,
-            obj.last_seq,
-            obj.box,
-            obj.confidence,
-            obj.max_confidence,
-            obj.class_id,
-            obj.label,
-            obj.frames,
-            zones=list(obj.zones),
-            entered=list(obj.entered),
-            best_score=obj.best_score,
+        # The event's own copy: its lists frozen now; the scene's working state (scores, presences,
+        # line sides) is not part of it.
+        frozen = dataclasses.replace(
+            obj, zones=list(obj.zones), entered=list(obj.entered), label_score={}, presence={}, sides={}
         )
         return Event(kind, t, at, seq, frozen, zone, line, direction, dwell_s, reason)
 
