@@ -133,23 +133,15 @@ def per_frame(frames: int, kept: dict[int, Detections], names: dict[int, str], w
 
 
 def id_switches(kept: dict[int, Detections]) -> dict[str, Any]:
-    truth = json.loads((ROOT / "tests" / "data" / "vtest_identities.json").read_text())["people"]
+    from tests.helpers.identities import checked_people, ids_along
+
+    people = checked_people()
     switches, checked = 0, 0
-    for boxes in truth.values():
-        ids = []
-        for frame, box in boxes.items():
-            dets = kept[int(frame)]
-            assert dets.track_id is not None
-            b = np.asarray(box, np.float32)
-            lt = np.maximum(dets.xyxy[:, :2], b[:2])
-            rb = np.minimum(dets.xyxy[:, 2:], b[2:])
-            inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-            area = np.prod(dets.xyxy[:, 2:] - dets.xyxy[:, :2], axis=1)
-            iou = inter / (area + np.prod(b[2:] - b[:2]) - inter)
-            ids.append(int(dets.track_id[int(np.argmax(iou))]) if iou.max() >= 0.5 else -2)
-            checked += 1
-        switches += sum(1 for a, b2 in itertools.pairwise(ids) if a != b2)
-    return {"people": len(truth), "checked_boxes": checked, "id_switches": switches}
+    for boxes in people.values():
+        ids = [-2 if i is None else i for i in ids_along(boxes, kept)]  # -2: no detection over the box
+        checked += len(ids)
+        switches += sum(1 for a, b in itertools.pairwise(ids) if a != b)
+    return {"people": len(people), "checked_boxes": checked, "id_switches": switches}
 
 
 def motion(clip: Path, frames: int) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from edge_daemon.publish.payload import load_schema
 from edge_daemon.types import Detections
 from tests.conftest import Broker, subscribed
 from tests.helpers import sprites
+from tests.helpers.identities import checked_people, ids_along
 
 DETECTIONS = jsonschema.Draft202012Validator(load_schema())
 EVENTS = jsonschema.Draft202012Validator(event_schema.load_schema())
@@ -186,27 +187,7 @@ def test_demo_clip_with_a_zone_and_a_line(broker: Broker, clip: Path, world_onnx
     zone_topics = {t for t, _, r in messages if "/zones/left/" in t and not r}
     assert {"edge/democlip/cam0/zones/left/all", "edge/democlip/cam0/zones/left/person"} <= zone_topics
     # Identity: four people checked by eye in frames 20-110 keep one id each (no switch), all different.
-    truth = json.loads((Path(__file__).parent / "data" / "vtest_identities.json").read_text())["people"]
-    ids = {person: _ids_along(boxes, tracked) for person, boxes in truth.items()}
-    assert all(len(set(v)) == 1 and v[0] >= 0 for v in ids.values()), ids
-    assert len({v[0] for v in ids.values()}) == len(truth)
-
-
-def _ids_along(boxes: dict[str, list[float]], tracked: dict[int, Detections]) -> list[int]:
-    """The track id of the detection over each checked box (IoU >= 0.5), frame by frame."""
-    out = []
-    for frame, box in boxes.items():
-        dets = tracked[int(frame)]
-        assert dets.track_id is not None
-        b = np.asarray(box, np.float32)
-        x1 = np.maximum(dets.xyxy[:, 0], b[0])
-        y1 = np.maximum(dets.xyxy[:, 1], b[1])
-        x2 = np.minimum(dets.xyxy[:, 2], b[2])
-        y2 = np.minimum(dets.xyxy[:, 3], b[3])
-        inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-        area = (dets.xyxy[:, 2] - dets.xyxy[:, 0]) * (dets.xyxy[:, 3] - dets.xyxy[:, 1])
-        iou = inter / (area + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-        best = int(np.argmax(iou))
-        assert iou[best] >= 0.5, f"frame {frame}: no detection over {box}"
-        out.append(int(dets.track_id[best]))
-    return out
+    ids = {person: ids_along(boxes, tracked) for person, boxes in checked_people().items()}
+    assert all(None not in v for v in ids.values()), f"a checked box without a detection over it: {ids}"
+    assert all(len(set(v)) == 1 and v[0] is not None and v[0] >= 0 for v in ids.values()), ids
+    assert len({v[0] for v in ids.values()}) == len(ids)
