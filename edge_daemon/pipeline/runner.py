@@ -1,4 +1,6 @@
-"""Wires the rooms together; the only module that knows all of them.
+"""Wires the rooms together; the only module that knows all of them. One room at about 400 lines: the
+threads, their queues and the drain share one lifecycle; what happens after decoding (analytics, messages)
+is :mod:`.outputs`, stats and health :mod:`.health`.
 
 Threads and queues, data flowing one way::
 

@@ -1,5 +1,9 @@
 """MQTT publisher on paho-mqtt 2.x.
 
+One room at about 400 lines on purpose: connecting, the outbox replay, live sends and the retained-state
+resend share one ordering lock and one connection counter; split apart, their ordering would be spread
+over several files.
+
 Topics: detections on ``<prefix>/<device_id>/<camera>/detections`` and events on ``…/<camera>/events`` at
 the configured QoS (:meth:`MqttPublisher.publish_many`); retained state (occupancy, snapshots:
 :meth:`MqttPublisher.publish_state`), whose latest value is sent again after every reconnect; availability on
