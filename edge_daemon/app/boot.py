@@ -46,7 +46,7 @@ def engine_config(settings: Settings, memory: Any = None) -> tuple[Any, str | No
     fp32; torch on the CPU for a TorchScript model) and says why once; without it, start-up fails.
     """
     cfg = settings.engine
-    if memory is not None or cfg.backend == "onnxruntime":
+    if memory is not None or cfg.backend == "onnxruntime" or cfg.backend == "openvino":
         return cfg, None
     if cfg.backend == "torch" and cfg.device_index is None:
         return cfg, None

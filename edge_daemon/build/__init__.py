@@ -9,6 +9,7 @@ only loads the artifact it is handed. Backends' build modules are imported only 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from edge_daemon.build.request import BuildRequest
@@ -23,7 +24,7 @@ def prepare(config: Any, request: BuildRequest, refused: str | None = None) -> t
     ``cached``: the artifact came from the cache unchecked by a load; if the engine refuses it, call again
     with ``refused`` (the engine's reason) to move it aside and build it anew. TensorRT: a plan for this
     device (built and calibrated on first boot). ONNX Runtime ``int8``: the CPU-format Q/DQ model. Every
-    other case: the model file as it is.
+    other case: the model file as it is (OpenVINO: with the folder its compiled blobs are cached in).
     """
     if config.backend == "tensorrt":
         from edge_daemon.build.tensorrt.provision import ensure_plan
@@ -49,4 +50,19 @@ def prepare(config: Any, request: BuildRequest, refused: str | None = None) -> t
             request.status,
         )
         return Artifact(path, request.imgsz, precision="int8"), False
+    if config.backend == "openvino":
+        cache = openvino_cache_dir(config, request)
+        return Artifact(request.onnx_path, request.imgsz, cache_dir=cache), False
     return Artifact(request.onnx_path, request.imgsz, memory=request.memory), False
+
+
+def openvino_cache_dir(config: Any, request: BuildRequest) -> Path | None:
+    """``<cache_dir>/openvino/<stem>-<sha16>[-HxW]-<precision>-<device>``: OpenVINO keys its blobs within
+    by the model's own hash, the compile properties and its version; the folder keeps one model's blobs
+    together, named like the other artifacts."""
+    if not config.cache:
+        return None
+    size = f"-{request.imgsz[0]}x{request.imgsz[1]}" if request.imgsz else ""
+    sha = (request.model_sha256 or "unknown")[:16]
+    name = f"{request.model_stem}-{sha}{size}-{config.precision}-{config.device.lower()}"
+    return request.cache_dir / "openvino" / name

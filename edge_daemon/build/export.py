@@ -37,6 +37,9 @@ def resolve_onnx(
     ``.onnx`` files are used as they are. ``.pt`` files are exported through Ultralytics on first use and
     then served from the cache.
     """
+    if model_path.suffix.lower() == ".xml":  # OpenVINO IR: its weights are the .bin beside it
+        weights = model_path.with_suffix(".bin")
+        return model_path, sha256_file(weights if weights.is_file() else model_path)
     sha = sha256_file(model_path)
     if model_path.suffix.lower() == ".onnx":
         return model_path, sha

@@ -73,6 +73,24 @@ class OnnxRuntimeEngineConfig(Strict):
     )
 
 
+class OpenVinoEngineConfig(Strict):
+    """OpenVINO: Intel CPUs without an NVIDIA GPU (and Intel GPUs). Needs the ``openvino`` extra.
+    When to pick it over ONNX Runtime: README, "Which CPU backend"; figures in docs/benchmarks.md."""
+
+    backend: Literal["openvino"]
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto",
+        description="auto: the CPU plugin's choice (bf16 on CPUs with AVX512_BF16 or AMX, else fp32); the "
+        "precision actually running is what the daemon reports.",
+    )
+    device: Literal["CPU", "GPU", "AUTO"] = Field("CPU", description="OpenVINO device name.")
+    performance_hint: Literal["LATENCY", "THROUGHPUT"] = Field(
+        "LATENCY", description="LATENCY: one frame at a time as fast as possible (the pipeline's way)."
+    )
+    threads: int | None = Field(None, ge=1, le=256, description="None: OpenVINO's choice (physical cores).")
+    cache: bool = Field(True, description="Cache compiled blobs under model.cache_dir/openvino.")
+
+
 class TensorRTEngineConfig(Strict):
     """TensorRT (8.6 / 10.x): built for this device on first boot, loaded from the cache after."""
 
@@ -147,5 +165,6 @@ class TorchEngineConfig(Strict):
 
 
 EngineConfig = Annotated[
-    OnnxRuntimeEngineConfig | TensorRTEngineConfig | TorchEngineConfig, Field(discriminator="backend")
+    OnnxRuntimeEngineConfig | OpenVinoEngineConfig | TensorRTEngineConfig | TorchEngineConfig,
+    Field(discriminator="backend"),
 ]

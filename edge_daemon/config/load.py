@@ -36,7 +36,7 @@ def _format_error(err: Any) -> str:
     return f"{loc or '<root>'}: {msg}"
 
 
-_UNION_TAGS = {"file", "v4l2", "url", "csi", "rtsp-hw", "onnxruntime", "tensorrt", "torch"}
+_UNION_TAGS = {"file", "v4l2", "url", "csi", "rtsp-hw", "onnxruntime", "openvino", "tensorrt", "torch"}
 
 
 def _strip_union_tags(loc: tuple[Any, ...]) -> list[Any]:

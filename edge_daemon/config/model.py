@@ -11,7 +11,8 @@ from edge_daemon.config.base import Strict
 
 
 class ModelConfig(Strict):
-    """The YOLO model: ``.onnx`` is used as is, ``.pt`` exported to ONNX once (needs the ``export`` extra)."""
+    """The YOLO model: ``.onnx`` is used as is, ``.pt`` exported to ONNX once (needs the ``export`` extra);
+    ``.xml``: Ultralytics' OpenVINO export, for the openvino backend."""
 
     path: FilePath
     imgsz: tuple[int, int] | None = Field(
@@ -25,9 +26,10 @@ class ModelConfig(Strict):
     @field_validator("path")
     @classmethod
     def _suffix(cls, v: Path) -> Path:
-        if v.suffix.lower() not in {".onnx", ".pt", ".torchscript"}:
+        if v.suffix.lower() not in {".onnx", ".pt", ".torchscript", ".xml"}:
             raise ValueError(
-                f"model must be a .onnx, .pt or .torchscript file, got {v.suffix or 'no suffix'!r}"
+                "model must be a .onnx, .pt, .torchscript or OpenVINO .xml file, "
+                f"got {v.suffix or 'no suffix'!r}"
             )
         return v
 

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
             raise ValueError(f"camera names must be unique, repeated: {', '.join(dupes)}")
         return self
 
+    @model_validator(mode="after")
+    def _model_fits_backend(self) -> Settings:
+        suffix = self.model.path.suffix.lower()
+        if suffix == ".xml" and self.engine.backend != "openvino":
+            raise ValueError("an OpenVINO .xml model runs only with engine.backend: openvino")
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,

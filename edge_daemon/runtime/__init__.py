@@ -17,6 +17,7 @@ from edge_daemon.runtime.base import Artifact, DeviceIO, EngineInfo, InferenceEn
 
 BACKENDS: dict[str, str] = {
     "onnxruntime": "edge_daemon.runtime.onnxruntime:OnnxRuntimeEngine",
+    "openvino": "edge_daemon.runtime.openvino:OpenVinoEngine",
     "tensorrt": "edge_daemon.runtime.tensorrt.engine:TensorRTEngine",
     "torch": "edge_daemon.runtime.torchscript:TorchEngine",
 }

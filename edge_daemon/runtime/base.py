@@ -1,4 +1,5 @@
-"""The one small interface every inference backend implements (ONNX Runtime, TensorRT, PyTorch CUDA).
+"""The one small interface every inference backend implements (ONNX Runtime, OpenVINO, TensorRT, PyTorch
+CUDA).
 
 Run-time only: an engine loads a ready :class:`Artifact` and runs it; it never exports, quantizes,
 calibrates or builds (that is :mod:`edge_daemon.build`, before serving).
@@ -64,7 +65,9 @@ class Artifact:
     precision: what the file computes in when the file itself does not say (a Q/DQ model is int8; a
     TensorRT plan's manifest says what was built), None for the backend's own reading;
     metadata: the model's key/value metadata where the file does not carry it (TensorRT plans);
-    memory: a GPU memory provider (TensorRT), None for the backend's default.
+    memory: a GPU memory provider (TensorRT), None for the backend's default;
+    cache_dir: where the backend may cache what it compiles from the file (OpenVINO's blobs), keyed by the
+    build layer; None: no cache.
     """
 
     path: Path
@@ -72,6 +75,7 @@ class Artifact:
     precision: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     memory: Any = None
+    cache_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
