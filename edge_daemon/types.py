@@ -6,6 +6,7 @@ Only numpy is imported here, so every room can depend on this module.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -148,6 +149,27 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.confidence)
+
+    def above(self, threshold: float) -> Detections:
+        """The detections whose confidence is at least ``threshold`` (every per-detection field kept)."""
+        keep = np.flatnonzero(self.confidence >= threshold)
+        if len(keep) == len(self):
+            return self
+
+        def rows(a: Any) -> Any:
+            return None if a is None else a[keep]
+
+        return Detections(
+            xyxy=self.xyxy[keep],
+            confidence=self.confidence[keep],
+            class_id=self.class_id[keep],
+            keypoints=rows(self.keypoints),
+            polygons=None if self.polygons is None else tuple(self.polygons[i] for i in keep),
+            obb=rows(self.obb),
+            top_class=self.top_class,
+            top_confidence=self.top_confidence,
+            track_id=rows(self.track_id),
+        )
 
     @classmethod
     def empty(

@@ -31,12 +31,16 @@ WORLD_IMGSZ = (480, 576)
 
 @pytest.fixture(autouse=True)
 def _private_outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test (and every daemon it starts) gets its own MQTT outbox file and snapshot store. The tests
+    """Each test (and every daemon it starts) gets its own MQTT outbox file, snapshot store and Home
+    Assistant discovery record. The tests
     written before ``publish.detections`` existed count one detections message per frame: they keep
     ``all``; the analytics tests (test_analytics*.py) take this variable away to get the default."""
     monkeypatch.setenv("EDGE_MQTT__OUTBOX__PATH", str(tmp_path / "outbox.sqlite"))
     monkeypatch.setenv("EDGE_ANALYTICS__SNAPSHOTS__DIR", str(tmp_path / "snapshots"))
     monkeypatch.setenv("EDGE_PUBLISH__DETECTIONS", "all")
+    # The HTTP server binds a fixed port by default: off unless a test turns it on (on a free port).
+    monkeypatch.setenv("EDGE_HTTP__ENABLED", "false")
+    monkeypatch.setenv("EDGE_HOMEASSISTANT__STATE_FILE", str(tmp_path / "ha-discovery.json"))
 
 
 def _asset(name: str) -> Path:

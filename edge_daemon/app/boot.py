@@ -18,7 +18,7 @@ from typing import Any
 from edge_daemon.build import BuildRequest, prepare
 from edge_daemon.build.export import resolve_onnx, resolve_torchscript
 from edge_daemon.camera import check_opencv, open_source
-from edge_daemon.config import OnnxRuntimeEngineConfig, Settings, TorchEngineConfig
+from edge_daemon.config import OnnxRuntimeEngineConfig, OpenVinoEngineConfig, Settings, TorchEngineConfig
 from edge_daemon.errors import CameraError, EngineError
 from edge_daemon.model.info import auto_imgsz, model_info
 from edge_daemon.publish.payload import ModelTag
@@ -46,8 +46,8 @@ def engine_config(settings: Settings, memory: Any = None) -> tuple[Any, str | No
     fp32; torch on the CPU for a TorchScript model) and says why once; without it, start-up fails.
     """
     cfg = settings.engine
-    if memory is not None or cfg.backend == "onnxruntime" or cfg.backend == "openvino":
-        return cfg, None
+    if memory is not None or isinstance(cfg, OnnxRuntimeEngineConfig | OpenVinoEngineConfig):
+        return cfg, None  # CPU engines
     if cfg.backend == "torch" and cfg.device_index is None:
         return cfg, None
     from edge_daemon.gpu import probe

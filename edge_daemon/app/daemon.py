@@ -12,14 +12,17 @@ from edge_daemon.analytics import CameraAnalyzer, MotionGate, SnapshotStore
 from edge_daemon.app.boot import LoadedModel, load_model
 from edge_daemon.camera import Backoff, DropPolicy, open_source
 from edge_daemon.config import Settings
+from edge_daemon.controls import Controls
 from edge_daemon.errors import ConfigError, EngineError
 from edge_daemon.model.tasks import DecodeParams, decoder, fit
 from edge_daemon.pipeline.runner import CameraPlan, Pipeline, PipelineStats, ResultHook
 from edge_daemon.pipeline.stages import CpuStage, Stage
 from edge_daemon.publish.base import Publisher
+from edge_daemon.publish.control import MqttControl
+from edge_daemon.publish.discovery import Discovery
 from edge_daemon.publish.mqtt import MqttPublisher
 from edge_daemon.publish.payload import new_run_id
-from edge_daemon.types import ModelInfo
+from edge_daemon.types import Detections, Frame, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,18 @@ def make_stage(settings: Settings, model: LoadedModel) -> Stage:
         return CpuStage(engine, how)
 
 
+def mqtt_publisher(settings: Settings, model: LoadedModel, controls: Controls) -> MqttPublisher:
+    """The MQTT publisher with its integrations: the control topics (state echoed, retained) and, when
+    on, Home Assistant discovery."""
+    publisher = MqttPublisher.from_config(settings.mqtt, settings.device_id)
+    MqttControl(controls, publisher).echo_all()
+    if settings.homeassistant.discovery:
+        tag = model.tag
+        about = f"{tag.model_id} ({tag.backend} {tag.precision})"
+        Discovery(settings, model.info.names, about, publisher).start()
+    return publisher
+
+
 def build_pipeline(
     settings: Settings,
     model: LoadedModel,
@@ -103,13 +118,14 @@ def build_pipeline(
     run = new_run_id()
     plans = camera_plans(settings, model.info.names, run)  # before the stage: a config error costs nothing
     stage = make_stage(settings, model)
+    controls = Controls([cam.name for cam in settings.cameras], settings.detect.conf)
     return Pipeline(
         cameras=plans,
         engine=model.engine,
         decode=decoder(model.info.head, decode_params(settings, model.info)),
         names=model.info.names,
         model_tag=model.tag,
-        publisher=publisher or MqttPublisher.from_config(settings.mqtt, settings.device_id),
+        publisher=publisher or mqtt_publisher(settings, model, controls),
         device_id=settings.device_id,
         stats_interval_s=settings.log.stats_interval_s,
         on_result=on_result,
@@ -117,7 +133,31 @@ def build_pipeline(
         extra_info={"pipeline": stage.name, **({"fallback": model.fallback} if model.fallback else {})},
         stuck_batch_s=settings.service.stuck_batch_s,
         run_id=run,
+        controls=controls,
     )
+
+
+def start_web(settings: Settings) -> Any:
+    """The HTTP server (metrics, health, live view) when ``http.enabled``, else None."""
+    if not settings.http.enabled:
+        return None
+    from edge_daemon.web import DaemonState, WebServer
+
+    server = WebServer(settings.http, DaemonState(cameras=[cam.name for cam in settings.cameras]))
+    return server if server.start() else None
+
+
+def _hooks(live: Any, on_result: ResultHook | None) -> ResultHook | None:
+    """The live view's hook, then the caller's."""
+    if live is None:
+        return on_result
+
+    def hook(frame: Frame, dets: Detections) -> None:
+        live.offer(frame, dets)
+        if on_result is not None:
+            on_result(frame, dets)
+
+    return hook
 
 
 def run_daemon(
@@ -126,16 +166,37 @@ def run_daemon(
     """The main job: serve every camera until ``stop`` is set (or all finite sources end).
 
     ``memory``: the GPU memory provider for a TensorRT engine (None: CUDA on the configured device).
+    The HTTP server (``http``) starts first, so ``/healthz`` answers while a first boot builds.
     """
-    model = load_model(settings, memory=memory)
-    pipeline: Pipeline | None = None
+    web = start_web(settings)
     try:
-        pipeline = build_pipeline(settings, model, on_result=on_result)
+        model = load_model(settings, memory=memory)
+    except BaseException:
+        if web is not None:
+            web.stop()
+        raise
+    pipeline: Pipeline | None = None
+    live = None
+    try:
+        if web is not None and settings.http.live_view:
+            from edge_daemon.web import LiveView
+
+            h = settings.http
+            live = LiveView(web.state.cameras, model.info.names, h.live_fps, h.max_width, h.jpeg_quality)
+            web.attach(live)
+        pipeline = build_pipeline(settings, model, on_result=_hooks(live, on_result))
+        if web is not None:
+            web.state.pipeline, web.state.publisher, web.state.phase = pipeline, pipeline.publisher, "running"
         stats = pipeline.run(stop, settings.service.drain_timeout_s)
         if pipeline.error is not None:
             raise pipeline.error
         return stats
     finally:
+        if web is not None:
+            web.state.phase = "stopping"
+            web.stop()
+        if live is not None:
+            live.close()
         if pipeline is not None and pipeline.abandoned:
             # Closing the engine would free device buffers a running execute may still use.
             log.warning(

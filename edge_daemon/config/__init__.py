@@ -1,7 +1,7 @@
 """Typed configuration: a YAML file plus ``EDGE_*`` environment overrides, validated at the edge.
 
-One module per section (cameras, model, engine, gpu, detect, mqtt, log), :class:`Settings` as the root and
-:func:`load_settings` as the one reader. Validation only: no I/O but reading the file.
+One module per section (cameras, model, engine, gpu, detect, mqtt, http, log, …), :class:`Settings` as the
+root and :func:`load_settings` as the one reader. Validation only: no I/O but reading the file.
 """
 
 from edge_daemon.config.analytics import (
@@ -33,6 +33,7 @@ from edge_daemon.config.engine import (
     TorchEngineConfig,
 )
 from edge_daemon.config.gpu import GpuConfig
+from edge_daemon.config.http import HomeAssistantConfig, HttpConfig
 from edge_daemon.config.load import MQTT_PASSWORD_CREDENTIAL, load_settings, redacted_dump
 from edge_daemon.config.log import LogConfig
 from edge_daemon.config.model import ModelConfig
@@ -52,6 +53,8 @@ __all__ = [
     "FileCamera",
     "GpuConfig",
     "GstRtspCamera",
+    "HomeAssistantConfig",
+    "HttpConfig",
     "LineConfig",
     "LogConfig",
     "ModelConfig",

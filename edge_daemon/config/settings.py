@@ -18,6 +18,7 @@ from edge_daemon.config.cameras import CameraConfig
 from edge_daemon.config.detect import DetectConfig
 from edge_daemon.config.engine import EngineConfig, OnnxRuntimeEngineConfig
 from edge_daemon.config.gpu import GpuConfig
+from edge_daemon.config.http import HomeAssistantConfig, HttpConfig
 from edge_daemon.config.log import LogConfig
 from edge_daemon.config.model import ModelConfig
 from edge_daemon.config.mqtt import MqttConfig
@@ -45,6 +46,8 @@ class Settings(BaseSettings):
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
 

@@ -3,6 +3,7 @@ one-line status systemd shows (``systemctl status``)."""
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import time
 from collections import deque
@@ -13,6 +14,51 @@ from typing import Any
 # Latency samples kept for the statistics (the most recent ones): bounded, so a daemon that runs for
 # months holds a fixed amount (about 0.7 MB per deque), not one float per frame it ever served.
 LATENCY_SAMPLES = 20_000
+
+
+# Latency histogram bounds in milliseconds (Prometheus ``le`` buckets; +Inf implied).
+LATENCY_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000)
+
+
+class Histogram:
+    """Cumulative counts per bucket, a sum and a count: what Prometheus histograms expose, kept without a
+    lock by the one thread that observes (the publish thread); readers see a consistent-enough copy."""
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS_MS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one: above every bound (+Inf)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``[(le, count of observations <= le), …, ("+Inf", count)]``."""
+        out, running = [], 0
+        for bound, n in zip((*(f"{b:g}" for b in self.bounds), "+Inf"), list(self.counts), strict=True):
+            running += n
+            out.append((bound, running))
+        return out
+
+
+class Rate:
+    """Frames per second over the last ``window`` frames, 0 once nothing arrived for ``stale_s``."""
+
+    def __init__(self, window: int = 64, stale_s: float = 5.0) -> None:
+        self._times: deque[float] = deque(maxlen=window)
+        self._stale_s = stale_s
+
+    def mark(self, now: float) -> None:
+        self._times.append(now)
+
+    def fps(self, now: float | None = None) -> float:
+        times = list(self._times)
+        if len(times) < 2 or (now or time.monotonic()) - times[-1] > self._stale_s:
+            return 0.0
+        return (len(times) - 1) / max(times[-1] - times[0], 1e-9)
 
 
 @dataclass
@@ -33,6 +79,20 @@ class PipelineStats:
     inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     dropped: dict[str, int] = field(default_factory=dict)
     captured: dict[str, int] = field(default_factory=dict)
+    rates: dict[str, Rate] = field(default_factory=dict)  # per camera: frames published per second
+    inference_hist: Histogram = field(default_factory=Histogram)
+    end_to_end_hist: Histogram = field(default_factory=Histogram)
+
+    def mark(self, camera: str, now: float) -> None:
+        """One frame of ``camera`` published (or held back by ``publish.detections``) at ``now``."""
+        rate = self.rates.get(camera)
+        if rate is None:
+            rate = self.rates[camera] = Rate()
+        rate.mark(now)
+
+    def camera_fps(self, camera: str) -> float:
+        rate = self.rates.get(camera)
+        return rate.fps() if rate is not None else 0.0
 
     def fps(self) -> float:
         """Published frames per second, from the first publication to the last (or now)."""
@@ -76,9 +136,15 @@ def camera_status(readers: Sequence[Any]) -> str:
 
 
 def health_message(
-    device_id: str, run: str, stats: Any, readers: Sequence[Any], queues: dict[str, Any]
+    device_id: str,
+    run: str,
+    stats: Any,
+    readers: Sequence[Any],
+    queues: dict[str, Any],
+    controls: Any = None,
 ) -> dict[str, Any]:
-    """The retained ``health`` message: per camera connected, frames, reconnects, last error, drops."""
+    """The retained ``health`` message: per camera connected, frames, reconnects, last error, drops, fps;
+    with ``controls``, whether detection is on, the threshold and the frames skipped while it was off."""
     cameras = {
         r.name: {
             "connected": r.stats.connected,
@@ -87,9 +153,14 @@ def health_message(
             "errors": r.stats.errors,
             "last_error": r.stats.last_error,
             "dropped_by_policy": queues[r.name].dropped,
+            "fps": round(stats.camera_fps(r.name), 2),
         }
         for r in readers
     }
+    if controls is not None:
+        for name, cam in cameras.items():
+            control = controls.cameras[name]
+            cam.update(detect=control.detect, threshold=control.threshold, detect_off_skipped=control.skipped)
     return {
         "device_id": device_id,
         "run": run,

@@ -1,8 +1,9 @@
 """The publish thread's work after decoding: each camera's analytics, then its messages to the publisher.
 
-Per batch: the analytics of every frame (tracking, zones, events, snapshots), the detections messages that
-``publish.detections`` lets out and the events, handed to the publisher together (one outbox
-transaction), then the retained state that changed (occupancy, snapshots). Once a second, live cameras
+Per batch: the camera's confidence threshold (:mod:`edge_daemon.controls`), the analytics of every frame
+(tracking, zones, events, snapshots), the detections messages that ``publish.detections`` lets out and the
+events, handed to the publisher together (one outbox transaction), then the retained state that changed
+(occupancy, snapshots). Once a second, live cameras
 that are away have their timers run without frames; at the end of the stream every object ends.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from edge_daemon.analytics import CameraAnalyzer, Outcome
+from edge_daemon.controls import Controls
 from edge_daemon.errors import EdgeError
 from edge_daemon.pipeline.health import PipelineStats
 from edge_daemon.pipeline.messages import Message, Messages
@@ -33,9 +35,10 @@ class Outputs:
         analyzers: dict[str, CameraAnalyzer],
         stats: PipelineStats,
         clock: Callable[[Frame], float],
+        controls: Controls | None = None,
     ) -> None:
         self.publisher, self.messages, self.analyzers = publisher, messages, analyzers
-        self.stats, self.clock = stats, clock
+        self.stats, self.clock, self.controls = stats, clock, controls
         self._next_idle = 0.0
 
     def publish(
@@ -44,7 +47,11 @@ class Outputs:
         """One batch; returns each frame with its detections as published (track ids included)."""
         now, messages, states = time.monotonic(), [], []
         done: list[tuple[Frame, Detections]] = []
-        for frame, dets in results:
+        for frame, decoded in results:
+            dets = decoded
+            if self.controls is not None:  # the camera's threshold, set over MQTT (detect.conf until then)
+                dets = decoded.above(self.controls.cameras[frame.camera].threshold)
+            self.stats.mark(frame.camera, now)
             out = self._analyze(frame, dets)
             if out.publish_detections:
                 e2e_ms = (now - frame.captured_mono) * 1000.0
@@ -75,15 +82,17 @@ class Outputs:
             return Outcome(dets, True)
 
     def idle(self, readers: Sequence[Any], sources: dict[str, Any]) -> None:
-        """Once a second: live cameras that are away get their timers run without frames, so their
-        objects end after ``lost_s`` and their zones empty (files keep their own timeline)."""
+        """Once a second: live cameras that are away, or whose detection is switched off, get their timers
+        run without frames, so their objects end after ``lost_s`` and their zones empty (files keep their
+        own timeline)."""
         now = time.monotonic()
         if now < self._next_idle:
             return
         self._next_idle = now + 1.0
         for reader in readers:
             analyzer = self.analyzers.get(reader.name)
-            if analyzer is None or reader.stats.connected or sources[reader.name].media_fps:
+            detecting = self.controls is None or self.controls.cameras[reader.name].detect
+            if analyzer is None or (reader.stats.connected and detecting) or sources[reader.name].media_fps:
                 continue
             try:
                 out = analyzer.idle(now, time.time())

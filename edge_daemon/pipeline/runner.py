@@ -34,6 +34,7 @@ import numpy as np
 
 from edge_daemon.analytics import CameraAnalyzer, MotionGate
 from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, FrameSource, QueueClosed
+from edge_daemon.controls import CameraControl, Controls
 from edge_daemon.errors import EdgeError
 from edge_daemon.model.tasks import Decoder
 from edge_daemon.pipeline.health import (
@@ -93,6 +94,7 @@ class Pipeline:
         extra_info: dict[str, Any] | None = None,
         run_id: str | None = None,
         stuck_batch_s: float = 30.0,
+        controls: Controls | None = None,
     ) -> None:
         if not cameras:
             raise ValueError("at least one camera is needed")
@@ -112,6 +114,7 @@ class Pipeline:
         self._extra_info = extra_info or {}
         self._max_batch = engine.info.max_batch
         self._stuck_batch_s = stuck_batch_s
+        self.controls = controls
         self._busy = BusyClock()
         self.abandoned: list[str] = []  # worker threads still running at the drain deadline
         # OpenCV's own thread pool would split each resize across every core and collide with the engine's
@@ -137,7 +140,7 @@ class Pipeline:
                 CameraReader(
                     plan.name,
                     plan.source,
-                    self._camera_sink(queue, plan.gate),
+                    self._camera_sink(queue, plan.gate, controls.cameras[plan.name] if controls else None),
                     plan.backoff,
                     max_frames=plan.max_frames,
                     on_end=self._camera_ended(plan.name),
@@ -150,6 +153,7 @@ class Pipeline:
             self._analyzers,
             self.stats,
             self.clock,
+            controls,
         )
         self._workers = [
             threading.Thread(target=self._guard(self._infer_loop), name="inference", daemon=True),
@@ -267,11 +271,18 @@ class Pipeline:
         fps = self._sources[frame.camera].media_fps
         return frame.seq / fps if fps else frame.captured_mono
 
-    def _camera_sink(self, queue: DropQueue[Any], gate: MotionGate | None) -> Callable[[Frame], None]:
+    def _camera_sink(
+        self, queue: DropQueue[Any], gate: MotionGate | None, control: CameraControl | None
+    ) -> Callable[[Frame], None]:
         stage = self.stage
         cond = self._cond
 
         def sink(frame: Frame) -> None:
+            if control is not None and not control.detect:  # switched off over MQTT: read, not inferred
+                control.skipped += 1
+                if frame.buffer is not None:
+                    stage.unclaim(frame.buffer)
+                return
             if gate is not None:
                 if not gate.moving(frame.image, self.clock(frame)):
                     if frame.buffer is not None:
@@ -369,6 +380,7 @@ class Pipeline:
                 with self._busy.inside("publish"):
                     outputs, inference_ms = self.stage.outputs(item)
                 self.stats.inference_ms.append(inference_ms)
+                self.stats.inference_hist.observe(inference_ms)
                 results = [
                     (p.frame, self._decode(tuple(out[i] for out in outputs), p.meta))
                     for i, p in enumerate(item.items)
@@ -385,14 +397,26 @@ class Pipeline:
         for frame, dets in done:
             self.stats.published += 1
             self.stats.detections += len(dets)
-            self.stats.end_to_end_ms.append((now - frame.captured_mono) * 1000.0)
+            e2e_ms = (now - frame.captured_mono) * 1000.0
+            self.stats.end_to_end_ms.append(e2e_ms)
+            self.stats.end_to_end_hist.observe(e2e_ms)
             if self._on_result is not None:
                 self._on_result(frame, dets)
+
+    def liveness(self) -> str | None:
+        """Why the pipeline is not alive (a worker thread died or is stuck in the engine), or None."""
+        dead = [w.name for w in self._workers if w.ident is not None and not w.is_alive()]
+        if dead and self.stats.finished is None:
+            return f"the {' and '.join(dead)} thread stopped"
+        stuck = self._busy.stuck(self._stuck_batch_s)
+        return f"the {stuck[0]} thread is stuck in the engine for {stuck[1]:.0f}s" if stuck else None
 
     def health(self) -> dict[str, Any]:
         """The retained ``health`` message: per camera connected, frames, reconnects, last error, drops;
         motion gating, tracking and snapshots where they run."""
-        health = health_message(self._device_id, self.run_id, self.stats, self._readers, self._queues)
+        health = health_message(
+            self._device_id, self.run_id, self.stats, self._readers, self._queues, self.controls
+        )
         if self._analyzers:
             health["analytics_errors"] = self.stats.analytics_errors
         return analytics_health(health, self._gates, self._analyzers)

@@ -32,7 +32,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -99,7 +99,11 @@ class MqttPublisher:
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         self._fails = 0
+        # Subscriptions (control topics, Home Assistant's birth message): topic -> handler(topic, payload),
+        # subscribed again on every connection; handlers run on paho's network thread and must be quick.
+        self._handlers: dict[str, Callable[[str, bytes], None]] = {}
         client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
 
     @classmethod
@@ -162,15 +166,25 @@ class MqttPublisher:
 
     def publish_state(self, path: str, payload: bytes) -> None:
         """Retained, latest value wins; sent now when connected, and again after every reconnect."""
+        self.publish_retained(self.topic(path), payload)
+
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        """:meth:`publish_state` on a full ``topic`` (Home Assistant's discovery topics are outside the
+        prefix). An empty payload clears the broker's retained message (again after a reconnect too)."""
         with self._state_lock:
-            self._state[path] = payload
+            self._state[topic] = payload
             if self._connected.is_set():
-                self._send(self._topic(path), payload, None, self.qos, retain=True)
+                self._send(topic, payload, None, self.qos, retain=True)
+
+    def subscribe(self, topic: str, handler: Callable[[str, bytes], None]) -> None:
+        """Call ``handler(topic, payload)`` for each message on ``topic`` (subscribed at QoS 1 on every
+        connection). Call before :meth:`start`."""
+        self._handlers[topic] = handler
 
     def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
         """Publish ``(path, payload)`` messages in order: stored in the outbox in one transaction first,
         then handed to MQTT if no replay is catching up (otherwise the replay sends them, in order)."""
-        batch = [(self._topic(path), payload) for path, payload in messages]
+        batch = [(self.topic(path), payload) for path, payload in messages]
         if self.outbox is None:
             for topic, payload in batch:
                 if self._send(topic, payload, None, self.qos):
@@ -193,7 +207,8 @@ class MqttPublisher:
                 for (topic, payload), row in zip(batch, rows, strict=True):
                     self._send(topic, payload, row, self.qos)
 
-    def _topic(self, path: str) -> str:
+    def topic(self, path: str) -> str:
+        """``<prefix>/<device_id>/<path>``."""
         topic = self._topics.get(path)
         if topic is None:
             topic = f"{self.prefix}/{self.device_id}/{path}"
@@ -295,8 +310,8 @@ class MqttPublisher:
             log.warning("mqtt: messages from before the reconnect still unacknowledged after 30 s")
         with self._state_lock:
             if self._current(connection):
-                for path, payload in list(self._state.items()):
-                    self._send(self._topic(path), payload, None, self.qos, retain=True)
+                for topic, payload in list(self._state.items()):
+                    self._send(topic, payload, None, self.qos, retain=True)
 
     def _current(self, connection: int) -> bool:
         return connection == self._connection and self._connected.is_set()
@@ -368,6 +383,8 @@ class MqttPublisher:
         if self.info is not None:
             info = {**self.info, "outbox_dropped": self.outbox.dropped if self.outbox is not None else 0}
             self._send(self.info_topic, json.dumps(info).encode("utf-8"), None, 1, retain=True)
+        if self._handlers:
+            client.subscribe([(topic, 1) for topic in self._handlers])
         self._connected.set()
         if self._state:
             threading.Thread(
@@ -379,6 +396,15 @@ class MqttPublisher:
                 target=self._replay, args=(self._connection, previous), name="mqtt-replay", daemon=True
             )
             self._replay_thread.start()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        handler = self._handlers.get(msg.topic)
+        if handler is None:
+            return
+        try:
+            handler(msg.topic, bytes(msg.payload))
+        except Exception:  # never let a handler's bug take paho's network thread down
+            log.exception("mqtt: handling a message on %s failed", msg.topic)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         self._book.acknowledged(mid)

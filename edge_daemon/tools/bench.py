@@ -13,7 +13,8 @@ One run measures, on the same clip, model file and input shape, in alternating r
   camera would feed it: capture -> publish latency without a backlog;
 - camera source alone: the clip decoded back to back (the input ceiling of a one-camera pipeline);
 - ultralytics: ``YOLO(<same model>).predict(clip, stream=True)`` at the same input shape (the same ONNX;
-  for the torch backend the configured ``.pt`` weights, on the same GPU and in the same precision). For a
+  for the torch backend the configured ``.pt`` weights, on the same GPU and in the same precision; for the
+  openvino backend Ultralytics' own OpenVINO export of the ``.pt``, run by Ultralytics). For a
   segmentation model each result's outlines (``masks.xy``) are taken too, as the daemon publishes them.
 
 Each figure is the median over the rounds; the ratios are taken between those medians. FPS of a
@@ -327,6 +328,34 @@ def _daemon(settings: Settings, model: Any, mqtt: bool) -> tuple[float, float, f
     return stats.fps(), float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
 
 
+def _ultralytics_openvino(settings: Settings, imgsz: tuple[int, int]) -> Path:
+    """``YOLO(<.pt>).export(format="openvino")`` once, cached beside the other artifacts."""
+    import shutil
+    import warnings
+
+    from ultralytics import YOLO
+
+    pt = settings.model.path
+    if pt.suffix.lower() == ".xml":
+        return pt.parent
+    if pt.suffix.lower() != ".pt":
+        raise ConfigError("bench: the Ultralytics OpenVINO comparison needs the .pt weights (model.path)")
+    target = settings.model.cache_dir / "ultralytics-openvino" / f"{pt.stem}-{imgsz[0]}x{imgsz[1]}"
+    if (target / "metadata.yaml").is_file():
+        return target
+    work = target.with_name(f".{target.name}.tmpdir")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copy(pt, work / pt.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = Path(YOLO(str(work / pt.name)).export(format="openvino", imgsz=list(imgsz), verbose=False))
+    shutil.rmtree(target, ignore_errors=True)
+    out.rename(target)
+    shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
 def _ultralytics(onnx_path: Path, clip: Path, settings: Settings, frames: int, model: Any) -> float:
     try:
         from ultralytics import YOLO
@@ -343,6 +372,8 @@ def _ultralytics(onnx_path: Path, clip: Path, settings: Settings, frames: int, m
         gpu = {"device": "cpu" if device is None else device, "half": info.precision == "fp16"}
         if settings.model.path.suffix.lower() == ".pt":
             weights = settings.model.path
+    if info.backend == "openvino":  # Ultralytics' own OpenVINO export and runtime, at the same shape
+        weights = _ultralytics_openvino(settings, info.input_hw)
     yolo = YOLO(str(weights), task=model.info.task)
     stream = yolo.predict(
         source=str(clip),
