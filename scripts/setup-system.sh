@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian/Ubuntu packages the demo and the tests need: mosquitto (broker, started by them on a free port),
-# python3-venv, systemd (for systemd-analyze, which checks systemd/edge-daemon.service), and GStreamer's
+# python3-venv, systemd (for systemd-analyze, which checks systemd/edge-daemon.service), Chromium (the live
+# view's browser test), and GStreamer's
 # RTSP server (a real camera stream that the drop-out tests kill and restart). Installs only what is missing; needs root or sudo.
 set -euo pipefail
 need=()
@@ -9,6 +10,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # the unit file's tests
 command -v openssl >/dev/null 2>&1 || need+=(openssl)            # certificates for the TLS tests
+command -v chromium >/dev/null 2>&1 || need+=(chromium)          # the live view's headless-browser test
 # The RTSP drop-out tests run GStreamer's RTSP server under the system Python (PyGObject).
 /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1 ||
   need+=(python3 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good)

@@ -92,9 +92,14 @@ def tls_broker(pki: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ig
     d = tmp_path_factory.mktemp("tlsbroker")
     passwd = d / "passwd"
     passwd.write_text("")
-    for user, pw in (("edge", PASSWORD), ("watcher", "watcher-pw")):
+    for user, pw in (("edge", PASSWORD), ("watcher", "watcher-pw"), ("controller", "controller-pw")):
         subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, pw], check=True, capture_output=True)
-    (d / "acl").write_text("user edge\ntopic write edge/secure/#\n\nuser watcher\ntopic read edge/#\n")
+    # The daemon reads and writes under its prefix only (it reads its own control topics); the controller may
+    # switch detection and nothing else; the watcher only reads.
+    (d / "acl").write_text(
+        "user edge\ntopic readwrite edge/secure/#\n\nuser watcher\ntopic read edge/#\n\n"
+        "user controller\ntopic write edge/secure/secure/+/detect/set\ntopic read edge/#\n"
+    )
     port = free_port()
     conf = d / "mosquitto.conf"
     conf.write_text(
@@ -112,8 +117,8 @@ def tls_broker(pki: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ig
     proc.wait(10)
 
 
-def _tls_client_watch(broker: Broker, pki: Path, topic: str):  # type: ignore[no-untyped-def]
-    """A subscriber on the TLS broker (user watcher, read-only by ACL)."""
+def _tls_client_watch(broker: Broker, pki: Path, topic: str, user: str = "watcher"):  # type: ignore[no-untyped-def]
+    """A subscriber on the TLS broker (user watcher, read-only by ACL; or another user)."""
     import ssl
     import threading
 
@@ -129,7 +134,7 @@ def _tls_client_watch(broker: Broker, pki: Path, topic: str):  # type: ignore[no
         keyfile=str(pki / "client.key"),
         cert_reqs=ssl.CERT_REQUIRED,
     )
-    client.username_pw_set("watcher", "watcher-pw")
+    client.username_pw_set(user, f"{user}-pw")
     client.on_message = lambda c, u, m: got.append((m.topic, bytes(m.payload)))
     client.on_subscribe = lambda *a: ready.set()
     client.connect("localhost", broker.port)
@@ -264,3 +269,54 @@ def test_plain_broker_never_sees_credentials_unless_allowed(tmp_path, clip, worl
     res = run_cli("check-config", str(config))
     assert res.returncode == 78 and "would be sent in plain text" in res.stderr
     assert PASSWORD not in res.stderr + res.stdout
+
+
+def test_control_under_the_acl(tmp_path, clip, world_onnx, pki, tls_broker) -> None:
+    """MQTT control through the broker's ACL: the daemon subscribes under its own prefix only (and the
+    broker grants it); a user allowed to write ``…/detect/set`` switches detection off; a read-only user
+    cannot switch it back on."""
+    import signal
+    import time
+
+    data = yaml.safe_load(
+        _config(tmp_path, clip, world_onnx, pki, tls_broker.port, prefix="edge/secure").read_text()
+    )
+    data["cameras"] = [{**data["cameras"][0], "max_frames": None, "loop": True, "realtime": True}]
+    config = tmp_path / "control.yaml"
+    config.write_text(yaml.safe_dump(data))
+    set_topic = "edge/secure/secure/cam0/detect/set"
+    watcher, got = _tls_client_watch(tls_broker, pki, "edge/secure/#")
+    controller, _ = _tls_client_watch(tls_broker, pki, "edge/secure/#", user="controller")
+    states = lambda: [p for t, p in got if t == "edge/secure/secure/cam0/detect/state"]  # noqa: E731
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_daemon", "run", "-c", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        status = lambda: [p for t, p in got if t == "edge/secure/secure/status"]  # noqa: E731
+        deadline = time.monotonic() + 90
+        while b"online" not in status() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # It subscribed before saying online (one connection: the broker has taken the subscription).
+        assert b"online" in status() and states()[-1] == b"ON", "detection is on at start"
+        controller.publish(set_topic, b"OFF", qos=1).wait_for_publish(10)
+        deadline = time.monotonic() + 15
+        while states()[-1] != b"OFF" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert states()[-1] == b"OFF", "the controller switched detection off"
+        watcher.publish(set_topic, b"ON", qos=1).wait_for_publish(10)  # the ACL drops it
+        time.sleep(2.0)
+        assert states()[-1] == b"OFF", "a read-only user cannot switch detection"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        for client in (watcher, controller):
+            client.disconnect()
+            client.loop_stop()
+    assert proc.returncode == 0, out[-2000:]
+    assert "refused subscriptions" not in out and "detection off (over MQTT)" in out

@@ -32,7 +32,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -42,6 +42,7 @@ from edge_daemon.publish.acks import AckBook
 from edge_daemon.publish.client import make_client
 from edge_daemon.publish.outbox import Outbox
 from edge_daemon.publish.payload import status_topic
+from edge_daemon.publish.subscriptions import Handler, Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,8 @@ class MqttPublisher:
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
-        client.on_message = self._on_message
         self._fails = 0
-        # Subscriptions (control topics, Home Assistant's birth message): topic -> handler(topic, payload),
-        # subscribed again on every connection; handlers run on paho's network thread and must be quick.
-        self._handlers: dict[str, Callable[[str, bytes], None]] = {}
+        self.subscriptions = Subscriptions(client)  # control topics, Home Assistant's birth message
         client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
 
     @classmethod
@@ -176,10 +174,10 @@ class MqttPublisher:
             if self._connected.is_set():
                 self._send(topic, payload, None, self.qos, retain=True)
 
-    def subscribe(self, topic: str, handler: Callable[[str, bytes], None]) -> None:
+    def subscribe(self, topic: str, handler: Handler) -> None:
         """Call ``handler(topic, payload)`` for each message on ``topic`` (subscribed at QoS 1 on every
         connection). Call before :meth:`start`."""
-        self._handlers[topic] = handler
+        self.subscriptions.add(topic, handler)
 
     def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
         """Publish ``(path, payload)`` messages in order: stored in the outbox in one transaction first,
@@ -379,12 +377,11 @@ class MqttPublisher:
         log.info("mqtt: connected to %s:%d", self.host, self.port)
         self._fails = 0
         self._connection += 1  # before anything else: an older replay must not go live from now on
+        self.subscriptions.subscribe_all()  # before "online": whoever reacts to it can command at once
         self._send(self.status_topic, ONLINE, None, 1, retain=True)
         if self.info is not None:
             info = {**self.info, "outbox_dropped": self.outbox.dropped if self.outbox is not None else 0}
             self._send(self.info_topic, json.dumps(info).encode("utf-8"), None, 1, retain=True)
-        if self._handlers:
-            client.subscribe([(topic, 1) for topic in self._handlers])
         self._connected.set()
         if self._state:
             threading.Thread(
@@ -396,15 +393,6 @@ class MqttPublisher:
                 target=self._replay, args=(self._connection, previous), name="mqtt-replay", daemon=True
             )
             self._replay_thread.start()
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        handler = self._handlers.get(msg.topic)
-        if handler is None:
-            return
-        try:
-            handler(msg.topic, bytes(msg.payload))
-        except Exception:  # never let a handler's bug take paho's network thread down
-            log.exception("mqtt: handling a message on %s failed", msg.topic)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         self._book.acknowledged(mid)

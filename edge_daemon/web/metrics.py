@@ -53,7 +53,7 @@ def _pipeline(pipeline: Any) -> Iterator[Metric]:
     per_camera = [
         ("fps", GaugeMetricFamily, "Frames published per second", "fps"),
         ("frames", CounterMetricFamily, "Frames captured", "frames"),
-        ("dropped_by_policy", CounterMetricFamily, "Frames dropped by the drop policy", "dropped"),
+        ("dropped_by_policy", CounterMetricFamily, "Frames dropped by the drop policy", "dropped_by_policy"),
         ("reconnects", CounterMetricFamily, "Camera reconnections", "reconnects"),
         ("connected", GaugeMetricFamily, "1 while the camera delivers frames", "connected"),
         ("detect", GaugeMetricFamily, "1 while detection is on (MQTT control)", "detection_enabled"),

@@ -74,7 +74,7 @@ class WebServer:
                 self.config.port,
                 exc,
             )
-            self._loop.call_soon_threadsafe(self._loop.stop)
+            self.stop()
             return False
         log.info(
             "http: %s/metrics, /healthz%s", self.url, ", live view at /" if self.config.live_view else ""
@@ -164,37 +164,44 @@ class WebServer:
         return web.json_response(body, dumps=_dumps)
 
     async def _latest(self, request: web.Request) -> web.Response:
+        """A frame drawn now: the camera is watched until its next JPEG (at most 5 s); the last one drawn
+        if none comes, 503 if there was never one."""
         camera, live = self._camera(request)
-        if camera not in live.jpegs:  # nobody watched yet: watch for one frame
-            live.viewers[camera] += 1
-            try:
-                await self._next_frame(camera, 0, timeout=10.0)
-            finally:
-                live.viewers[camera] -= 1
-        if camera not in live.jpegs:
-            raise web.HTTPServiceUnavailable(text=f"camera {camera}: no frame yet")
-        return web.Response(body=live.jpegs[camera][1], content_type="image/jpeg")
+        after = live.jpegs.get(camera, (0, b""))[0]
+        live.viewers[camera] += 1
+        try:
+            jpeg = (await self._next_frame(camera, after, timeout=5.0))[1]
+        except TimeoutError:
+            if camera not in live.jpegs:
+                raise web.HTTPServiceUnavailable(text=f"camera {camera}: no frame yet") from None
+            jpeg = live.jpegs[camera][1]
+        finally:
+            live.viewers[camera] -= 1
+        return web.Response(body=jpeg, content_type="image/jpeg")
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         camera, live = self._camera(request)
         if self.streams >= self.config.max_viewers:
             raise web.HTTPServiceUnavailable(text=f"{self.config.max_viewers} live streams open already")
+        self.streams += 1
+        live.viewers[camera] += 1
+        seq = 0
         response = web.StreamResponse(
             headers={
                 "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
                 "Cache-Control": "no-cache, no-store",
             }
         )
-        await response.prepare(request)
-        self.streams += 1
-        live.viewers[camera] += 1
-        seq = 0
         try:
-            while True:
-                seq, jpeg = await self._next_frame(camera, seq, timeout=None)
+            await response.prepare(request)
+            while request.transport is not None and not request.transport.is_closing():
+                try:  # wake up now and then: a viewer who left while no frame came is noticed
+                    seq, jpeg = await self._next_frame(camera, seq, timeout=2.0)
+                except TimeoutError:
+                    continue
                 head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
                 await response.write(head.encode() + jpeg + b"\r\n")
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
             pass
         finally:
             live.viewers[camera] -= 1
