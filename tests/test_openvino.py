@@ -149,3 +149,17 @@ def test_daemon_runs_on_openvino_end_to_end(
     people = [d for p in sub.on("/detections") for d in json.loads(p)["detections"] if d["label"] == "person"]
     assert len(people) >= 8 * 3, "the clip's pedestrians are found"
     assert any((tmp_path / "cache" / "openvino").iterdir()), "compiled blobs cached under model.cache_dir"
+
+
+def test_throughput_requests_overlap_and_keep_each_frames_outputs(world_onnx: Path, frames) -> None:
+    """THROUGHPUT: several frames in flight at once; each waiter gets its own frame's outputs, in order."""
+    config = OpenVinoEngineConfig(backend="openvino", precision="fp32", performance_hint="THROUGHPUT")
+    with load_engine(config, Artifact(world_onnx)) as loaded, _openvino("fp32", world_onnx) as sync:
+        engine: Any = loaded
+        assert engine.requests >= 2, "OpenVINO offers several requests for THROUGHPUT"
+        tensors = [preprocess(f, engine.info.input_hw)[0] for f in frames]
+        waiters = [engine.start(t) for t in tensors]  # beyond the requests: waits for a free one
+        for tensor, wait in zip(tensors, waiters, strict=True):
+            outputs, ms = wait()
+            np.testing.assert_allclose(outputs[0], sync.run(tensor)[0], atol=1e-3)
+            assert ms > 0

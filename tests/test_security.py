@@ -287,7 +287,13 @@ def test_control_under_the_acl(tmp_path, clip, world_onnx, pki, tls_broker) -> N
     set_topic = "edge/secure/secure/cam0/detect/set"
     watcher, got = _tls_client_watch(tls_broker, pki, "edge/secure/#")
     controller, _ = _tls_client_watch(tls_broker, pki, "edge/secure/#", user="controller")
-    states = lambda: [p for t, p in got if t == "edge/secure/secure/cam0/detect/state"]  # noqa: E731
+
+    def states() -> list[bytes]:
+        return [p for t, p in got if t == "edge/secure/secure/cam0/detect/state"]
+
+    def status() -> list[bytes]:
+        return [p for t, p in got if t == "edge/secure/secure/status"]
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_daemon", "run", "-c", str(config)],
         cwd=ROOT,
@@ -297,7 +303,6 @@ def test_control_under_the_acl(tmp_path, clip, world_onnx, pki, tls_broker) -> N
         env=dict(os.environ),
     )
     try:
-        status = lambda: [p for t, p in got if t == "edge/secure/secure/status"]  # noqa: E731
         deadline = time.monotonic() + 90
         while b"online" not in status() and time.monotonic() < deadline:
             time.sleep(0.1)

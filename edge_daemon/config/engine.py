@@ -85,7 +85,9 @@ class OpenVinoEngineConfig(Strict):
     )
     device: Literal["CPU", "GPU", "AUTO"] = Field("CPU", description="OpenVINO device name.")
     performance_hint: Literal["LATENCY", "THROUGHPUT"] = Field(
-        "LATENCY", description="LATENCY: one frame at a time as fast as possible (the pipeline's way)."
+        "LATENCY",
+        description="LATENCY: one frame at a time on every core. THROUGHPUT: OpenVINO's streams, several "
+        "frames in flight at once (more frames per second, more latency per frame; docs/benchmarks.md).",
     )
     threads: int | None = Field(None, ge=1, le=256, description="None: OpenVINO's choice (physical cores).")
     cache: bool = Field(True, description="Cache compiled blobs under model.cache_dir/openvino.")

@@ -1,6 +1,7 @@
 """Wires the rooms together; the only module that knows all of them. One room at about 400 lines: the
 threads, their queues and the drain share one lifecycle; what happens after decoding (analytics, messages)
-is :mod:`.outputs`, stats and health :mod:`.health`.
+is :mod:`.outputs`, stats and health :mod:`.health`, which frames go to the engine together
+:mod:`.batching`.
 
 Threads and queues, data flowing one way::
 
@@ -37,6 +38,7 @@ from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, Fra
 from edge_daemon.controls import CameraControl, Controls
 from edge_daemon.errors import EdgeError
 from edge_daemon.model.tasks import Decoder
+from edge_daemon.pipeline.batching import Batcher
 from edge_daemon.pipeline.health import (
     BusyClock,
     PipelineStats,
@@ -112,7 +114,6 @@ class Pipeline:
         self._stats_interval = stats_interval_s
         self._on_result = on_result
         self._extra_info = extra_info or {}
-        self._max_batch = engine.info.max_batch
         self._stuck_batch_s = stuck_batch_s
         self.controls = controls
         self._busy = BusyClock()
@@ -120,14 +121,13 @@ class Pipeline:
         # OpenCV's own thread pool would split each resize across every core and collide with the engine's
         # workers; per frame its work is ~1 ms, cheaper done on the camera thread alone (docs/benchmarks.md).
         cv2.setNumThreads(1)
-        self._cond = threading.Condition()
         self._queues: dict[str, DropQueue[Any]] = {}
-        self._ended: set[str] = set()
         self._results: DropQueue[Any] = DropQueue(2, DropPolicy.BLOCK)
         self._readers: list[CameraReader] = []
         self._sources: dict[str, FrameSource] = {}
         self._analyzers: dict[str, CameraAnalyzer] = {}
         self._gates: dict[str, MotionGate] = {}
+        self._batcher = Batcher(self._queues, engine.info.max_batch)
         for plan in cameras:
             queue: DropQueue[Any] = DropQueue(plan.queue_size, plan.policy, on_drop=self.stage.discard)
             self._queues[plan.name] = queue
@@ -275,7 +275,7 @@ class Pipeline:
         self, queue: DropQueue[Any], gate: MotionGate | None, control: CameraControl | None
     ) -> Callable[[Frame], None]:
         stage = self.stage
-        cond = self._cond
+        batcher = self._batcher
 
         def sink(frame: Frame) -> None:
             if control is not None and not control.detect:  # switched off over MQTT: read, not inferred
@@ -296,67 +296,16 @@ class Pipeline:
             if not queue.put(item):
                 stage.discard(item)
                 return
-            with cond:
-                cond.notify_all()
+            batcher.notify()
 
         return sink
 
     def _camera_ended(self, name: str) -> Callable[[], None]:
-        def ended() -> None:
-            self._queues[name].close()
-            with self._cond:
-                self._ended.add(name)
-                self._cond.notify_all()
-
-        return ended
-
-    def _next_batch(self) -> list[Any] | None:
-        """The next frame (captured first across cameras) plus, up to the engine's max batch, the frame
-        waiting first at each other camera; None once every camera ended and drained."""
-        first = self._next_prepared()
-        if first is None or self._max_batch == 1:
-            return None if first is None else [first]
-        batch = [first]
-        for queue in self._queues.values():
-            if len(batch) >= self._max_batch:
-                break
-            head = queue.peek()
-            if head is None or head.frame.camera == first.frame.camera:
-                continue
-            try:
-                item = queue.get(timeout=0)
-            except QueueClosed:
-                continue
-            if item is not None:
-                batch.append(item)
-        return batch
-
-    def _next_prepared(self) -> Any:
-        """The waiting frame captured first across all cameras; None once every camera ended and drained."""
-        while True:
-            with self._cond:
-                self._cond.wait_for(
-                    lambda: (
-                        any(len(q) for q in self._queues.values()) or len(self._ended) == len(self._queues)
-                    ),
-                    timeout=0.5,
-                )
-            heads = [(q, q.peek()) for q in self._queues.values()]
-            ready = [(q, head.frame.captured_mono) for q, head in heads if head is not None]
-            if ready:
-                queue = min(ready, key=lambda pair: pair[1])[0]
-                try:
-                    item = queue.get(timeout=0)
-                except QueueClosed:
-                    continue
-                if item is not None:
-                    return item
-            elif len(self._ended) == len(self._queues):
-                return None
+        return lambda: self._batcher.ended(name)
 
     def _infer_loop(self) -> None:
         try:
-            while (items := self._next_batch()) is not None:
+            while (items := self._batcher.next_batch()) is not None:
                 with self._busy.inside("inference"):
                     batch = self.stage.submit(items)
                 self.stats.inferred += len(items)

@@ -17,7 +17,7 @@ Items a drop policy discards are handed to ``discard`` so that their resources c
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -85,8 +85,7 @@ class CpuItem:
 @dataclass(frozen=True, slots=True)
 class CpuBatch:
     items: list[CpuItem]
-    outputs: Outputs
-    inference_ms: float
+    wait: Callable[[], tuple[Outputs, float]]  # outputs and engine ms, once ready (``InferenceEngine.start``)
 
 
 class CpuStage:
@@ -114,12 +113,10 @@ class CpuStage:
 
     def submit(self, items: list[Any]) -> CpuBatch:
         batch = items[0].tensor if len(items) == 1 else np.concatenate([i.tensor for i in items])
-        t0 = time.perf_counter()
-        outputs = self.engine.run(batch)
-        return CpuBatch(items, outputs, (time.perf_counter() - t0) * 1000.0)
+        return CpuBatch(items, self.engine.start(batch))
 
     def outputs(self, batch: Any) -> tuple[Outputs, float]:
-        return batch.outputs, batch.inference_ms
+        return batch.wait()  # type: ignore[no-any-return]
 
     def release(self, batch: Any) -> None:
         return None

@@ -9,7 +9,9 @@ the configured QoS (:meth:`MqttPublisher.publish_many`); retained state (occupan
 :meth:`MqttPublisher.publish_state`), whose latest value is sent again after every reconnect; availability on
 ``<prefix>/<device_id>/status``: retained ``online`` once connected, and ``offline`` both as the Last Will
 (the broker sends it if the daemon dies) and on a clean shutdown; ``<prefix>/<device_id>/info``: retained
-JSON with the model, backend and the precision actually running.
+JSON with the model, backend and the precision actually running. Subscriptions (the control topics, Home
+Assistant's birth message: :mod:`.subscriptions`) are made on every connection, before ``online``;
+:meth:`MqttPublisher.publish_retained` sends retained state outside the prefix (discovery configs).
 
 paho's network loop runs in its own thread and reconnects by itself (exponential backoff from a random
 0.5-1.5 s base to 60 s).

@@ -14,8 +14,9 @@ buffers, and ``close()`` releases everything they own.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -107,6 +108,16 @@ class InferenceEngine(ABC):
     def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
         """Run one batch: every output, in the order of ``info.output_names``. Raises EngineError on a
         backend failure and ValueError on a bad input shape."""
+
+    def start(self, batch: npt.NDArray[np.float32]) -> Callable[[], tuple[Outputs, float]]:
+        """Start one batch; returns a function that waits for (its outputs, the engine's milliseconds on
+        it). Engines that run several batches at once (OpenVINO's THROUGHPUT streams) return at once,
+        blocking only while all their requests are busy; the default runs the batch now. The inference
+        thread starts, the publish thread waits: batches overlap where the engine can."""
+        t0 = time.perf_counter()
+        outputs = self.run(batch)
+        done = (outputs, (time.perf_counter() - t0) * 1000.0)
+        return lambda: done
 
     def infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Run one batch; the main output only."""

@@ -12,6 +12,9 @@ version; :func:`edge_daemon.build.openvino_cache_dir`), so a later boot imports 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +59,15 @@ def _name(port: Any, default: str) -> str:
 class OpenVinoEngine(InferenceEngine):
     """One compiled model and one infer request (the pipeline runs one batch at a time)."""
 
-    def __init__(self, compiled: ov.CompiledModel, info: EngineInfo) -> None:
+    def __init__(self, compiled: ov.CompiledModel, info: EngineInfo, requests: int = 1) -> None:
         self._compiled: ov.CompiledModel | None = compiled
         self._request = compiled.create_infer_request()
         self.info = info
+        # THROUGHPUT: several requests (OpenVINO's streams) run batches at once; start() takes a free one.
+        self._pool: queue.SimpleQueue[ov.InferRequest] = queue.SimpleQueue()
+        for _ in range(requests if requests > 1 else 0):
+            self._pool.put(compiled.create_infer_request())
+        self.requests = requests
 
     @classmethod
     def from_config(cls, config: Any, artifact: Artifact) -> OpenVinoEngine:
@@ -121,7 +129,50 @@ class OpenVinoEngine(InferenceEngine):
             precision,
             compiled.get_property("INFERENCE_NUM_THREADS") if config.device == "CPU" else "-",
         )
-        return cls(compiled, info)
+        requests = 1
+        if config.performance_hint == "THROUGHPUT":
+            requests = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+            log.info("openvino: THROUGHPUT, %d requests in flight", requests)
+        return cls(compiled, info, requests)
+
+    def start(self, batch: npt.NDArray[np.float32]) -> Callable[[], tuple[Outputs, float]]:
+        """With several requests: start ``batch`` on a free one (waiting while all are busy) and return at
+        once. When it completes, OpenVINO's callback copies its outputs and frees the request (so a request
+        never waits for its reader); the returned function waits for that copy."""
+        if self.requests <= 1:
+            return super().start(batch)
+        compiled = self._compiled
+        if compiled is None:
+            raise EngineError("engine is closed")
+        self.check_input(batch)
+        request = self._pool.get()
+        done = threading.Event()
+        result: list[Any] = []
+
+        def finished(_: Any) -> None:
+            try:
+                outs = tuple(np.array(request.get_tensor(o).data, dtype=np.float32) for o in compiled.outputs)
+                result.append((outs, float(request.latency)))
+            except Exception as exc:  # handed to the waiter
+                result.append(exc)
+            finally:
+                self._pool.put(request)
+                done.set()
+
+        request.set_callback(finished, None)
+        try:
+            request.start_async({0: batch}, share_inputs=False)
+        except Exception as exc:
+            self._pool.put(request)
+            raise EngineError(f"openvino inference failed: {exc}") from exc
+
+        def wait() -> tuple[Outputs, float]:
+            done.wait()
+            if isinstance(result[0], Exception):
+                raise EngineError(f"openvino inference failed: {result[0]}")
+            return result[0]  # type: ignore[no-any-return]
+
+        return wait
 
     def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
         if self._compiled is None:

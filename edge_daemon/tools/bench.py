@@ -340,7 +340,9 @@ def _ultralytics_openvino(settings: Settings, imgsz: tuple[int, int]) -> Path:
         return pt.parent
     if pt.suffix.lower() != ".pt":
         raise ConfigError("bench: the Ultralytics OpenVINO comparison needs the .pt weights (model.path)")
-    target = settings.model.cache_dir / "ultralytics-openvino" / f"{pt.stem}-{imgsz[0]}x{imgsz[1]}"
+    # Ultralytics recognises an OpenVINO export by its folder's "_openvino_model" suffix.
+    folder = f"{pt.stem}-{imgsz[0]}x{imgsz[1]}_openvino_model"
+    target = settings.model.cache_dir / "ultralytics-openvino" / folder
     if (target / "metadata.yaml").is_file():
         return target
     work = target.with_name(f".{target.name}.tmpdir")
