@@ -256,13 +256,13 @@ def test_mqtt_control_switches_detection_and_threshold(
     settings = _settings(broker.port, clip, world_onnx, "ctl")
     base = "edge/ctl/cam0"
     with subscribed(broker, "edge/ctl/#") as sub, running(settings), caplog.at_level(logging.INFO):
-        assert sub.wait_for(lambda m: bool(sub.on("/detect/state")), 60)
+        assert sub.wait_for(lambda m: bool(sub.on("/detect/state") and sub.on("/threshold/state")), 60)
         assert sub.on("/detect/state")[-1] == b"ON" and sub.on("/threshold/state")[-1] == b"0.25"
         assert sub.wait_for(lambda m: len(sub.on("/detections")) >= 3, 60)
 
         _control(broker, f"{base}/detect/set", b"off")
         assert sub.wait_for(lambda m: sub.on("/detect/state")[-1] == b"OFF", 10)
-        time.sleep(0.5)  # frames inferred before the switch drain
+        time.sleep(1.5)  # frames inferred before the switch drain (a few in the queues, ~0.2 s each)
         before = len(sub.on("/detections"))
         time.sleep(2.0)
         assert len(sub.on("/detections")) == before, "no detections while detection is off"

@@ -86,8 +86,8 @@ def test_model_without_names_is_refused(tmp_path: Path) -> None:
 
 def test_unknown_backend() -> None:
     assert set(BACKENDS) >= {"onnxruntime"}
-    with pytest.raises(EngineError, match="unknown engine backend 'openvino'"):
-        backend_class("openvino")
+    with pytest.raises(EngineError, match="unknown engine backend 'tflite'"):
+        backend_class("tflite")
 
 
 def test_backends_are_imported_lazily() -> None:

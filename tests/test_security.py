@@ -144,6 +144,18 @@ def _tls_client_watch(broker: Broker, pki: Path, topic: str, user: str = "watche
     return client, got
 
 
+def _start_daemon(config: Path) -> subprocess.Popen[str]:
+    """``edge-daemon run -c config`` with its output captured as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_daemon", "run", "-c", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ),
+    )
+
+
 def _config(tmp_path: Path, clip: Path, model: Path, pki: Path, port: int, prefix: str = "edge") -> Path:
     data = {
         "device_id": "secure",
@@ -190,14 +202,7 @@ def test_tls_password_acl_full_run_and_no_secret_anywhere(
     config = _config(tmp_path, clip, world_onnx, pki, tls_broker.port, prefix="edge/secure")
     watcher, got = _tls_client_watch(tls_broker, pki, "edge/#")
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_daemon", "run", "-c", str(config)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=dict(os.environ),
-        )
+        proc = _start_daemon(config)
         try:
             deadline = time.monotonic() + 90  # the door camera never ends: stop once cam0's frames are in
             while len([t for t, _ in got if t.endswith("/detections")]) < 6 and time.monotonic() < deadline:
@@ -294,14 +299,7 @@ def test_control_under_the_acl(tmp_path, clip, world_onnx, pki, tls_broker) -> N
     def status() -> list[bytes]:
         return [p for t, p in got if t == "edge/secure/secure/status"]
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_daemon", "run", "-c", str(config)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=dict(os.environ),
-    )
+    proc = _start_daemon(config)
     try:
         deadline = time.monotonic() + 90
         while b"online" not in status() and time.monotonic() < deadline:
