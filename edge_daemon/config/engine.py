@@ -86,9 +86,9 @@ class OpenVinoEngineConfig(Strict):
     device: Literal["CPU", "GPU", "AUTO"] = Field("CPU", description="OpenVINO device name.")
     performance_hint: Literal["LATENCY", "THROUGHPUT"] = Field(
         "THROUGHPUT",
-        description="THROUGHPUT: OpenVINO's streams, several frames in flight at once (measured 1.2x the "
-        "frames per second of LATENCY on 2 cores, docs/benchmarks.md; each frame takes longer). LATENCY: "
-        "one frame at a time on every core, the shortest time per frame.",
+        description="THROUGHPUT: OpenVINO's streams, several frames in flight at once (measured on 2 cores: "
+        "1.2x the frames per second of LATENCY, about 2x the capture-to-publish delay; docs/benchmarks.md). "
+        "LATENCY: one frame at a time on every core, the shortest delay per frame.",
     )
     threads: int | None = Field(None, ge=1, le=256, description="None: OpenVINO's choice (physical cores).")
     cache: bool = Field(True, description="Cache compiled blobs under model.cache_dir/openvino.")
