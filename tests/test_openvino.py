@@ -8,9 +8,7 @@ Tolerances (docs/engine.md, "OpenVINO"): ``fp32`` equals ONNX Runtime FP32 (same
 from __future__ import annotations
 
 import json
-import shutil
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from edge_daemon.app import run_daemon
+from edge_daemon.build.export import export_pt
 from edge_daemon.build.quant.agreement import coco_agreement
 from edge_daemon.config import OnnxRuntimeEngineConfig, OpenVinoEngineConfig, Settings
 from edge_daemon.model.preprocess import preprocess
@@ -103,14 +102,8 @@ def test_ultralytics_openvino_export_runs_with_its_metadata(
     tmp_path: Path, world_pt: Path, frames, reference
 ) -> None:
     pytest.importorskip("ultralytics")
-    from ultralytics import YOLO
-
-    work = tmp_path / "export"
-    work.mkdir()
-    shutil.copy(world_pt, work / world_pt.name)
-    with warnings.catch_warnings():  # the export traces with torch.jit, which warns (errors under pytest)
-        warnings.simplefilter("ignore")
-        out = Path(YOLO(str(work / world_pt.name)).export(format="openvino", imgsz=[480, 576], verbose=False))
+    out = tmp_path / "world_openvino_model"
+    export_pt(world_pt, (480, 576), out, fmt="openvino")  # Ultralytics' export(format="openvino")
     xml = next(out.glob("*.xml"))
     with _openvino("fp32", xml) as engine:
         assert engine.info.metadata["task"] == "detect" and "person" in engine.info.metadata["names"]

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 from edge_daemon.errors import ModelError
 from edge_daemon.model.info import DEFAULT_IMGSZ, sha256_file
@@ -75,9 +76,10 @@ def resolve_torchscript(model_path: Path, imgsz: tuple[int, int] | None, cache_d
 def export_pt(
     pt_path: Path, imgsz: tuple[int, int], target: Path, dynamic_batch: bool = False, fmt: str = "onnx"
 ) -> None:
-    """Export Ultralytics weights to ONNX (or ``fmt`` "torchscript") at ``target`` (atomic): fixed size;
-    batch dynamic if asked (Ultralytics' dynamic export makes height and width dynamic too; the engine
-    profile pins them). TorchScript is traced at batch 1; its batch dimension stays free."""
+    """Export Ultralytics weights to ONNX (or ``fmt`` "torchscript", or "openvino": a folder) at ``target``
+    (atomic): fixed size; batch dynamic if asked (Ultralytics' dynamic export makes height and width
+    dynamic too; the engine profile pins them). TorchScript is traced at batch 1; its batch dimension stays
+    free."""
     os.environ.setdefault("YOLO_VERBOSE", "False")  # keep Ultralytics' banner out of the daemon's log
     try:
         from ultralytics import YOLO
@@ -92,7 +94,11 @@ def export_pt(
         work = Path(tmp) / pt_path.name
         shutil.copyfile(pt_path, work)  # Ultralytics writes next to the weights; keep that in our temp dir
         try:
-            extra = {"dynamic": dynamic_batch} if fmt == "onnx" else {"device": "cpu"}
+            extras: dict[str, dict[str, Any]] = {
+                "onnx": {"dynamic": dynamic_batch},
+                "torchscript": {"device": "cpu"},
+            }
+            extra = extras.get(fmt, {})
             with warnings.catch_warnings():  # tracer and deprecation warnings are Ultralytics' business
                 warnings.simplefilter("ignore")
                 out = YOLO(str(work)).export(format=fmt, imgsz=list(imgsz), verbose=False, **extra)
@@ -100,7 +106,8 @@ def export_pt(
             label = {"onnx": "ONNX", "torchscript": "TorchScript"}.get(fmt, fmt)
             raise ModelError(f"{pt_path}: {label} export at imgsz {imgsz} failed: {exc}") from None
         exported = Path(str(out))
-        with exported.open("rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(exported, target)
+        if exported.is_file():
+            with exported.open("rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(exported, target)  # a folder (OpenVINO) too, onto a target that is absent
     log.info("exported %s", target)

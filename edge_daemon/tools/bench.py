@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import shutil
 import statistics
 import threading
 import time
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from edge_daemon.app import build_pipeline, load_model
+from edge_daemon.build.export import export_pt
 from edge_daemon.config import FileCamera, Settings
 from edge_daemon.errors import ConfigError
 from edge_daemon.model.preprocess import preprocess
@@ -329,12 +331,8 @@ def _daemon(settings: Settings, model: Any, mqtt: bool) -> tuple[float, float, f
 
 
 def _ultralytics_openvino(settings: Settings, imgsz: tuple[int, int]) -> Path:
-    """``YOLO(<.pt>).export(format="openvino")`` once, cached beside the other artifacts."""
-    import shutil
-    import warnings
-
-    from ultralytics import YOLO
-
+    """``YOLO(<.pt>).export(format="openvino")`` once (the daemon's own export path), cached beside the
+    other artifacts."""
     pt = settings.model.path
     if pt.suffix.lower() == ".xml":
         return pt.parent
@@ -343,18 +341,9 @@ def _ultralytics_openvino(settings: Settings, imgsz: tuple[int, int]) -> Path:
     # Ultralytics recognises an OpenVINO export by its folder's "_openvino_model" suffix.
     folder = f"{pt.stem}-{imgsz[0]}x{imgsz[1]}_openvino_model"
     target = settings.model.cache_dir / "ultralytics-openvino" / folder
-    if (target / "metadata.yaml").is_file():
-        return target
-    work = target.with_name(f".{target.name}.tmpdir")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    shutil.copy(pt, work / pt.name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = Path(YOLO(str(work / pt.name)).export(format="openvino", imgsz=list(imgsz), verbose=False))
-    shutil.rmtree(target, ignore_errors=True)
-    out.rename(target)
-    shutil.rmtree(work, ignore_errors=True)
+    if not (target / "metadata.yaml").is_file():
+        shutil.rmtree(target, ignore_errors=True)  # a partial folder: os.replace needs the target absent
+        export_pt(pt, imgsz, target, fmt="openvino")
     return target
 
 
