@@ -21,6 +21,32 @@ log = logging.getLogger(__name__)
 _GREEN = (60, 200, 60)
 
 
+def scaled_copy(image: npt.NDArray[np.uint8], max_width: int) -> tuple[npt.NDArray[np.uint8], float]:
+    """A copy of ``image`` to draw on, scaled down to ``max_width`` (never up), and the scale."""
+    scale = min(1.0, max_width / image.shape[1])
+    if scale < 1:
+        resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        return np.asarray(resized, np.uint8), scale
+    return image.copy(), scale
+
+
+def draw_box(
+    canvas: npt.NDArray[np.uint8],
+    box: tuple[float, float, float, float],
+    caption: str,
+    colour: tuple[int, int, int],
+    thick: int,
+    font_scale: float,
+) -> None:
+    """``box`` (canvas pixels, rounded here) in ``colour``, ``caption`` in black on a filled label above."""
+    x1, y1, x2, y2 = (round(v) for v in box)
+    cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thick)
+    (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    top = max(0, y1 - th - base - 4)
+    cv2.rectangle(canvas, (x1, top), (x1 + tw + 4, top + th + base + 4), colour, -1)
+    cv2.putText(canvas, caption, (x1 + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1)
+
+
 def render(
     image: npt.NDArray[np.uint8],
     box: tuple[float, float, float, float],
@@ -29,20 +55,11 @@ def render(
     quality: int,
 ) -> bytes:
     """The frame with ``box`` drawn and ``caption`` above it, scaled down to ``max_width``, as JPEG."""
-    scale = min(1.0, max_width / image.shape[1])
-    canvas = (
-        cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        if scale < 1
-        else image.copy()
-    )
-    x1, y1, x2, y2 = (round(v * scale) for v in box)
+    canvas, scale = scaled_copy(image, max_width)
     thick = max(2, round(canvas.shape[1] / 400))
-    cv2.rectangle(canvas, (x1, y1), (x2, y2), _GREEN, thick)
     font_scale = max(0.5, canvas.shape[1] / 1400)
-    (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-    top = max(0, y1 - th - base - 4)
-    cv2.rectangle(canvas, (x1, top), (x1 + tw + 4, top + th + base + 4), _GREEN, -1)
-    cv2.putText(canvas, caption, (x1 + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1)
+    x1, y1, x2, y2 = box
+    draw_box(canvas, (x1 * scale, y1 * scale, x2 * scale, y2 * scale), caption, _GREEN, thick, font_scale)
     ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding failed")

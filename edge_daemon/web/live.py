@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge_daemon.analytics.snapshots import draw_box, scaled_copy
 from edge_daemon.types import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,7 @@ def annotate(
 ) -> npt.NDArray[np.uint8]:
     """A copy of ``image`` scaled down to ``max_width`` with every detection drawn: box, label, confidence
     and track id."""
-    scale = min(1.0, max_width / image.shape[1])
-    canvas: npt.NDArray[np.uint8] = (
-        np.asarray(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), np.uint8)
-        if scale < 1
-        else image.copy()
-    )
+    canvas, scale = scaled_copy(image, max_width)
     thick = max(2, round(canvas.shape[1] / 480))
     font = max(0.45, canvas.shape[1] / 1600)
     tracks = dets.track_id
@@ -45,13 +41,8 @@ def annotate(
     ):
         track = int(tracks[i]) if tracks is not None else -1
         colour = _PALETTE[track % len(_PALETTE)] if track >= 0 else _PALETTE[0]
-        p1, p2 = (round(x1 * scale), round(y1 * scale)), (round(x2 * scale), round(y2 * scale))
-        cv2.rectangle(canvas, p1, p2, colour, thick)
         caption = f"{names.get(cls, str(cls))} {conf:.2f}" + (f" #{track}" if track >= 0 else "")
-        (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
-        top = max(0, p1[1] - th - base - 4)
-        cv2.rectangle(canvas, (p1[0], top), (p1[0] + tw + 4, top + th + base + 4), colour, -1)
-        cv2.putText(canvas, caption, (p1[0] + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 1)
+        draw_box(canvas, (x1 * scale, y1 * scale, x2 * scale, y2 * scale), caption, colour, thick, font)
     return canvas
 
 
