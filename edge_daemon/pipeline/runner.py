@@ -280,13 +280,11 @@ class Pipeline:
         def sink(frame: Frame) -> None:
             if control is not None and not control.detect:  # switched off over MQTT: read, not inferred
                 control.skipped += 1
-                if frame.buffer is not None:
-                    stage.unclaim(frame.buffer)
+                self._not_inferred(frame)
                 return
             if gate is not None:
                 if not gate.moving(frame.image, self.clock(frame)):
-                    if frame.buffer is not None:
-                        stage.unclaim(frame.buffer)
+                    self._not_inferred(frame)
                     return
                 if gate.still_s:
                     frame = dataclasses.replace(frame, still_s=gate.still_s)
@@ -299,6 +297,11 @@ class Pipeline:
             batcher.notify()
 
         return sink
+
+    def _not_inferred(self, frame: Frame) -> None:
+        """A frame skipped before the stage: the buffer it was decoded into goes back."""
+        if frame.buffer is not None:
+            self.stage.unclaim(frame.buffer)
 
     def _camera_ended(self, name: str) -> Callable[[], None]:
         return lambda: self._batcher.ended(name)

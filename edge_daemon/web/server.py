@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -161,7 +163,7 @@ class WebServer:
             "health": health,
             "viewers": dict(live.viewers) if live is not None else {},
         }
-        return web.json_response(body, dumps=_dumps)
+        return web.json_response(body, dumps=functools.partial(json.dumps, default=str))
 
     async def _latest(self, request: web.Request) -> web.Response:
         """A frame drawn now: the camera is watched until its next JPEG (at most 5 s); the last one drawn
@@ -235,9 +237,3 @@ class WebServer:
 
         if self._loop.is_running():
             asyncio.run_coroutine_threadsafe(notify(), self._loop)
-
-
-def _dumps(value: Any) -> str:
-    import json
-
-    return json.dumps(value, default=str)
