@@ -57,7 +57,8 @@ def _name(port: Any, default: str) -> str:
 
 
 class OpenVinoEngine(InferenceEngine):
-    """One compiled model and one infer request (the pipeline runs one batch at a time)."""
+    """One compiled model: one infer request for :meth:`run`, and with THROUGHPUT a pool of ``requests`` for
+    :meth:`start`, which keeps several batches in flight."""
 
     def __init__(self, compiled: ov.CompiledModel, info: EngineInfo, requests: int = 1) -> None:
         self._compiled: ov.CompiledModel | None = compiled
