@@ -23,6 +23,7 @@ if str(DOUBLES) not in sys.path:
     sys.path.insert(0, str(DOUBLES))
 
 from edge_daemon.build.quant.cache import QdqRequest, ensure_qdq  # noqa: E402
+from edge_daemon.build.quant.floatset import excluded_nodes  # noqa: E402
 from edge_daemon.build.quant.search import SearchTargets, group_of, restore_float  # noqa: E402
 from edge_daemon.config import Settings  # noqa: E402
 from edge_daemon.files import read_manifest  # noqa: E402
@@ -73,21 +74,40 @@ def test_a_float_set_is_the_naive_model_with_those_nodes_rewired_to_fp32(
 
 def test_auto_float_set_is_measured_and_shared_by_both_routes(tmp_path, world_onnx, clip, frames) -> None:
     data = _config(tmp_path, world_onnx, clip, calibration={"frames": 16}, quantize_exclude="auto")
-    data["engine"]["quantize_search"] = {"agreement": 0.85, "min_speedup": 0, "frames": 8}
+    nodes = [n.name for n in onnx.load(str(world_onnx)).graph.node]
+
+    # The default start (head-final) may already meet the target: then it is the answer, nothing else run.
     settings = Settings(**data)
-    targets = SearchTargets(0.85, 0, 8)
+    easy = SearchTargets(0.95, 0, 8, start="head-final")
+    search = ensure_qdq(_request(settings, "auto", easy))[1]["search"]
+    assert search["stopped_by"] == "target" and search["steps"][0]["start"] == "head-final", search
+    assert not search["groups"] and not search["benefit"] and len(search["steps"]) == 1, search
+    assert set(search["float_set"]) == set(excluded_nodes(nodes, "head-final"))
+
+    # From the all-INT8 model: groups go back in order of benefit, and stay only if they help enough.
+    search_cfg = {"agreement": 0.999, "min_speedup": 0, "frames": 8, "start": "none", "min_gain": 0.02}
+    data["engine"]["quantize_search"] = search_cfg
+    settings = Settings(**data)
+    targets = SearchTargets(0.999, 0, 8, start="none", min_gain=0.02)
     path, manifest = ensure_qdq(_request(settings, "auto", targets))
     search = manifest["search"]
     float_set = manifest["float_set"]
-    assert float_set and search["stopped_by"] == "target" and search["agreement_map50_95"] >= 0.85, search
-    assert search["steps"][0]["agreement"] < 0.85, "the naive model is the search's starting point"
-    ranked = sorted(search["sensitivity"], key=lambda g: -search["sensitivity"][g])
+    assert search["steps"][0]["agreement"] < 0.5, "the naive model is this search's starting point"
     groups = search["groups"]
-    assert groups == ranked[: len(groups)], "the most sensitive groups go back to float first"
-    assert groups[0].startswith("/model.23/"), "the head is the most sensitive"
-    assert set(float_set) == {
-        n.name for n in onnx.load(str(world_onnx)).graph.node if group_of(n.name) in groups
-    }
+    assert search["stopped_by"] == "nothing kept lately", search
+    ranked = sorted(search["benefit"], key=lambda g: -search["benefit"][g])
+    assert groups == [g for g in ranked if g in groups], "groups go back to float in order of benefit"
+    assert groups[0].startswith("/model.23/"), "the head's decode helps most"
+    previous = search["steps"][0]["agreement"]
+    for step in search["steps"][1:]:
+        if "added" in step:
+            assert step["agreement"] >= previous + 0.02, step
+            previous = step["agreement"]
+        else:  # tried and left in INT8: it did not raise the agreement enough
+            assert step["skipped (no gain)"] not in groups and step["agreement"] < previous + 0.02, step
+    assert any("skipped (no gain)" in step for step in search["steps"]), search["steps"]
+    assert previous == search["agreement_map50_95"]
+    assert set(float_set) == {n for n in nodes if group_of(n) in groups}
     # The chosen model is that float set, and its detections follow FP32's.
     x, _ = preprocess(frames[3], (480, 576))
     got, want = _run(path.read_bytes(), x)[0], _run(onnx.load(str(world_onnx)), x)[0]

@@ -40,7 +40,17 @@ class SearchConfig(Strict):
         le=10,
         description="Speed floor: the search stops before INT8 gets slower than this x FP32.",
     )
-    frames: int = Field(48, ge=4, le=1000, description="Calibration frames the search evaluates on.")
+    frames: int = Field(100, ge=4, le=1000, description="Calibration frames the search evaluates on.")
+    start: Literal["head-final+attn", "head-final", "head", "none"] = Field(
+        "head-final",
+        description="The named float set the search starts from (none: the all-INT8 model).",
+    )
+    min_gain: float = Field(
+        0.002,
+        ge=0,
+        le=1,
+        description="A group stays in float only if it raises the agreement by at least this much.",
+    )
 
 
 class QuantizeConfig(Strict):

@@ -35,7 +35,7 @@ def ensure_auto(req: Any, status: calibration.StatusFn | None = None) -> tuple[P
 
     naive_path, naive = ensure_qdq(dataclasses.replace(req, exclude="none"), status)
     targets: SearchTargets = req.search or SearchTargets()
-    key = {"naive": naive["key_digest"], "search": dataclasses.asdict(targets), "version": 2}
+    key = {"naive": naive["key_digest"], "search": dataclasses.asdict(targets), "version": 3}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     path = naive_path.with_name(f"{req.model_stem}-{req.fmt}-auto-{digest[:12]}.onnx")
     with build_lock(path.with_name(f".{path.stem}.lock")):

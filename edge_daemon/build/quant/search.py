@@ -4,15 +4,17 @@ Quantize everything once (the naive Q/DQ model, one calibration). Any float set 
 the set's nodes wired back to their FP32 inputs and weights (no recalibration: a tensor's scale does not
 depend on which other nodes are quantized). On the calibration frames:
 
-1. sensitivity: per group of nodes (an Ultralytics block, or one branch of the head or an attention block),
-   the FP32 model with only that group quantized, and how far its output moves (relative L2 of the score
-   and box channels, where FP32 sees something);
-2. greedy: the most sensitive groups go back to float one by one until the agreement with FP32 (COCO
-   mAP50-95, :mod:`edge_daemon.build.quant.agreement`) reaches the target; a group that would take the
-   speed below the floor (measured: median inference time against FP32's) stays in INT8 and the next one
-   is tried, so the result is the best set found within the speed floor.
+1. start: a named float set (``start``, by default ``head-final``: the head's decode tail, which no INT8
+   model survives without) is in float from the outset;
+2. benefit: per group of the remaining nodes (an Ultralytics block, or one branch of the head or an
+   attention block), how much closer to FP32 the output gets when that group alone goes back to float
+   from the start (relative L2 of the score and box channels, where FP32 sees something);
+3. greedy: groups go back to float in order of benefit, and one stays in float only if the agreement with
+   FP32 (COCO mAP50-95, :mod:`edge_daemon.build.quant.agreement`, on every search frame) rises by at least
+   ``min_gain`` and the speed (median inference time against FP32's, timed in blocks) stays above the floor;
+   it stops at the agreement target, or after a run of groups that were not kept.
 
-The result (the chosen groups' node names) is a float set like the named ones
+The result (the chosen nodes' names) is a float set like the named ones
 (:mod:`edge_daemon.build.quant.floatset`): the Q/DQ models and TensorRT's implicit build use it alike.
 """
 
@@ -29,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_daemon.build.quant.agreement import PREDICTION_CONF, REFERENCE_CONF, coco_agreement
+from edge_daemon.build.quant.floatset import excluded_nodes
 from edge_daemon.model.tasks import DecodeParams
 from edge_daemon.model.tasks.detect import decode_one
 from edge_daemon.types import Detections, LetterboxMeta
@@ -36,21 +39,30 @@ from edge_daemon.types import Detections, LetterboxMeta
 log = logging.getLogger(__name__)
 
 
-SKIPS_TO_STOP = 5  # groups in a row that break the speed floor: the search ends there
-REFERENCE_FRAMES = 6  # FP32 frames timed before and after each candidate
+SKIPS_TO_STOP = 8  # groups in a row not kept (speed floor or no gain): the search ends there
+REFERENCE_FRAMES = 8  # FP32 frames timed before and after each candidate
+WARMUP = 2  # a fresh session's first runs allocate: not timed
 
 
 @dataclass(frozen=True)
 class SearchTargets:
     agreement: float = 0.92  # mAP50-95 against FP32 on the calibration frames
     min_speedup: float = 1.5  # engine speed against FP32; the search stops before going under it
-    frames: int = 48  # calibration frames the search evaluates on (sensitivity: the first 8)
+    frames: int = 100  # calibration frames the search evaluates on (benefit: the first 8)
     max_steps: int = 60  # greedy evaluations at most
+    start: str = "head-final"  # the named float set the search starts from ("none": the naive model)
+    min_gain: float = 0.002  # a group stays in float only if it raises the agreement by this much
 
 
 def targets_from(config: Any) -> SearchTargets:
     """SearchTargets from a config.SearchConfig."""
-    return SearchTargets(config.agreement, config.min_speedup, config.frames)
+    return SearchTargets(
+        config.agreement,
+        config.min_speedup,
+        config.frames,
+        start=config.start,
+        min_gain=config.min_gain,
+    )
 
 
 @dataclass
@@ -59,8 +71,8 @@ class SearchResult:
     agreement: float
     speedup: float
     steps: list[dict[str, Any]] = field(default_factory=list)
-    sensitivity: dict[str, float] = field(default_factory=dict)
-    stopped_by: str = ""  # "target" | "speed floor" | "groups exhausted" | "step limit"
+    benefit: dict[str, float] = field(default_factory=dict)
+    stopped_by: str = ""  # "target" | "nothing kept lately" | "groups exhausted" | "step limit"
     groups: list[str] = field(default_factory=list)  # the groups chosen, most sensitive first
 
     def as_dict(self) -> dict[str, Any]:
@@ -71,7 +83,7 @@ class SearchResult:
             "speedup": round(self.speedup, 3),
             "stopped_by": self.stopped_by,
             "steps": self.steps,
-            "sensitivity": {k: round(v, 5) for k, v in self.sensitivity.items()},
+            "benefit": {k: round(v, 5) for k, v in self.benefit.items()},
         }
 
 
@@ -180,6 +192,9 @@ class _Runner:
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # Worker threads that spin on after a run would slow the next session's runs: the candidate's
+        # spinning made FP32 look slower and flattered INT8 by about 0.2x against the report's timing.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if self.threads:
             opts.intra_op_num_threads = self.threads
         return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
@@ -188,17 +203,18 @@ class _Runner:
         self, model: Any, count: int, timed: bool = True
     ) -> tuple[list[npt.NDArray[np.float32]], float]:
         """Outputs on the first ``count`` frames and the speed against FP32: the median per-frame time of
-        FP32 on a few frames right before and after, over the candidate's median. Timed in blocks, not
-        alternating frame by frame: ONNX Runtime's worker threads spin on after a run and would slow the
-        other session down (measured: alternating flattered INT8 by 0.2x on 2 cores)."""
+        FP32 on a few frames right before and after, over the candidate's median (its first runs, which
+        allocate, untimed). Timed in blocks, not alternating frame by frame."""
         sess = self.session(model)
         name = sess.get_inputs()[0].name
         before = self._times(name, REFERENCE_FRAMES) if timed and self.reference is not None else []
         outs, times = [], []
-        for x in self.frames[:count]:
+        for i, x in enumerate(self.frames[:count]):
             started = time.perf_counter()
             outs.append(sess.run(None, {name: x})[0][0])
-            times.append(time.perf_counter() - started)
+            if i >= WARMUP or count <= WARMUP:
+                times.append(time.perf_counter() - started)
+        del sess
         if not before:
             return outs, 1.0
         after = self._times(name, REFERENCE_FRAMES)
@@ -247,22 +263,18 @@ def search(
     reference = run.detections(ref_out, REFERENCE_CONF)
     names = {i: str(i) for i in range(num_classes)}
     original = [n.name for n in fp32.graph.node]
+    start = set(excluded_nodes(original, targets.start))  # type: ignore[arg-type]
     groups: dict[str, set[str]] = {}
     for name in original:
-        groups.setdefault(group_of(name), set()).add(name)
+        if name not in start:
+            groups.setdefault(group_of(name), set()).add(name)
 
-    sensitivity: dict[str, float] = {}
-    everything = set(original)
-    for i, (group, members) in enumerate(sorted(groups.items())):
-        outs, _ = run.outputs(restore_float(naive, fp32, everything - members), n_sens, timed=False)
-        sensitivity[group] = float(
-            np.mean([_distance(o, r, num_classes) for o, r in zip(outs, ref_out, strict=False)])
-        )
-        say(f"mixed-precision search: sensitivity {i + 1}/{len(groups)}")
-    order = sorted(groups, key=lambda g: -sensitivity[g])
+    def distance(keep: set[str]) -> float:
+        outs, _ = run.outputs(restore_float(naive, fp32, keep), n_sens, timed=False)
+        return float(np.mean([_distance(o, r, num_classes) for o, r in zip(outs, ref_out, strict=False)]))
 
     def evaluate(keep: list[str]) -> tuple[float, float]:
-        model = restore_float(naive, fp32, {n for g in keep for n in groups[g]})
+        model = restore_float(naive, fp32, start | {n for g in keep for n in groups[g]})
         outs, speedup = run.outputs(model, n_eval)
         _, m5095, _ = coco_agreement(reference, run.detections(outs, PREDICTION_CONF), names)
         return m5095, speedup
@@ -270,10 +282,23 @@ def search(
     chosen: list[str] = []
     agreement, speedup = evaluate(chosen)
     steps: list[dict[str, Any]] = [
-        {"float_groups": 0, "added": None, "agreement": round(agreement, 4), "speedup": round(speedup, 3)}
+        {
+            "float_groups": 0,
+            "start": targets.start,
+            "agreement": round(agreement, 4),
+            "speedup": round(speedup, 3),
+        }
     ]
+    say(f"mixed-precision search: start ({targets.start}): agreement {agreement:.3f}, {speedup:.2f}x FP32")
+    benefit: dict[str, float] = {}
+    if agreement < targets.agreement:  # the start may already be enough: then nothing else is measured
+        at_start = distance(start)
+        for i, (group, members) in enumerate(sorted(groups.items())):
+            benefit[group] = at_start - distance(start | members)
+            say(f"mixed-precision search: benefit {i + 1}/{len(groups)}")
+    order = sorted(benefit, key=lambda g: -benefit[g])
     stopped = "groups exhausted"
-    skipped = 0
+    rejected = 0
     for group in order:
         if agreement >= targets.agreement:
             stopped = "target"
@@ -281,32 +306,39 @@ def search(
         if len(steps) > targets.max_steps:
             stopped = "step limit"
             break
-        if skipped >= SKIPS_TO_STOP:  # every cheaper group tried lately broke the floor too
-            stopped = "speed floor"
+        if rejected >= SKIPS_TO_STOP:  # the groups left help too little or cost too much
+            stopped = "nothing kept lately"
             break
         a, s = evaluate([*chosen, group])
-        kept = s >= targets.min_speedup
+        if s < targets.min_speedup:
+            verdict = "skipped (speed floor)"
+        elif a < agreement + targets.min_gain:
+            verdict = "skipped (no gain)"
+        else:
+            verdict = "added"
+        kept = verdict == "added"
         steps.append(
             {
                 "float_groups": len(chosen) + kept,
-                "added" if kept else "skipped (speed floor)": group,
+                verdict: group,
                 "agreement": round(a, 4),
                 "speedup": round(s, 3),
             }
         )
-        say(f"mixed-precision search: {group} in float: agreement {a:.3f}, {s:.2f}x FP32")
-        if kept:  # a group that would take the speed under the floor stays INT8; cheaper ones may follow
+        say(f"mixed-precision search: {group} in float: agreement {a:.3f}, {s:.2f}x FP32: {verdict}")
+        if kept:
             chosen, agreement, speedup = [*chosen, group], a, s
-        skipped = 0 if kept else skipped + 1
+        rejected = 0 if kept else rejected + 1
     else:
         if agreement >= targets.agreement:
             stopped = "target"
     log.info(
-        "mixed-precision search: %d groups kept in float, agreement %.3f, %.2fx FP32 (stopped by %s)",
+        "mixed-precision search: %s and %d groups kept in float, agreement %.3f, %.2fx FP32 (stopped by %s)",
+        targets.start,
         len(chosen),
         agreement,
         speedup,
         stopped,
     )
-    nodes = sorted(n for g in chosen for n in groups[g])  # exact members: a group is not a prefix
-    return SearchResult(nodes, agreement, speedup, steps, sensitivity, stopped, chosen)
+    nodes = sorted(start | {n for g in chosen for n in groups[g]})  # exact members: a group is not a prefix
+    return SearchResult(nodes, agreement, speedup, steps, benefit, stopped, chosen)
