@@ -1,15 +1,50 @@
 """Frozen data types that flow between the rooms: camera -> preprocess -> engine -> postprocess -> publish.
 
-Only numpy is imported here, so every room can depend on this module.
+Only numpy (and the colour conversion below it) is imported here, so every room can depend on this module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from edge_daemon.colour import Colour, nv12_luma, nv12_to_bgr
+
+
+class DevicePlanes(Protocol):
+    """An NV12 picture in device memory (a hardware decoder's frame, copied into a buffer of the source's
+    pool): the planes' addresses and row pitches; ``download`` copies it to the host as (H * 3 / 2, W);
+    ``release`` hands the buffer back to its pool once the frame is done with (published or dropped)."""
+
+    y_ptr: int
+    y_pitch: int
+    uv_ptr: int
+    uv_pitch: int
+
+    def download(self) -> npt.NDArray[np.uint8]: ...
+
+    def release(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Nv12Picture:
+    """A decoded picture in NV12 as hardware decoders give it: on the host (``host``, shape (H * 3 / 2, W))
+    or in device memory (``device``), with the colour matrix and range its stream declares."""
+
+    width: int
+    height: int
+    colour: Colour
+    host: npt.NDArray[np.uint8] | None = None
+    device: DevicePlanes | None = None
+
+    def to_host(self) -> npt.NDArray[np.uint8]:
+        if self.host is not None:
+            return self.host
+        assert self.device is not None
+        return self.device.download()
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +53,9 @@ class Frame:
 
     image: BGR, uint8, shape (H, W, 3), C-contiguous; owned by this frame (never reused by the camera),
         or, when ``buffer`` is set, a view of a pipeline buffer the camera decoded into (the CUDA stage's
-        pinned slots), valid until the frame has been published.
+        pinned slots), valid until the frame has been published. None when the decoder gave NV12
+        (``nv12``, on the host or in device memory): :meth:`bgr` converts on demand (snapshots, the live
+        view, the CPU stage), and the CUDA stage converts it in its pre-processing kernel.
     seq: per-camera sequence number, starting at 0 and increasing by one per captured frame
         (frames dropped by the drop policy keep their numbers, so gaps are visible downstream).
     captured_at: wall-clock capture time, seconds since the Unix epoch.
@@ -27,26 +64,48 @@ class Frame:
 
     camera: str
     seq: int
-    image: npt.NDArray[np.uint8]
+    image: npt.NDArray[np.uint8] | None
     captured_at: float
     captured_mono: float
     buffer: object | None = field(default=None, compare=False, repr=False)  # opaque, the stage's token
     # Seconds of this camera's time before this frame that motion gating skipped as still (0 without
     # gating): the tracker's clock leaves them out, so a stopped object is not extrapolated across them.
     still_s: float = 0.0
+    nv12: Nv12Picture | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         img = self.image
+        if img is None:
+            if self.nv12 is None:
+                raise ValueError("a Frame needs an image or an NV12 picture")
+            return
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(f"Frame.image must be uint8 (H, W, 3), got {img.dtype} {img.shape}")
 
     @property
     def height(self) -> int:
-        return int(self.image.shape[0])
+        return self.nv12.height if self.nv12 is not None else int(self.bgr().shape[0])
 
     @property
     def width(self) -> int:
-        return int(self.image.shape[1])
+        return self.nv12.width if self.nv12 is not None else int(self.bgr().shape[1])
+
+    def bgr(self) -> npt.NDArray[np.uint8]:
+        """The picture as BGR uint8 (H, W, 3): ``image``, or the NV12 picture converted (once, then kept)."""
+        if self.image is not None:
+            return self.image
+        assert self.nv12 is not None
+        image = nv12_to_bgr(self.nv12.to_host(), self.nv12.colour)
+        object.__setattr__(self, "image", image)
+        return image
+
+    def gray(self) -> npt.NDArray[np.uint8]:
+        """A grey picture (H, W): an NV12 picture's Y plane as it is, else BGR converted."""
+        if self.nv12 is not None and self.image is None:
+            return nv12_luma(self.nv12.to_host())
+        import cv2
+
+        return np.asarray(cv2.cvtColor(self.bgr(), cv2.COLOR_BGR2GRAY), np.uint8)
 
 
 @dataclass(frozen=True, slots=True)

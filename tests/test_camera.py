@@ -7,8 +7,10 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
+import numpy as np
 import pytest
 
 from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, QueueClosed, open_source
@@ -42,14 +44,14 @@ def test_file_source_reads_every_frame_in_order(clip: Path) -> None:
     frames = _read_all(FileCamera(type="file", path=clip))
     assert len(frames) == 795
     assert [f.seq for f in frames] == list(range(795))
-    assert frames[0].image.shape == (576, 768, 3)
+    assert frames[0].bgr().shape == (576, 768, 3)
     assert all(b.captured_mono >= a.captured_mono for a, b in itertools.pairwise(frames))
 
 
 def test_file_source_loops(clip: Path) -> None:
     frames = _read_all(FileCamera(type="file", path=clip, loop=True, max_frames=900))
     assert len(frames) == 900
-    assert (frames[0].image == frames[795].image).all(), "frame 795 is the clip's first frame again"
+    assert (frames[0].bgr() == frames[795].bgr()).all(), "frame 795 is the clip's first frame again"
 
 
 def test_realtime_pacing_follows_native_fps(clip: Path) -> None:
@@ -219,3 +221,30 @@ def test_a_gstreamer_camera_without_gstreamer_in_opencv_is_a_config_error(tmp_pa
         lines = [line for line in res.stderr.splitlines() if line.startswith("config error")]
         assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
         assert cam["name"] in lines[0] and "GStreamer" in lines[0] and cam["type"] in lines[0]
+
+
+def test_hardware_decode_falls_back_to_the_cpu_once_and_says_why(clip: Path, caplog: Any) -> None:
+    """Where NVDEC cannot run (no PyNvVideoCodec or no NVIDIA GPU: CI), ``decode: auto`` reads the file on
+    the CPU, says so once in the log and in ``decoder`` (the daemon's info); ``nvdec`` refuses instead."""
+    import importlib.util
+
+    from edge_daemon.camera import hardware_source, open_source
+    from edge_daemon.config.cameras import FileCamera
+    from edge_daemon.errors import CameraError
+
+    if importlib.util.find_spec("PyNvVideoCodec") is not None:
+        pytest.skip("PyNvVideoCodec is installed: NVDEC may work here (tests/test_gpu_streams.py)")
+    cfg = FileCamera(name="cam0", type="file", path=clip)
+    assert hardware_source(cfg.model_copy(update={"decode": "cpu"}), cpu := open_source(cfg)) is cpu
+    with caplog.at_level(logging.WARNING):
+        source = hardware_source(cfg, open_source(cfg))
+        assert source.decoder.startswith("cpu (") and "PyNvVideoCodec" in source.decoder
+        for _ in range(2):
+            source.open()
+            image = source.read()
+            assert isinstance(image, np.ndarray) and image.shape == (576, 768, 3)
+            source.close()
+    assert sum("NVDEC unavailable" in r.getMessage() for r in caplog.records) == 1
+    required = hardware_source(cfg.model_copy(update={"decode": "nvdec"}), open_source(cfg))
+    with pytest.raises(CameraError, match="NVDEC"):
+        required.open()

@@ -46,7 +46,7 @@ def _settings(cache_dir: Path, cameras: int = 1, imgsz: tuple[int, int] = IMGSZ,
     from edge_daemon.config import Settings
 
     gpu = engine.pop("gpu", {})
-    camera = engine.pop("camera", {})
+    camera = {"decode": "cpu", **engine.pop("camera", {})}  # OpenCV's frames; NVDEC: test_gpu_streams.py
     analytics = engine.pop("analytics", {"snapshots": {"dir": str(cache_dir / "snapshots")}})
     clip = _asset("vtest.avi")
     return Settings(

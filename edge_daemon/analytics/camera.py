@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
 from edge_daemon.analytics.firehose import ChangeFilter
 from edge_daemon.analytics.geometry import Line, Zone
@@ -61,11 +60,21 @@ class Outcome:
 
 @dataclass
 class _Candidate:
-    image: npt.NDArray[np.uint8]
+    image: Frame  # a copy of the frame's picture: BGR, or NV12 on the host, converted only if it is drawn
     box: tuple[float, float, float, float]
     confidence: float
     seq: int
     at: float
+
+
+def _keep(frame: Frame) -> Frame:
+    """A copy of ``frame``'s picture that outlives its buffer: BGR copied, NV12 (1.5 bytes a pixel) brought
+    to the host; the conversion to BGR waits until a snapshot is drawn (most candidates never are)."""
+    if frame.image is not None or frame.nv12 is None:
+        return dataclasses.replace(frame, image=frame.bgr().copy(), buffer=None, nv12=None)
+    pic = frame.nv12
+    host = pic.to_host() if pic.device is not None else np.array(pic.host)
+    return dataclasses.replace(frame, buffer=None, nv12=dataclasses.replace(pic, host=host, device=None))
 
 
 class CameraAnalyzer:
@@ -149,11 +158,11 @@ class CameraAnalyzer:
         events = self.scene.step(t, frame.captured_at, frame.seq, seen, wh)
         out = Outcome(dets, self.filter.due(t, dets, wh))
         if self.store is not None:
-            copy: npt.NDArray[np.uint8] | None = None  # one copy of the frame for all who improved on it
+            copy: Frame | None = None  # one copy of the frame for all who improved on it
             for s in seen:
                 obj = self.scene.objects.get(s.track_id)
                 if obj is not None and obj.best_changed:
-                    copy = frame.image.copy() if copy is None else copy
+                    copy = _keep(frame) if copy is None else copy
                     self._candidates[s.track_id] = _Candidate(
                         copy, s.box, s.confidence, frame.seq, frame.captured_at
                     )
@@ -203,7 +212,9 @@ class CameraAnalyzer:
             return
         caption = f"{label} #{tid} {cand.confidence:.2f}"
         try:
-            jpeg = render(cand.image, cand.box, caption, self._snap_cfg.max_width, self._snap_cfg.quality)
+            jpeg = render(
+                cand.image.bgr(), cand.box, caption, self._snap_cfg.max_width, self._snap_cfg.quality
+            )
         except (ValueError, OverflowError, cv2.error) as exc:
             self.errors += 1
             if self.errors in (1, 10) or self.errors % 1000 == 0:

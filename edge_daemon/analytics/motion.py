@@ -34,7 +34,8 @@ class MotionGate:
         h, w = image.shape[:2]
         width = min(self.cfg.width, w)
         size = (width, max(1, round(h * width / w)))
-        grey = cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        shrunk = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        grey = shrunk if shrunk.ndim == 2 else cv2.cvtColor(shrunk, cv2.COLOR_BGR2GRAY)  # NV12: its Y plane
         small = np.asarray(cv2.GaussianBlur(grey, (5, 5), 0), np.uint8)
         if self._shape != (h, w):
             self._shape, self._ref = (h, w), None

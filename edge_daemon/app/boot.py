@@ -17,7 +17,7 @@ from typing import Any
 
 from edge_daemon.build import BuildRequest, prepare
 from edge_daemon.build.export import resolve_onnx, resolve_torchscript
-from edge_daemon.camera import check_opencv, open_source
+from edge_daemon.camera import as_bgr, check_opencv, open_source
 from edge_daemon.config import OnnxRuntimeEngineConfig, OpenVinoEngineConfig, Settings, TorchEngineConfig
 from edge_daemon.errors import CameraError, EngineError
 from edge_daemon.model.info import auto_imgsz, model_info
@@ -147,7 +147,7 @@ def camera_imgsz(settings: Settings) -> tuple[int, int]:
     source = open_source(cam)
     try:
         source.open()
-        frame = source.read()
+        frame = as_bgr(source.read())
     finally:
         source.close()
     if frame is None:

@@ -4,13 +4,14 @@ runs the daemon. Nothing here runs per frame; the model and engine come from :mo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from typing import Any
 
 from edge_daemon.analytics import CameraAnalyzer, MotionGate, SnapshotStore
 from edge_daemon.app.boot import LoadedModel, load_model
-from edge_daemon.camera import Backoff, DropPolicy, open_source
+from edge_daemon.camera import Backoff, DropPolicy, hardware_source, open_source
 from edge_daemon.config import Settings
 from edge_daemon.controls import Controls
 from edge_daemon.errors import ConfigError, EngineError
@@ -118,6 +119,17 @@ def build_pipeline(
     run = new_run_id()
     plans = camera_plans(settings, model.info.names, run)  # before the stage: a config error costs nothing
     stage = make_stage(settings, model)
+    if stage.name == "gpu":  # hardware decode where the camera allows it, into the stage's device memory
+        gpu = getattr(settings.engine, "device_index", 0) or 0
+        pool = (
+            4
+            + max(cam.queue_size for cam in settings.cameras)
+            + settings.gpu.in_flight * model.engine.info.max_batch
+        )
+        plans = [
+            dataclasses.replace(plan, source=hardware_source(cam, plan.source, gpu, pool))
+            for plan, cam in zip(plans, settings.cameras, strict=True)
+        ]
     controls = Controls([cam.name for cam in settings.cameras], settings.detect.conf)
     return Pipeline(
         cameras=plans,
@@ -130,7 +142,11 @@ def build_pipeline(
         stats_interval_s=settings.log.stats_interval_s,
         on_result=on_result,
         stage=stage,
-        extra_info={"pipeline": stage.name, **({"fallback": model.fallback} if model.fallback else {})},
+        extra_info={
+            "pipeline": stage.name,
+            "decode": {plan.name: plan.source.decoder for plan in plans},
+            **({"fallback": model.fallback} if model.fallback else {}),
+        },
         stuck_batch_s=settings.service.stuck_batch_s,
         run_id=run,
         controls=controls,

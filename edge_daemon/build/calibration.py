@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge_daemon.camera.base import FrameSource
+from edge_daemon.camera.base import FrameSource, as_bgr
 from edge_daemon.errors import CameraError, EngineError
 from edge_daemon.files import atomic_write
 from edge_daemon.model.preprocess import letterbox, to_tensor
@@ -102,7 +102,7 @@ def capture(
         index, last_keep = 0, -math.inf
         while len(names) < count:
             try:
-                image = source.read()
+                image = as_bgr(source.read())
             except CameraError as exc:
                 raise EngineError(f"calibration: camera failed while capturing frames: {exc}") from None
             if image is None:

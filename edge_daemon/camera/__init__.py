@@ -15,6 +15,7 @@ from edge_daemon.camera.base import (
     DropQueue,
     FrameSource,
     QueueClosed,
+    as_bgr,
 )
 from edge_daemon.camera.gstreamer import csi_pipeline, rtsp_hw_pipeline
 from edge_daemon.camera.opencv import OpenCVSource, ffmpeg_timeouts, with_credentials
@@ -28,7 +29,9 @@ __all__ = [
     "DropQueue",
     "FrameSource",
     "QueueClosed",
+    "as_bgr",
     "check_opencv",
+    "hardware_source",
     "open_source",
 ]
 
@@ -55,6 +58,33 @@ def check_opencv(cameras: Sequence[Any]) -> None:
             for i, c in kinds
         ]
     )
+
+
+def hardware_source(cfg: Any, cpu: FrameSource, gpu: int = 0, pool: int = 8) -> FrameSource:
+    """The NVDEC source for a file or URL camera whose ``decode`` allows it (with ``cpu`` to fall back
+    to), probed once; other cameras keep ``cpu``. Called when the CUDA pipeline runs."""
+    if getattr(cfg, "decode", "cpu") == "cpu":
+        return cpu
+    from edge_daemon.camera.nvdec import NvdecSource
+
+    if cfg.type == "file":
+        target, description = str(cfg.path), f"file {cfg.path}"
+    else:
+        target = with_credentials(cfg.url, cfg.username, _secret(cfg.password))
+        description = f"stream {redact_url(target)}"
+    source = NvdecSource(
+        target,
+        description,
+        cpu,
+        gpu=gpu,
+        pool=pool,
+        finite=cfg.type == "file",
+        loop=getattr(cfg, "loop", False),
+        realtime=getattr(cfg, "realtime", False),
+        required=cfg.decode == "nvdec",
+    )
+    source.probe()
+    return source
 
 
 def _secret(value: Any) -> str | None:

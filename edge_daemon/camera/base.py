@@ -22,8 +22,9 @@ from typing import Generic, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from edge_daemon.colour import nv12_to_bgr
 from edge_daemon.errors import CameraError
-from edge_daemon.types import Frame
+from edge_daemon.types import Frame, Nv12Picture
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +45,30 @@ class FrameSource(ABC):
     #: Frames per second of a file read faster (or slower) than real time, once open; None otherwise. The
     #: analytics clock is then the file's own timeline (frame number / media_fps), not the wall clock.
     media_fps: float | None = None
+    #: How frames are decoded, for ``info``: "cpu", "nvdec", or "cpu (<why NVDEC is not used>)".
+    decoder: str = "cpu"
 
     @abstractmethod
     def open(self) -> None: ...
 
     @abstractmethod
-    def read(self) -> npt.NDArray[np.uint8] | None: ...
+    def read(self) -> npt.NDArray[np.uint8] | Nv12Picture | None:
+        """A BGR frame, or an NV12 picture (hardware decoders), or None at the end of a finite source."""
 
     @abstractmethod
     def close(self) -> None: ...
 
-    def read_into(self, out: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8] | None:
+    def read_into(self, out: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8] | Nv12Picture | None:
         """Like :meth:`read`, decoding into ``out`` when the source can (same shape and type): the
         returned array is then ``out`` itself. Sources that cannot return a new array, as ``read`` does."""
         return self.read()
+
+
+def as_bgr(image: npt.NDArray[np.uint8] | Nv12Picture | None) -> npt.NDArray[np.uint8] | None:
+    """What a source read, as BGR (an NV12 picture converted): for the few readers outside the pipeline."""
+    if isinstance(image, Nv12Picture):
+        return nv12_to_bgr(image.to_host(), image.colour)
+    return image
 
 
 class DropPolicy(enum.Enum):
@@ -291,7 +302,11 @@ class CameraReader:
                 self._failed(CameraError("stream ended"))
                 continue
             self._backoff.reset()
-            self._sink(Frame(self.name, seq, image, self._clock(), time.monotonic(), buffer=token))
+            if isinstance(image, Nv12Picture):  # hardware decode: the picture stays where it was decoded
+                frame = Frame(self.name, seq, None, self._clock(), time.monotonic(), image.device, nv12=image)
+            else:
+                frame = Frame(self.name, seq, image, self._clock(), time.monotonic(), buffer=token)
+            self._sink(frame)
             seq += 1
             self.stats.frames = seq
             if self._max_frames is not None and seq >= self._max_frames:

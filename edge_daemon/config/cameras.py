@@ -46,6 +46,13 @@ class _CameraBase(CameraAnalytics):
         return self
 
 
+Decode = Literal["auto", "cpu", "nvdec"]
+_DECODE = (
+    "auto: NVDEC (the GPU's video decoder, frames stay in device memory) when the CUDA pipeline runs and "
+    "the GPU can decode the codec, else the CPU; nvdec: NVDEC or fail; cpu: always the CPU (OpenCV)."
+)
+
+
 class FileCamera(_CameraBase):
     """A video file, optionally looped and optionally paced at its native frame rate like a live camera."""
 
@@ -53,6 +60,7 @@ class FileCamera(_CameraBase):
     path: FilePath
     loop: bool = False
     realtime: bool = False
+    decode: Decode = Field("auto", description=_DECODE)
 
 
 class V4L2Camera(_CameraBase):
@@ -89,6 +97,7 @@ class UrlCamera(_CameraBase):
     url: StreamUrl
     username: str | None = None
     password: SecretStr | None = None
+    decode: Decode = Field("auto", description=_DECODE)
 
 
 class CsiCamera(_CameraBase):

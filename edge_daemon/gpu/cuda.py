@@ -219,3 +219,23 @@ def copy_dtoh_async(dst: PinnedBuffer, src: DeviceBuffer, stream: Stream, nbytes
     n = nbytes if nbytes is not None else dst.nbytes
     kind = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
     _copy_async(dst.ptr, src.ptr, n, (src.nbytes, dst.nbytes), kind, stream, "cudaMemcpyAsync(DtoH)")
+
+
+def copy_dtod(dst_ptr: int, src_ptr: int, nbytes: int, stream: Stream) -> None:
+    """Device -> device copy on ``stream`` (non-blocking: a plain cudaMemcpy on the legacy default stream
+    would wait for the inference stream's work), waited for before returning."""
+    kind = cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+    check(cudart.cudaMemcpyAsync(dst_ptr, src_ptr, nbytes, kind, stream.raw), "cudaMemcpyAsync(DtoD)")
+    stream.synchronize()
+
+
+def download(src_ptr: int, out: npt.NDArray[Any], stream: Stream) -> npt.NDArray[Any]:
+    """Device -> pageable host copy into ``out`` on ``stream``, waited for (rare paths: snapshots, the
+    live view)."""
+    kind = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+    check(
+        cudart.cudaMemcpyAsync(out.ctypes.data, src_ptr, out.nbytes, kind, stream.raw),
+        "cudaMemcpyAsync(DtoH)",
+    )
+    stream.synchronize()
+    return out

@@ -1,12 +1,18 @@
 """GPU pre-processing: one CUDA kernel, compiled at run time with NVRTC, that letterboxes a camera frame.
 
-Input: a BGR uint8 HWC frame in device memory (row pitch in bytes). Output: the model input tensor,
-RGB, divided by 255, CHW float32 (or float16: a second entry point), letterboxed exactly like
+Input: a BGR uint8 HWC frame, or an NV12 picture (a hardware decoder's output: Y plane, interleaved UV
+plane, each with its row pitch), in device memory. Output: the model input tensor, RGB, divided by 255,
+CHW float32 (or float16: a second entry point), letterboxed exactly like
 :func:`edge_daemon.model.preprocess.letterbox`
 (same scale, same padding split, pad value 114). The bilinear arithmetic follows OpenCV's INTER_LINEAR
 (half-pixel centres, clamped borders, the resized value rounded to uint8 before normalising), so the
 result matches the CPU path to within one uint8 level (OpenCV uses 11-bit fixed-point weights; this
 kernel uses float). Tolerance used by the tests: max |GPU - CPU| <= 1/255 + 1e-6 per element.
+
+NV12 is converted in the same pass (one kernel: no BGR frame is ever written): each source pixel the
+resize reads is turned into BGR with the stream's matrix and range exactly as :mod:`edge_daemon.colour`
+does on the CPU (chroma bilinear, centred; rounded to uint8, as FFmpeg's converted frame holds it), then
+resized as above.
 
 Compiled once per (source, GPU architecture, NVRTC version) and cached as a cubin on disk.
 """
@@ -34,9 +40,49 @@ __device__ __forceinline__ unsigned short to_half(float v) {
 __device__ __forceinline__ void store(float* p, int i, float v) { p[i] = v; }
 __device__ __forceinline__ void store(unsigned short* p, int i, float v) { p[i] = to_half(v); }
 
-template <typename T>
+/* A BGR frame: three bytes a pixel. */
+struct Bgr {
+    const unsigned char* __restrict__ p; int pitch;
+    __device__ __forceinline__ void pixel(int x, int y, float* c) const {
+        const unsigned char* q = p + (size_t)y * pitch + x * 3;
+        c[0] = q[0]; c[1] = q[1]; c[2] = q[2];
+    }
+};
+
+/* An NV12 picture: each pixel converted to BGR as edge_daemon/colour.py does (FFmpeg's accurate path):
+   chroma bilinear at centred sample positions with clamped edges, the matrix in float, rounded. */
+struct Nv12 {
+    const unsigned char* __restrict__ y; int y_pitch;
+    const unsigned char* __restrict__ uv; int uv_pitch;
+    int cw, ch;
+    float y_off, y_scale, c_scale, rv, gu, gv, bu;
+    __device__ __forceinline__ void pixel(int x, int yy, float* c) const {
+        float cx = x * 0.5f - 0.25f, cy = yy * 0.5f - 0.25f;
+        int x0 = (int)floorf(cx), y0 = (int)floorf(cy);
+        float ax = cx - x0, ay = cy - y0;
+        if (x0 < 0) { x0 = 0; ax = 0.0f; }
+        if (y0 < 0) { y0 = 0; ay = 0.0f; }
+        if (x0 >= cw - 1) { x0 = cw - 1; ax = 0.0f; }
+        if (y0 >= ch - 1) { y0 = ch - 1; ay = 0.0f; }
+        const int x1 = min(x0 + 1, cw - 1), y1 = min(y0 + 1, ch - 1);
+        const unsigned char* r0 = uv + (size_t)y0 * uv_pitch;
+        const unsigned char* r1 = uv + (size_t)y1 * uv_pitch;
+        float u = (r0[2 * x0] * (1.0f - ax) + r0[2 * x1] * ax) * (1.0f - ay)
+                + (r1[2 * x0] * (1.0f - ax) + r1[2 * x1] * ax) * ay;
+        float v = (r0[2 * x0 + 1] * (1.0f - ax) + r0[2 * x1 + 1] * ax) * (1.0f - ay)
+                + (r1[2 * x0 + 1] * (1.0f - ax) + r1[2 * x1 + 1] * ax) * ay;
+        const float l = (y[(size_t)yy * y_pitch + x] - y_off) * y_scale;
+        u = (u - 128.0f) * c_scale;
+        v = (v - 128.0f) * c_scale;
+        c[0] = fminf(fmaxf(rintf(l + bu * u), 0.0f), 255.0f);
+        c[1] = fminf(fmaxf(rintf(l - gu * u - gv * v), 0.0f), 255.0f);
+        c[2] = fminf(fmaxf(rintf(l + rv * v), 0.0f), 255.0f);
+    }
+};
+
+template <typename Src, typename T>
 __device__ __forceinline__ void letterbox(
-    const unsigned char* __restrict__ src, int src_w, int src_h, int src_pitch,
+    const Src& src, int src_w, int src_h,
     T* __restrict__ dst, int dst_w, int dst_h,
     int new_w, int new_h, int pad_x, int pad_y, float pad_value)
 {
@@ -61,52 +107,71 @@ __device__ __forceinline__ void letterbox(
     if (sx >= src_w - 1) { sx = src_w - 1; fx = 0.0f; }
     if (sy >= src_h - 1) { sy = src_h - 1; fy = 0.0f; }
     const int sx1 = min(sx + 1, src_w - 1), sy1 = min(sy + 1, src_h - 1);
-    const unsigned char* r0 = src + (size_t)sy * src_pitch;
-    const unsigned char* r1 = src + (size_t)sy1 * src_pitch;
+    float p00[3], p01[3], p10[3], p11[3];
+    src.pixel(sx, sy, p00); src.pixel(sx1, sy, p01);
+    src.pixel(sx, sy1, p10); src.pixel(sx1, sy1, p11);
     #pragma unroll
     for (int c = 0; c < 3; ++c) {
-        const float top = r0[sx * 3 + c] * (1.0f - fx) + r0[sx1 * 3 + c] * fx;
-        const float bot = r1[sx * 3 + c] * (1.0f - fx) + r1[sx1 * 3 + c] * fx;
+        const float top = p00[c] * (1.0f - fx) + p01[c] * fx;
+        const float bot = p10[c] * (1.0f - fx) + p11[c] * fx;
         const float v = rintf(top * (1.0f - fy) + bot * fy);  /* the uint8 the CPU resize stores */
         store(dst, (2 - c) * plane + o, v / 255.0f);            /* BGR in, RGB planes out */
     }
 }
 
-extern "C" __global__ void letterbox_bgr_to_rgb_chw(
-    const unsigned char* __restrict__ src, int src_w, int src_h, int src_pitch,
-    float* __restrict__ dst, int dst_w, int dst_h,
-    int new_w, int new_h, int pad_x, int pad_y, float pad_value)
+#define LETTERBOX_ARGS T* __restrict__ dst, int dst_w, int dst_h, \
+    int new_w, int new_h, int pad_x, int pad_y, float pad_value
+#define NV12_ARGS const unsigned char* __restrict__ y, int y_pitch, \
+    const unsigned char* __restrict__ uv, int uv_pitch, int src_w, int src_h, \
+    float y_off, float y_scale, float c_scale, float rv, float gu, float gv, float bu
+
+template <typename T>
+__device__ __forceinline__ void bgr_entry(
+    const unsigned char* __restrict__ src, int src_w, int src_h, int src_pitch, LETTERBOX_ARGS)
 {
-    letterbox(src, src_w, src_h, src_pitch, dst, dst_w, dst_h, new_w, new_h, pad_x, pad_y, pad_value);
+    const Bgr s = {src, src_pitch};
+    letterbox(s, src_w, src_h, dst, dst_w, dst_h, new_w, new_h, pad_x, pad_y, pad_value);
 }
 
-extern "C" __global__ void letterbox_bgr_to_rgb_chw_f16(
-    const unsigned char* __restrict__ src, int src_w, int src_h, int src_pitch,
-    unsigned short* __restrict__ dst, int dst_w, int dst_h,
-    int new_w, int new_h, int pad_x, int pad_y, float pad_value)
+template <typename T>
+__device__ __forceinline__ void nv12_entry(NV12_ARGS, LETTERBOX_ARGS)
 {
-    letterbox(src, src_w, src_h, src_pitch, dst, dst_w, dst_h, new_w, new_h, pad_x, pad_y, pad_value);
+    const Nv12 s = {y, y_pitch, uv, uv_pitch, (src_w + 1) / 2, (src_h + 1) / 2,
+                    y_off, y_scale, c_scale, rv, gu, gv, bu};
+    letterbox(s, src_w, src_h, dst, dst_w, dst_h, new_w, new_h, pad_x, pad_y, pad_value);
 }
+
+#define T float
+extern "C" __global__ void letterbox_bgr_to_rgb_chw(
+    const unsigned char* __restrict__ src, int src_w, int src_h, int src_pitch, LETTERBOX_ARGS)
+{ bgr_entry(src, src_w, src_h, src_pitch, dst, dst_w, dst_h, new_w, new_h, pad_x, pad_y, pad_value); }
+extern "C" __global__ void letterbox_nv12_to_rgb_chw(NV12_ARGS, LETTERBOX_ARGS)
+{ nv12_entry(y, y_pitch, uv, uv_pitch, src_w, src_h, y_off, y_scale, c_scale, rv, gu, gv, bu,
+             dst, dst_w, dst_h, new_w, new_h, pad_x, pad_y, pad_value); }
+#undef T
+#define T unsigned short
+extern "C" __global__ void letterbox_bgr_to_rgb_chw_f16(
+    const unsigned char* __restrict__ src, int src_w, int src_h, int src_pitch, LETTERBOX_ARGS)
+{ bgr_entry(src, src_w, src_h, src_pitch, dst, dst_w, dst_h, new_w, new_h, pad_x, pad_y, pad_value); }
+extern "C" __global__ void letterbox_nv12_to_rgb_chw_f16(NV12_ARGS, LETTERBOX_ARGS)
+{ nv12_entry(y, y_pitch, uv, uv_pitch, src_w, src_h, y_off, y_scale, c_scale, rv, gu, gv, bu,
+             dst, dst_w, dst_h, new_w, new_h, pad_x, pad_y, pad_value); }
+#undef T
 """
 
-KERNEL_NAME = b"letterbox_bgr_to_rgb_chw"
-KERNEL_NAME_F16 = b"letterbox_bgr_to_rgb_chw_f16"
+# Entry points by (source format, half-precision output).
+KERNELS = {
+    ("bgr", False): b"letterbox_bgr_to_rgb_chw",
+    ("bgr", True): b"letterbox_bgr_to_rgb_chw_f16",
+    ("nv12", False): b"letterbox_nv12_to_rgb_chw",
+    ("nv12", True): b"letterbox_nv12_to_rgb_chw_f16",
+}
 
-# The kernel's parameter types, in order, for cuLaunchKernel (built once, not per launch).
-_ARG_TYPES = (
-    ctypes.c_void_p,  # src
-    ctypes.c_int,  # src_w
-    ctypes.c_int,  # src_h
-    ctypes.c_int,  # src_pitch
-    ctypes.c_void_p,  # dst
-    ctypes.c_int,  # dst_w
-    ctypes.c_int,  # dst_h
-    ctypes.c_int,  # new_w
-    ctypes.c_int,  # new_h
-    ctypes.c_int,  # pad_x
-    ctypes.c_int,  # pad_y
-    ctypes.c_float,  # pad_value
-)
+_I, _F, _P = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+# The kernels' parameter types, in order, for cuLaunchKernel (built once, not per launch).
+_LETTERBOX_TYPES = (_P, _I, _I, _I, _I, _I, _I, _F)  # dst, dst_w, dst_h, new_w, new_h, pad_x, pad_y, pad
+_ARG_TYPES = (_P, _I, _I, _I, *_LETTERBOX_TYPES)  # src, src_w, src_h, src_pitch
+_NV12_TYPES = (_P, _I, _P, _I, _I, _I, *([_F] * 7), *_LETTERBOX_TYPES)  # y, pitch, uv, pitch, w, h, colour
 
 
 def _nvrtc() -> Any:
@@ -160,14 +225,14 @@ def compile_letterbox(arch: str, cache_dir: Path | None = None) -> bytes:
 
 
 class GpuLetterbox:
-    """The compiled kernel, loaded on the current device; :meth:`launch` enqueues it on a stream."""
+    """The compiled kernels, loaded on the current device; :meth:`launch` and :meth:`launch_nv12` enqueue
+    one on a stream."""
 
-    def __init__(self, function: Any, module: Any, function_f16: Any = None) -> None:
+    def __init__(self, functions: dict[tuple[str, bool], Any], module: Any) -> None:
         from cuda.bindings import driver
 
         self._driver = driver
-        self._function = function
-        self._function_f16 = function_f16
+        self._functions = functions
         self._module = module
 
     @classmethod
@@ -179,9 +244,27 @@ class GpuLetterbox:
         init_context()  # the primary context, current for the driver API calls below
         cubin = compile_letterbox("sm_" + compute_capability.replace(".", ""), cache_dir)
         module = _check_cu(driver.cuModuleLoadData(cubin), "cuModuleLoadData")
-        function = _check_cu(driver.cuModuleGetFunction(module, KERNEL_NAME), "cuModuleGetFunction")
-        half = _check_cu(driver.cuModuleGetFunction(module, KERNEL_NAME_F16), "cuModuleGetFunction")
-        return cls(function, module, half)
+        functions = {
+            key: _check_cu(driver.cuModuleGetFunction(module, name), "cuModuleGetFunction")
+            for key, name in KERNELS.items()
+        }
+        return cls(functions, module)
+
+    @staticmethod
+    def _geometry(meta: LetterboxMeta, pad_value: float) -> tuple[tuple[int, int, int], tuple[Any, ...]]:
+        new_w = round(meta.src_w * meta.gain_x)
+        new_h = round(meta.src_h * meta.gain_y)
+        block = (32, 8, 1)
+        grid = ((meta.dst_w + block[0] - 1) // block[0], (meta.dst_h + block[1] - 1) // block[1], 1)
+        return grid, (meta.dst_w, meta.dst_h, new_w, new_h, meta.pad_x, meta.pad_y, pad_value)
+
+    def _launch(
+        self, key: tuple[str, bool], grid: Any, args: tuple[Any, ...], types: Any, stream: Any
+    ) -> None:
+        _check_cu(
+            self._driver.cuLaunchKernel(self._functions[key], *grid, 32, 8, 1, 0, stream, (args, types), 0),
+            "cuLaunchKernel(letterbox)",
+        )
 
     def launch(
         self,
@@ -195,33 +278,28 @@ class GpuLetterbox:
     ) -> None:
         """Letterbox the BGR frame at ``src_ptr`` (meta.src_w x meta.src_h) into ``dst_ptr`` (3 x H x W),
         float32 or, with ``half``, IEEE float16. Called per frame: nothing here but the launch."""
-        new_w = round(meta.src_w * meta.gain_x)
-        new_h = round(meta.src_h * meta.gain_y)
-        block = (32, 8, 1)
-        grid = ((meta.dst_w + block[0] - 1) // block[0], (meta.dst_h + block[1] - 1) // block[1], 1)
-        args = (
-            (
-                src_ptr,
-                meta.src_w,
-                meta.src_h,
-                src_pitch,
-                dst_ptr,
-                meta.dst_w,
-                meta.dst_h,
-                new_w,
-                new_h,
-                meta.pad_x,
-                meta.pad_y,
-                pad_value,
-            ),
-            _ARG_TYPES,
-        )
-        _check_cu(
-            self._driver.cuLaunchKernel(
-                self._function_f16 if half else self._function, *grid, *block, 0, stream, args, 0
-            ),
-            "cuLaunchKernel(letterbox)",
-        )
+        grid, geometry = self._geometry(meta, pad_value)
+        args = (src_ptr, meta.src_w, meta.src_h, src_pitch, dst_ptr, *geometry)
+        self._launch(("bgr", half), grid, args, _ARG_TYPES, stream)
+
+    def launch_nv12(
+        self,
+        y_ptr: int,
+        y_pitch: int,
+        uv_ptr: int,
+        uv_pitch: int,
+        coefficients: tuple[float, ...],
+        meta: LetterboxMeta,
+        dst_ptr: int,
+        stream: Any,
+        pad_value: float = 114.0,
+        half: bool = False,
+    ) -> None:
+        """Convert (``coefficients``: :meth:`edge_daemon.colour.Colour.coefficients`) and letterbox the
+        NV12 picture whose planes start at ``y_ptr`` and ``uv_ptr``, in one pass."""
+        grid, geometry = self._geometry(meta, pad_value)
+        args = (y_ptr, y_pitch, uv_ptr, uv_pitch, meta.src_w, meta.src_h, *coefficients, dst_ptr, *geometry)
+        self._launch(("nv12", half), grid, args, _NV12_TYPES, stream)
 
     def close(self) -> None:
         from cuda.bindings import driver

@@ -9,7 +9,10 @@ Per batch, everything is queued on one CUDA stream and the inference thread does
 so capture of frame N+2, upload and pre-processing of N+1 and inference of N overlap. Buffers are
 allocated once: frame slots grow only if a camera's frames get larger (logged), device input and
 output buffers are sized for the engine's max batch. On integrated GPUs (Jetson) frame slots are
-mapped pinned memory that the kernel reads in place (zero-copy, no H2D).
+mapped pinned memory that the kernel reads in place (zero-copy, no H2D). NV12 pictures (hardware
+decode) are read in device memory where NVDEC left them, or copied from the host at 1.5 bytes a pixel,
+and converted by the same kernel. (Slightly over 400 lines: the ring, the output slots and the stage
+share one life cycle and one stream; split when the per-batch hot path lands.)
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from edge_daemon.gpu import cuda
 from edge_daemon.gpu.kernels import GpuLetterbox
 from edge_daemon.model.preprocess import fit_meta
 from edge_daemon.runtime import InferenceEngine, Outputs
-from edge_daemon.types import Frame, LetterboxMeta
+from edge_daemon.types import Frame, LetterboxMeta, Nv12Picture
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +152,8 @@ class _OutSlot:
 class GpuItem:
     frame: Frame
     meta: LetterboxMeta
-    slot: FrameSlot
+    slot: FrameSlot | None  # None: an NV12 picture already in device memory (hardware decode)
+    nv12: Nv12Picture | None = None  # the picture the kernel converts; None: a BGR frame in the slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,7 @@ class GpuStage:
         self._per_output = [int(np.prod(shape[1:])) * 4 for shape in io.output_shapes]  # bytes per image
         self._thread_ready = threading.local()
         self._shapes: dict[str, tuple[int, int, int]] = {}  # last frame shape per camera (for claim)
+        self._coefficients: dict[Any, tuple[float, ...]] = {}  # per stream colour, for the NV12 kernel
         self.in_place = 0  # frames the camera decoded straight into a pinned slot
         self.copied = 0  # frames copied into a slot (each camera's first, or a source that cannot)
         self._closed = False
@@ -248,11 +253,15 @@ class GpuStage:
         return slot, view
 
     def unclaim(self, token: object) -> None:
-        assert isinstance(token, FrameSlot)
-        self.ring.release(token)
+        if isinstance(token, FrameSlot):
+            self.ring.release(token)
+        else:  # a hardware decoder's device buffer (camera/nvdec.py)
+            token.release()  # type: ignore[attr-defined]
 
     def prepare(self, frame: Frame) -> GpuItem | None:
-        image = frame.image
+        if frame.nv12 is not None and frame.image is None:
+            return self._prepare_nv12(frame)
+        image = frame.bgr()
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise EngineError(
                 f"camera {frame.camera}: expected a BGR uint8 frame, got {image.dtype} {image.shape}"
@@ -284,8 +293,43 @@ class GpuStage:
             raise
         return GpuItem(frame, self._meta(image.shape[:2], self._input_hw), slot)
 
+    def _prepare_nv12(self, frame: Frame) -> GpuItem | None:
+        """An NV12 picture: in device memory it is read where it is; on the host (GStreamer's appsink) its
+        1.5 bytes a pixel are copied into a pinned slot. Either way the kernel converts it."""
+        pic = frame.nv12
+        assert pic is not None
+        meta = self._meta((pic.height, pic.width), self._input_hw)
+        if pic.device is not None:
+            if self._closed:
+                pic.device.release()
+                return None
+            self.in_place += 1
+            return GpuItem(frame, meta, None, pic)
+        assert pic.host is not None
+        slot = self.ring.acquire()
+        if slot is None:
+            return None
+        try:
+            if slot.host is None or pic.host.nbytes > slot.host.nbytes:
+                self._in_thread()
+                slot.fit(pic.host.nbytes)
+            else:
+                slot.nbytes = pic.host.nbytes
+            slot.write(np.ascontiguousarray(pic.host))
+            self.copied += 1
+        except BaseException:
+            self.ring.release(slot)
+            raise
+        return GpuItem(frame, meta, slot, pic)
+
+    def _free_item(self, item: GpuItem) -> None:
+        if item.slot is not None:
+            self.ring.release(item.slot)
+        elif item.nv12 is not None and item.nv12.device is not None:
+            item.nv12.device.release()
+
     def discard(self, item: Any) -> None:
-        self.ring.release(item.slot)
+        self._free_item(item)
 
     # inference thread -----------------------------------------------------------------------------
 
@@ -295,17 +339,7 @@ class GpuStage:
         out = self._next_out()
         try:
             for i, item in enumerate(items):
-                slot = item.slot
-                if not slot.mapped:
-                    cuda.copy_htod_async(slot.device, slot.host, self.stream, nbytes=slot.nbytes)
-                self.kernel.launch(
-                    slot.src_ptr,
-                    item.meta.src_w * 3,
-                    item.meta,
-                    self.input.ptr + i * self._per_image,
-                    self.stream.raw,
-                    half=self._half,
-                )
+                self._launch(item, self.input.ptr + i * self._per_image)
             self.engine.enqueue(self.input.ptr, out.ptrs, len(items), self.stream.handle)
             for host, dev, per in zip(out.host, out.device, self._per_output, strict=True):
                 cuda.copy_dtoh_async(host, dev, self.stream, nbytes=len(items) * per)
@@ -315,6 +349,30 @@ class GpuStage:
             self._free_outs.put(out)
             raise
         return GpuBatch(items, out, started)
+
+    def _launch(self, item: GpuItem, dst: int) -> None:
+        """Upload (unless mapped or already on the device) and pre-process one frame into ``dst``."""
+        slot, pic, meta = item.slot, item.nv12, item.meta
+        if slot is not None and not slot.mapped:
+            assert slot.device is not None and slot.host is not None
+            cuda.copy_htod_async(slot.device, slot.host, self.stream, nbytes=slot.nbytes)
+        if pic is None:  # BGR in the slot
+            assert slot is not None
+            self.kernel.launch(slot.src_ptr, meta.src_w * 3, meta, dst, self.stream.raw, half=self._half)
+            return
+        if pic.device is not None:
+            planes = pic.device
+            y, y_pitch, uv, uv_pitch = planes.y_ptr, planes.y_pitch, planes.uv_ptr, planes.uv_pitch
+        else:
+            assert slot is not None
+            y, y_pitch = slot.src_ptr, pic.width
+            uv, uv_pitch = y + pic.width * pic.height, pic.width
+        coefficients = self._coefficients.get(pic.colour)
+        if coefficients is None:
+            coefficients = self._coefficients[pic.colour] = pic.colour.coefficients()
+        self.kernel.launch_nv12(
+            y, y_pitch, uv, uv_pitch, coefficients, meta, dst, self.stream.raw, half=self._half
+        )
 
     def _next_out(self) -> _OutSlot:
         while True:
@@ -334,7 +392,7 @@ class GpuStage:
     def release(self, batch: Any) -> None:
         """After publishing: the frames' slots (their images were views of them) and the output slot."""
         for item in batch.items:
-            self.ring.release(item.slot)
+            self._free_item(item)
         self._free_outs.put(batch.out)
 
     # ----------------------------------------------------------------------------------------------

@@ -283,7 +283,9 @@ class Pipeline:
                 self._not_inferred(frame)
                 return
             if gate is not None:
-                if not gate.moving(frame.image, self.clock(frame)):
+                if not gate.moving(
+                    frame.image if frame.image is not None else frame.gray(), self.clock(frame)
+                ):
                     self._not_inferred(frame)
                     return
                 if gate.still_s:

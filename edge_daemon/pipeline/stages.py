@@ -99,7 +99,7 @@ class CpuStage:
         self._fit = fit
 
     def prepare(self, frame: Frame) -> CpuItem:
-        tensor, meta = preprocess(frame.image, self._input_hw, self._fit)
+        tensor, meta = preprocess(frame.bgr(), self._input_hw, self._fit)
         return CpuItem(frame, meta, tensor)
 
     def discard(self, item: Any) -> None:

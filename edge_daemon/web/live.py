@@ -85,7 +85,7 @@ class LiveView:
         if now < self._due[camera]:
             return
         self._due[camera] = now + self.period
-        image = frame.image if frame.buffer is None else frame.image.copy()  # ring slots are reused
+        image = frame.bgr() if frame.buffer is None else frame.bgr().copy()  # ring slots are reused
         with self._lock:
             self._mailbox[camera] = (image, dets)
         self._wake.set()

@@ -1,0 +1,288 @@
+"""Hardware decode on NVIDIA GPUs: files and RTSP through NVDEC (PyNvVideoCodec) into device memory.
+
+PyNvVideoCodec's demuxer (FFmpeg's) reads the container or the RTSP session, NVDEC decodes, and each
+frame arrives as NV12 in device memory. It is copied (device to device, 1.5 bytes a pixel) into a buffer of
+this source's small pool, so the decoder can reuse its own surface at once, and handed on as an
+:class:`~edge_daemon.types.Nv12Picture`: the CUDA stage's kernel converts and letterboxes it where it is;
+the frame never visits host memory (snapshots and the live view download it when they need it).
+
+The pool bounds the frames in flight per camera: when every buffer is out (queued, in a batch, being
+published) the camera waits, as with the stage's pinned slots. A buffer comes back when its frame is
+published or dropped.
+
+A codec or GPU NVDEC cannot decode, or no PyNvVideoCodec, falls back to the CPU source this one wraps
+(OpenCV's FFmpeg): said once in the log, and in :attr:`NvdecSource.decoder` (the daemon's ``info``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_daemon.camera.base import FrameSource
+from edge_daemon.colour import from_ffmpeg, from_names
+from edge_daemon.errors import CameraError
+from edge_daemon.types import Nv12Picture
+
+log = logging.getLogger(__name__)
+
+
+class DeviceNv12:
+    """One pooled device buffer holding an NV12 picture (contiguous planes, pitch = width)."""
+
+    def __init__(self, pool: NvdecPool, width: int, height: int) -> None:
+        from edge_daemon.gpu import cuda
+
+        self.pool = pool
+        self.width, self.height = width, height
+        self.buffer = cuda.DeviceBuffer(width * height * 3 // 2)
+        self.y_ptr = self.buffer.ptr
+        self.y_pitch = self.uv_pitch = width
+        self.uv_ptr = self.buffer.ptr + width * height
+
+    def download(self) -> npt.NDArray[np.uint8]:
+        from edge_daemon.gpu import cuda
+
+        out = np.empty((self.height * 3 // 2, self.width), np.uint8)
+        with self.pool.download_lock:  # one stream for the rare downloads, from any thread
+            return cuda.download(self.y_ptr, out, self.pool.stream())
+
+    def release(self) -> None:
+        self.pool.release(self)
+
+
+class NvdecPool:
+    """A fixed number of device NV12 buffers of one size; ``acquire`` waits while all are out."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._free: deque[DeviceNv12] = deque()
+        self._all: list[DeviceNv12] = []
+        self._cond = threading.Condition()
+        self._size: tuple[int, int] | None = None
+        self._closed = False
+        self._stream: Any = None
+        self.download_lock = threading.Lock()
+
+    def stream(self) -> Any:
+        """This pool's own CUDA stream (non-blocking), made on first use."""
+        from edge_daemon.gpu import cuda
+
+        if self._stream is None:
+            self._stream = cuda.Stream()
+        return self._stream
+
+    def acquire(self, width: int, height: int, timeout: float) -> DeviceNv12 | None:
+        with self._cond:
+            if self._size != (width, height):  # first frame, or the stream changed size
+                self._retire()
+                self._size = (width, height)
+            if len(self._all) < self.count and not self._free:
+                buf = DeviceNv12(self, width, height)
+                self._all.append(buf)
+                return buf
+            if not self._cond.wait_for(lambda: self._free or self._closed, timeout=timeout) or self._closed:
+                return None
+            return self._free.popleft()
+
+    def release(self, buf: DeviceNv12) -> None:
+        with self._cond:
+            if buf in self._all and not self._closed:
+                self._free.append(buf)
+                self._cond.notify()
+            else:
+                buf.buffer.close()
+
+    def _retire(self) -> None:
+        """Free the buffers of the old size; those still out are freed when they come back."""
+        for buf in self._free:
+            buf.buffer.close()
+        self._free.clear()
+        self._all = []
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            for buf in self._free:
+                buf.buffer.close()
+            self._free.clear()
+            self._cond.notify_all()
+
+
+class NvdecSource(FrameSource):
+    """Decode ``target`` (a file or an RTSP URL) with NVDEC; fall back to ``fallback`` (a CPU source)."""
+
+    def __init__(
+        self,
+        target: str,
+        description: str,
+        fallback: FrameSource,
+        gpu: int = 0,
+        pool: int = 8,
+        finite: bool = False,
+        loop: bool = False,
+        realtime: bool = False,
+        required: bool = False,
+    ) -> None:
+        self.target = target
+        self.description = f"{description} (NVDEC)"
+        self.fallback = fallback
+        self.gpu = gpu
+        self.file = finite
+        self.finite = finite and not loop
+        self.loop = loop
+        self.realtime = realtime
+        self.required = required  # decode: nvdec (no fallback) rather than auto
+        self.pool = NvdecPool(pool)
+        self.decoder = "nvdec"  # or "cpu (<why>)" once fallen back
+        self._using_fallback = False
+        self._demux: Any = None
+        self._dec: Any = None
+        self._pending: deque[Any] = deque()
+        self._stream: Any = None  # the camera thread's copy stream
+        self._colour = from_ffmpeg(None, None)
+        self._period = 0.0
+        self._next_due = 0.0
+
+    # FrameSource ----------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        if self._using_fallback:
+            self.fallback.open()
+            self.media_fps = self.fallback.media_fps
+            return
+        try:
+            self._open_nvdec()
+        except CameraError:
+            raise
+        except Exception as exc:  # no PyNvVideoCodec, no NVDEC, an unsupported codec
+            if self.required:
+                raise CameraError(f"cannot decode {self.description} with NVDEC: {exc}") from exc
+            self._using_fallback = True
+            self.decoder = f"cpu ({exc})"
+            self.description = self.fallback.description
+            log.warning("%s: NVDEC unavailable (%s); decoding on the CPU", self.fallback.description, exc)
+            self.fallback.open()
+            self.media_fps = self.fallback.media_fps
+
+    def _open_nvdec(self) -> None:
+        import PyNvVideoCodec as nvc
+
+        self.close()
+        try:
+            demux = nvc.CreateDemuxer(self.target)
+        except Exception as exc:
+            raise CameraError(f"cannot open {self.description}: {exc}") from exc
+        self._dec = nvc.CreateDecoder(
+            gpuid=self.gpu,
+            codec=demux.GetNvCodecId(),
+            usedevicememory=True,
+            latency=nvc.DisplayDecodeLatencyType.LOW,  # no B-frames from cameras: a frame per packet
+        )
+        self._demux = demux
+        # PyNvVideoCodec's own enums (ColorSpace.BT_709, ColorRange.UDEF...), read by name.
+        self._colour = from_names(
+            str(_call(demux, "ColorSpace", raw=True)),
+            str(_call(demux, "ColorRange", raw=True)),
+            int(_call(demux, "Height") or 0) or None,
+        )
+        fps = float(_call(demux, "FrameRate") or 0)
+        self._period = 1.0 / fps if self.realtime and 0 < fps < 1000 else 0.0
+        self.media_fps = fps if self.file and not self.realtime and 0 < fps < 1000 else None
+        self._next_due = time.monotonic()
+
+    def read(self) -> npt.NDArray[np.uint8] | Nv12Picture | None:
+        if self._using_fallback:
+            return self.fallback.read()
+        if self._dec is None:
+            raise CameraError(f"{self.description} is not open")
+        frame = self._next_decoded()
+        if frame is None:
+            return None
+        width, height = int(self._dec.GetWidth()), int(self._dec.GetHeight())
+        buf = self.pool.acquire(width, height, timeout=30.0)
+        if buf is None:
+            raise CameraError(f"{self.description}: closing")
+        from edge_daemon.gpu import cuda
+
+        try:
+            cuda.copy_dtod(
+                buf.y_ptr, int(frame.GetPtrToPlane(0)), width * height * 3 // 2, self._copy_stream()
+            )
+        except BaseException:
+            buf.release()
+            raise
+        self._pace()
+        return Nv12Picture(width, height, self._colour, device=buf)
+
+    def probe(self) -> None:
+        """Open once now, so a GPU or codec NVDEC cannot handle falls back before the daemon says what it
+        runs (``info``); a stream that is down is left to the camera's reconnects."""
+        try:
+            self.open()
+        except CameraError:
+            pass
+        finally:
+            self.close()
+
+    def read_into(self, out: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8] | Nv12Picture | None:
+        return self.fallback.read_into(out) if self._using_fallback else self.read()
+
+    def _copy_stream(self) -> Any:
+        from edge_daemon.gpu import cuda
+
+        if self._stream is None:
+            cuda.init_context(self.gpu)
+            self._stream = cuda.Stream()
+        return self._stream
+
+    def _next_decoded(self) -> Any:
+        while not self._pending:
+            packet = self._demux.Demux()
+            if packet is None or getattr(packet, "bsl", 1) == 0:  # end of stream
+                self._pending.extend(self._dec.Decode(packet) if packet is not None else [])  # flush
+                if self._pending:
+                    break
+                if self.loop:
+                    self._open_nvdec()
+                    continue
+                if self.finite:
+                    return None
+                raise CameraError(f"no frame from {self.description} (stream ended)")
+            self._pending.extend(self._dec.Decode(packet))
+        return self._pending.popleft()
+
+    def _pace(self) -> None:
+        if not self._period:
+            return
+        self._next_due += self._period
+        delay = self._next_due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            self._next_due = time.monotonic()
+
+    def close(self) -> None:
+        if self._using_fallback:
+            self.fallback.close()
+        self._pending.clear()
+        self._dec = None
+        self._demux = None
+
+
+def _call(obj: Any, name: str, raw: bool = False) -> Any:
+    """``obj.name()`` as a number (or, with ``raw``, as it came), None if the object cannot tell."""
+    fn = getattr(obj, name, None)
+    try:
+        value = fn() if callable(fn) else None
+        if raw or value is None:
+            return value
+        return float(getattr(value, "value", value))
+    except Exception:  # a demuxer that cannot tell
+        return None
