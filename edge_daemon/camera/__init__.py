@@ -61,26 +61,22 @@ def check_opencv(cameras: Sequence[Any]) -> None:
 
 
 def hardware_source(cfg: Any, cpu: FrameSource, gpu: int = 0, pool: int = 8) -> FrameSource:
-    """The NVDEC source for a file or URL camera whose ``decode`` allows it (with ``cpu`` to fall back
-    to), probed once; other cameras keep ``cpu``. Called when the CUDA pipeline runs."""
-    if getattr(cfg, "decode", "cpu") == "cpu":
+    """The NVDEC source for a file or URL camera whose ``decode`` allows it, reading what ``cpu`` (its
+    :func:`open_source`) reads and falling back to it; probed once. Other cameras keep ``cpu``. Called
+    when the CUDA pipeline runs."""
+    if getattr(cfg, "decode", "cpu") == "cpu" or not isinstance(cpu, OpenCVSource):
         return cpu
     from edge_daemon.camera.nvdec import NvdecSource
 
-    if cfg.type == "file":
-        target, description = str(cfg.path), f"file {cfg.path}"
-    else:
-        target = with_credentials(cfg.url, cfg.username, _secret(cfg.password))
-        description = f"stream {redact_url(target)}"
     source = NvdecSource(
-        target,
-        description,
+        str(cpu.target),
+        cpu.description,
         cpu,
         gpu=gpu,
         pool=pool,
-        finite=cfg.type == "file",
-        loop=getattr(cfg, "loop", False),
-        realtime=getattr(cfg, "realtime", False),
+        finite=cpu.file,
+        loop=cpu.loop,
+        realtime=cpu.realtime,
         required=cfg.decode == "nvdec",
     )
     source.probe()

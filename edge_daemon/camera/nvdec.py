@@ -16,17 +16,19 @@ A codec or GPU NVDEC cannot decode, or no PyNvVideoCodec, falls back to the CPU 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from edge_daemon.camera.base import FrameSource
-from edge_daemon.colour import from_ffmpeg, from_names
+from edge_daemon.colour import DEFAULT, from_names
 from edge_daemon.errors import CameraError
 from edge_daemon.types import Nv12Picture
 
@@ -50,33 +52,38 @@ class DeviceNv12:
         from edge_daemon.gpu import cuda
 
         out = np.empty((self.height * 3 // 2, self.width), np.uint8)
-        with self.pool.download_lock:  # one stream for the rare downloads, from any thread
-            return cuda.download(self.y_ptr, out, self.pool.stream())
+        with self.pool.stream() as stream:
+            return cuda.download(self.y_ptr, out, stream)
 
     def release(self) -> None:
         self.pool.release(self)
 
 
 class NvdecPool:
-    """A fixed number of device NV12 buffers of one size; ``acquire`` waits while all are out."""
+    """A fixed number of device NV12 buffers of one size on GPU ``gpu``; ``acquire`` waits while all are
+    out. Buffers live as long as the source (a reconnect keeps them)."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, gpu: int = 0) -> None:
         self.count = count
+        self.gpu = gpu
         self._free: deque[DeviceNv12] = deque()
         self._all: list[DeviceNv12] = []
         self._cond = threading.Condition()
         self._size: tuple[int, int] | None = None
-        self._closed = False
         self._stream: Any = None
-        self.download_lock = threading.Lock()
+        self._stream_lock = threading.Lock()
 
-    def stream(self) -> Any:
-        """This pool's own CUDA stream (non-blocking), made on first use."""
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[Any]:
+        """The pool's own non-blocking CUDA stream (made on first use), held by one thread at a time: the
+        camera thread's copies out of the decoder and, rarely, downloads from other threads."""
         from edge_daemon.gpu import cuda
 
-        if self._stream is None:
-            self._stream = cuda.Stream()
-        return self._stream
+        with self._stream_lock:
+            cuda.init_context(self.gpu)  # the calling thread's current device
+            if self._stream is None:
+                self._stream = cuda.Stream()
+            yield self._stream
 
     def acquire(self, width: int, height: int, timeout: float) -> DeviceNv12 | None:
         with self._cond:
@@ -87,13 +94,13 @@ class NvdecPool:
                 buf = DeviceNv12(self, width, height)
                 self._all.append(buf)
                 return buf
-            if not self._cond.wait_for(lambda: self._free or self._closed, timeout=timeout) or self._closed:
+            if not self._cond.wait_for(lambda: self._free, timeout=timeout):
                 return None
             return self._free.popleft()
 
     def release(self, buf: DeviceNv12) -> None:
         with self._cond:
-            if buf in self._all and not self._closed:
+            if buf in self._all:
                 self._free.append(buf)
                 self._cond.notify()
             else:
@@ -105,14 +112,6 @@ class NvdecPool:
             buf.buffer.close()
         self._free.clear()
         self._all = []
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            for buf in self._free:
-                buf.buffer.close()
-            self._free.clear()
-            self._cond.notify_all()
 
 
 class NvdecSource(FrameSource):
@@ -139,21 +138,23 @@ class NvdecSource(FrameSource):
         self.loop = loop
         self.realtime = realtime
         self.required = required  # decode: nvdec (no fallback) rather than auto
-        self.pool = NvdecPool(pool)
+        self.pool = NvdecPool(pool, gpu)
         self.decoder = "nvdec"  # or "cpu (<why>)" once fallen back
-        self._using_fallback = False
         self._demux: Any = None
         self._dec: Any = None
         self._pending: deque[Any] = deque()
-        self._stream: Any = None  # the camera thread's copy stream
-        self._colour = from_ffmpeg(None, None)
+        self._colour = DEFAULT
         self._period = 0.0
         self._next_due = 0.0
+
+    @property
+    def _fallen_back(self) -> bool:
+        return self.decoder != "nvdec"
 
     # FrameSource ----------------------------------------------------------------------------------
 
     def open(self) -> None:
-        if self._using_fallback:
+        if self._fallen_back:
             self.fallback.open()
             self.media_fps = self.fallback.media_fps
             return
@@ -164,7 +165,6 @@ class NvdecSource(FrameSource):
         except Exception as exc:  # no PyNvVideoCodec, no NVDEC, an unsupported codec
             if self.required:
                 raise CameraError(f"cannot decode {self.description} with NVDEC: {exc}") from exc
-            self._using_fallback = True
             self.decoder = f"cpu ({exc})"
             self.description = self.fallback.description
             log.warning("%s: NVDEC unavailable (%s); decoding on the CPU", self.fallback.description, exc)
@@ -198,7 +198,7 @@ class NvdecSource(FrameSource):
         self._next_due = time.monotonic()
 
     def read(self) -> npt.NDArray[np.uint8] | Nv12Picture | None:
-        if self._using_fallback:
+        if self._fallen_back:
             return self.fallback.read()
         if self._dec is None:
             raise CameraError(f"{self.description} is not open")
@@ -208,13 +208,12 @@ class NvdecSource(FrameSource):
         width, height = int(self._dec.GetWidth()), int(self._dec.GetHeight())
         buf = self.pool.acquire(width, height, timeout=30.0)
         if buf is None:
-            raise CameraError(f"{self.description}: closing")
+            raise CameraError(f"{self.description}: no frame buffer came back for 30 s")
         from edge_daemon.gpu import cuda
 
         try:
-            cuda.copy_dtod(
-                buf.y_ptr, int(frame.GetPtrToPlane(0)), width * height * 3 // 2, self._copy_stream()
-            )
+            with self.pool.stream() as stream:
+                cuda.copy_dtod(buf.y_ptr, int(frame.GetPtrToPlane(0)), width * height * 3 // 2, stream)
         except BaseException:
             buf.release()
             raise
@@ -232,15 +231,7 @@ class NvdecSource(FrameSource):
             self.close()
 
     def read_into(self, out: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8] | Nv12Picture | None:
-        return self.fallback.read_into(out) if self._using_fallback else self.read()
-
-    def _copy_stream(self) -> Any:
-        from edge_daemon.gpu import cuda
-
-        if self._stream is None:
-            cuda.init_context(self.gpu)
-            self._stream = cuda.Stream()
-        return self._stream
+        return self.fallback.read_into(out) if self._fallen_back else self.read()
 
     def _next_decoded(self) -> Any:
         while not self._pending:
@@ -269,7 +260,7 @@ class NvdecSource(FrameSource):
             self._next_due = time.monotonic()
 
     def close(self) -> None:
-        if self._using_fallback:
+        if self._fallen_back:
             self.fallback.close()
         self._pending.clear()
         self._dec = None
