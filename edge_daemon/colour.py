@@ -14,6 +14,7 @@ level (tests/test_colour.py checks the CPU side against PyAV's swscale on real f
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +34,7 @@ class Colour:
     matrix: Matrix = "bt601"
     full_range: bool = False
 
+    @functools.cache  # noqa: B019 (a handful of frozen, hashable instances: nothing is kept alive long)
     def coefficients(self) -> tuple[float, float, float, float, float, float, float]:
         """(y_offset, y_scale, c_scale, r_from_v, g_from_u, g_from_v, b_from_u) for
         R = Y' + r_v V', G = Y' - g_u U' - g_v V', B = Y' + b_u U', where Y' = (Y - y_offset) * y_scale and

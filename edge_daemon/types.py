@@ -46,6 +46,10 @@ class Nv12Picture:
         assert self.device is not None
         return self.device.download()
 
+    def to_bgr(self) -> npt.NDArray[np.uint8]:
+        """BGR uint8 (H, W, 3), converted on the host with the picture's colour."""
+        return nv12_to_bgr(self.to_host(), self.colour)
+
 
 @dataclass(frozen=True, slots=True)
 class Frame:
@@ -95,7 +99,7 @@ class Frame:
         if self.image is not None:
             return self.image
         assert self.nv12 is not None
-        image = nv12_to_bgr(self.nv12.to_host(), self.nv12.colour)
+        image = self.nv12.to_bgr()
         object.__setattr__(self, "image", image)
         return image
 

@@ -22,7 +22,6 @@ from typing import Generic, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from edge_daemon.colour import nv12_to_bgr
 from edge_daemon.errors import CameraError
 from edge_daemon.types import Frame, Nv12Picture
 
@@ -66,9 +65,7 @@ class FrameSource(ABC):
 
 def as_bgr(image: npt.NDArray[np.uint8] | Nv12Picture | None) -> npt.NDArray[np.uint8] | None:
     """What a source read, as BGR (an NV12 picture converted): for the few readers outside the pipeline."""
-    if isinstance(image, Nv12Picture):
-        return nv12_to_bgr(image.to_host(), image.colour)
-    return image
+    return image.to_bgr() if isinstance(image, Nv12Picture) else image
 
 
 class DropPolicy(enum.Enum):

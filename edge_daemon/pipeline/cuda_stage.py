@@ -196,7 +196,6 @@ class GpuStage:
         self._per_output = [int(np.prod(shape[1:])) * 4 for shape in io.output_shapes]  # bytes per image
         self._thread_ready = threading.local()
         self._shapes: dict[str, tuple[int, int, int]] = {}  # last frame shape per camera (for claim)
-        self._coefficients: dict[Any, tuple[float, ...]] = {}  # per stream colour, for the NV12 kernel
         self.in_place = 0  # frames the camera decoded straight into a pinned slot
         self.copied = 0  # frames copied into a slot (each camera's first, or a source that cannot)
         self._closed = False
@@ -367,9 +366,7 @@ class GpuStage:
             assert slot is not None
             y, y_pitch = slot.src_ptr, pic.width
             uv, uv_pitch = y + pic.width * pic.height, pic.width
-        coefficients = self._coefficients.get(pic.colour)
-        if coefficients is None:
-            coefficients = self._coefficients[pic.colour] = pic.colour.coefficients()
+        coefficients = pic.colour.coefficients()  # cached per colour
         self.kernel.launch_nv12(
             y, y_pitch, uv, uv_pitch, coefficients, meta, dst, self.stream.raw, half=self._half
         )
