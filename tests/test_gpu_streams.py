@@ -22,16 +22,9 @@ import pytest
 
 from edge_daemon.colour import Colour, nv12_to_bgr
 from tests.helpers.assets import find_asset
+from tests.test_gpu import _has_gpu
 
 cuda = pytest.importorskip("edge_daemon.gpu.cuda", reason="cuda-python not installed")
-
-
-def _has_gpu() -> bool:
-    try:
-        cuda.device_info(0)
-    except cuda.CudaError:
-        return False
-    return True
 
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _has_gpu(), reason="no NVIDIA GPU / driver here")]

@@ -39,7 +39,7 @@ from edge_daemon.types import Detections, LetterboxMeta
 log = logging.getLogger(__name__)
 
 
-SKIPS_TO_STOP = 8  # groups in a row not kept (speed floor or no gain): the search ends there
+REJECTS_TO_STOP = 8  # groups in a row not kept (speed floor or no gain): the search ends there
 REFERENCE_FRAMES = 8  # FP32 frames timed before and after each candidate
 WARMUP = 2  # a fresh session's first runs allocate: not timed
 
@@ -306,7 +306,7 @@ def search(
         if len(steps) > targets.max_steps:
             stopped = "step limit"
             break
-        if rejected >= SKIPS_TO_STOP:  # the groups left help too little or cost too much
+        if rejected >= REJECTS_TO_STOP:  # the groups left help too little or cost too much
             stopped = "nothing kept lately"
             break
         a, s = evaluate([*chosen, group])
