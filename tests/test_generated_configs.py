@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edge_daemon.config import Settings, load_settings
@@ -102,6 +102,7 @@ def _load(tmp: Path, data: object) -> Settings | ConfigError:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=config)
+@example(data={"engine": {"backend": "\x1e\r"}})  # a bad tag with line breaks, quoted by pydantic's message
 def test_any_config_loads_or_fails_with_one_config_error(tmp_path: Path, data: dict[str, object]) -> None:
     result = _load(tmp_path, data)
     if isinstance(result, ConfigError):
