@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	scripts/setup-system.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,export,quant,opencv,analytics,openvino]'
+	$(BIN)/pip install -q -e '.[dev,export,quant,opencv,analytics,openvino,gstreamer]'
 	# Type stubs of the TensorRT 10.13 Python API, for mypy. --no-deps: its dependencies are NVIDIA's
 	# placeholder wheels that download the real libraries from a host outside the package registries.
 	$(BIN)/pip install -q --no-deps 'tensorrt-stubs==10.13.0.35.1'

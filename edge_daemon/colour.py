@@ -87,6 +87,27 @@ def from_names(space: str, range_: str, height: int | None = None) -> Colour:
     return Colour(matrix, "JPEG" in range_ or "FULL" in range_)
 
 
+# GStreamer's GstVideoColorMatrix numbers (the second field of a "range:matrix:transfer:primaries" string).
+_GST_MATRIX: dict[str, Matrix] = {"2": "bt601", "3": "bt709", "4": "bt601"}  # FCC, BT709, BT601
+_GST_NAMED: dict[str, Colour] = {
+    "bt601": Colour("bt601"),
+    "bt709": Colour("bt709"),
+}
+
+
+def from_colorimetry(colorimetry: str | None, height: int | None = None) -> Colour:
+    """The Colour from a GStreamer caps ``colorimetry`` field: a name (``bt709``, ``bt601``...) or
+    ``range:matrix:transfer:primaries`` numbers (range 1 = full, 2 = limited; matrix 3 = BT.709, 4 = BT.601).
+    Missing or unknown matrix: :func:`unspecified`; unknown range: limited."""
+    text = (colorimetry or "").strip()
+    if text.lower() in _GST_NAMED:
+        return _GST_NAMED[text.lower()]
+    fields = text.split(":")
+    if len(fields) != 4:
+        return Colour(unspecified(height))
+    return Colour(_GST_MATRIX.get(fields[1]) or unspecified(height), fields[0] == "1")
+
+
 def nv12_to_bgr(nv12: npt.NDArray[np.uint8], colour: Colour = DEFAULT) -> npt.NDArray[np.uint8]:
     """BGR uint8 (H, W, 3) from an NV12 picture of shape (H * 3 / 2, W) (even H and W)."""
     rows, width = nv12.shape[:2]

@@ -14,6 +14,13 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)          # the live view
 # The RTSP drop-out tests run GStreamer's RTSP server under the system Python (PyGObject).
 /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" >/dev/null 2>&1 ||
   need+=(python3 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
+# GStreamer cameras through the appsink (the gstreamer extra builds PyGObject against girepository-1.0),
+# with Debian's stand-ins for the NVIDIA elements: FFmpeg's decoders (gstreamer1.0-libav) and the
+# H.264/H.265 parsers (plugins-bad).
+dpkg -s libgirepository1.0-dev libcairo2-dev gir1.2-gst-plugins-base-1.0 gstreamer1.0-libav \
+  gstreamer1.0-plugins-bad pkg-config gcc python3-dev >/dev/null 2>&1 ||
+  need+=(libgirepository1.0-dev libcairo2-dev gir1.2-gst-plugins-base-1.0 gstreamer1.0-libav
+    gstreamer1.0-plugins-bad pkg-config gcc python3-dev)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

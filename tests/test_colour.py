@@ -67,3 +67,15 @@ def test_stream_colour_codes_and_bad_input() -> None:
     assert nv12_luma(nv12).shape == (4, 4)
     with pytest.raises(ValueError, match="NV12"):
         nv12_to_bgr(np.zeros((5, 4), np.uint8))
+
+
+def test_colour_from_gstreamer_colorimetry() -> None:
+    """Caps name the matrix or give GstVideoColorimetry numbers (range:matrix:transfer:primaries)."""
+    from edge_daemon.colour import from_colorimetry
+
+    assert from_colorimetry("bt709", 288) == Colour("bt709")
+    assert from_colorimetry("bt601", 1080) == Colour("bt601")
+    assert from_colorimetry("1:4:0:0", 1080) == Colour("bt601", full_range=True)  # JPEG
+    assert from_colorimetry("2:3:5:1", 288) == Colour("bt709")
+    assert from_colorimetry("2:0:0:0", 1080) == Colour("bt709")  # unknown matrix: by size
+    assert from_colorimetry(None, 480) == Colour("bt601")

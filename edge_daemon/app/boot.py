@@ -17,7 +17,7 @@ from typing import Any
 
 from edge_daemon.build import BuildRequest, prepare
 from edge_daemon.build.export import resolve_onnx, resolve_torchscript
-from edge_daemon.camera import as_bgr, check_opencv, open_source
+from edge_daemon.camera import as_bgr, check_gstreamer, open_source
 from edge_daemon.config import OnnxRuntimeEngineConfig, OpenVinoEngineConfig, Settings, TorchEngineConfig
 from edge_daemon.errors import CameraError, EngineError
 from edge_daemon.model.info import auto_imgsz, model_info
@@ -78,7 +78,7 @@ def load_model(settings: Settings, memory: Any = None) -> LoadedModel:
     For TensorRT this is where the first boot builds and calibrates the engine, before any frame is
     served. ``memory``: a GPU memory provider for the engine (None: CUDA on the configured device).
     """
-    check_opencv(settings.cameras)  # before minutes of building, not at the first frame
+    check_gstreamer(settings.cameras)  # before minutes of building, not at the first frame
     status("loading model")
     engine_cfg, fallback = engine_config(settings, memory)
     batch_dynamic = getattr(engine_cfg, "max_batch", 1) > 1

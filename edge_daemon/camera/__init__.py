@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,34 +29,43 @@ __all__ = [
     "FrameSource",
     "QueueClosed",
     "as_bgr",
-    "check_opencv",
+    "check_gstreamer",
     "hardware_source",
     "open_source",
 ]
 
-# Camera kinds that OpenCV opens through its GStreamer backend, and the NVIDIA element each needs.
-GSTREAMER_KINDS = {"csi": "nvarguscamerasrc", "rtsp-hw": "nvv4l2decoder"}
+# Camera kinds read through a GStreamer pipeline and PyGObject's appsink (camera/appsink.py).
+GSTREAMER_KINDS = ("csi", "rtsp-hw")
 
 
-def opencv_has_gstreamer() -> bool:
-    return re.search(r"^\s*GStreamer:\s*YES", cv2.getBuildInformation(), re.M) is not None
+def gst_pipeline(cfg: Any) -> str:
+    """The pipeline of a ``csi`` or ``rtsp-hw`` camera, from its typed settings."""
+    if cfg.type == "csi":
+        return csi_pipeline(cfg.sensor_id, cfg.width, cfg.height, cfg.fps, cfg.flip_method, cfg.elements)
+    url = with_credentials(cfg.url, cfg.username, _secret(cfg.password))
+    return rtsp_hw_pipeline(url, cfg.codec, cfg.latency_ms, cfg.elements)
 
 
-def check_opencv(cameras: Sequence[Any]) -> None:
-    """Refuse cameras this OpenCV cannot open: a ``csi`` or ``rtsp-hw`` camera needs OpenCV built with
-    GStreamer (JetPack's; the PyPI wheel has none), else it would reconnect forever. One ConfigError line
-    per such camera (exit 78)."""
-    kinds = [(i, c) for i, c in enumerate(cameras) if c.type in GSTREAMER_KINDS]
-    if not kinds or opencv_has_gstreamer():
-        return
-    raise ConfigError(
-        [
-            f"cameras.{i} ({c.name}): a {c.type} camera needs OpenCV built with GStreamer "
-            f"({GSTREAMER_KINDS[c.type]}); this OpenCV {cv2.__version__} ({cv2.__file__}) has no GStreamer. "
-            "On a Jetson use JetPack's OpenCV, not the opencv-python wheel (docs/deploy-container.md)"
-            for i, c in kinds
-        ]
-    )
+def check_gstreamer(cameras: Sequence[Any]) -> None:
+    """Refuse cameras this machine's GStreamer cannot run (no PyGObject, or an element missing, such as
+    ``nvarguscamerasrc`` away from a Jetson), else they would reconnect forever. One ConfigError line per
+    such camera (exit 78), at start and in check-config."""
+    from edge_daemon.camera.appsink import missing_elements
+
+    problems = []
+    for i, c in enumerate(cameras):
+        if c.type not in GSTREAMER_KINDS:
+            continue
+        missing = missing_elements(gst_pipeline(c))
+        if missing:
+            problems.append(
+                f"cameras.{i} ({c.name}): a {c.type} camera with elements: {c.elements} needs GStreamer "
+                f"{', '.join(missing)}, which this machine does not have. On a Jetson install JetPack's "
+                "GStreamer plugins and python3-gi (docs/deploy-container.md); elsewhere elements: software "
+                "runs Debian's stand-ins"
+            )
+    if problems:
+        raise ConfigError(problems)
 
 
 def hardware_source(cfg: Any, cpu: FrameSource, gpu: int = 0, pool: int = 8) -> FrameSource:
@@ -114,11 +122,9 @@ def open_source(cfg: Any) -> FrameSource:
         return OpenCVSource(
             url, cv2.CAP_FFMPEG, f"stream {redact_url(url)}", params=ffmpeg_timeouts(cfg.read_timeout_s)
         )
-    if cfg.type == "csi":
-        pipeline = csi_pipeline(cfg.sensor_id, cfg.width, cfg.height, cfg.fps, cfg.flip_method)
-        return OpenCVSource(pipeline, cv2.CAP_GSTREAMER, f"CSI sensor {cfg.sensor_id}")
-    if cfg.type == "rtsp-hw":
-        url = with_credentials(cfg.url, cfg.username, _secret(cfg.password))
-        pipeline = rtsp_hw_pipeline(url, cfg.codec, cfg.latency_ms)
-        return OpenCVSource(pipeline, cv2.CAP_GSTREAMER, f"hw-decoded stream {redact_url(url)}")
+    if cfg.type in GSTREAMER_KINDS:
+        from edge_daemon.camera.appsink import GstSource
+
+        what = f"CSI sensor {cfg.sensor_id}" if cfg.type == "csi" else f"stream {redact_url(cfg.url)}"
+        return GstSource(gst_pipeline(cfg), f"{what} (GStreamer)", timeout_s=cfg.read_timeout_s)
     raise ValueError(f"unknown camera type {cfg.type!r}")

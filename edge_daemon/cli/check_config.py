@@ -13,11 +13,11 @@ from edge_daemon.cli.common import EX_OK
 def command(args: argparse.Namespace) -> int:
     import yaml
 
-    from edge_daemon.camera import check_opencv
+    from edge_daemon.camera import check_gstreamer
     from edge_daemon.config import load_settings, redacted_dump
 
     settings = load_settings(args.config)
-    check_opencv(settings.cameras)  # what this machine's OpenCV cannot open is a config error here too
+    check_gstreamer(settings.cameras)  # what this machine cannot run is a config error here too
     sys.stdout.write(f"# {args.config}: valid\n")
     sys.stdout.write(yaml.safe_dump(redacted_dump(settings), sort_keys=False))
     return EX_OK

@@ -100,8 +100,16 @@ class UrlCamera(_CameraBase):
     decode: Decode = Field("auto", description=_DECODE)
 
 
+Elements = Literal["nvidia", "software"]
+_ELEMENTS = (
+    "nvidia: JetPack's GStreamer elements (nvarguscamerasrc, nvv4l2decoder, nvvidconv). software: Debian's "
+    "stand-ins (a live videotestsrc for the sensor, avdec_h264/avdec_h265, videoconvert) in the same "
+    "pipeline, for trying a config and testing away from a Jetson."
+)
+
+
 class CsiCamera(_CameraBase):
-    """A Jetson CSI camera through GStreamer ``nvarguscamerasrc`` (needs OpenCV built with GStreamer)."""
+    """A Jetson CSI camera through GStreamer ``nvarguscamerasrc``, NV12 pulled through PyGObject's appsink."""
 
     type: Literal["csi"]
     sensor_id: int = Field(0, ge=0, le=15)
@@ -109,10 +117,12 @@ class CsiCamera(_CameraBase):
     height: int = Field(1080, ge=16, le=8192)
     fps: int = Field(30, ge=1, le=240)
     flip_method: int = Field(0, ge=0, le=7)
+    elements: Elements = Field("nvidia", description=_ELEMENTS)
 
 
 class GstRtspCamera(_CameraBase):
-    """An RTSP stream decoded in hardware on a Jetson (GStreamer ``nvv4l2decoder``)."""
+    """An RTSP stream decoded in hardware on a Jetson (GStreamer ``nvv4l2decoder``), NV12 pulled through
+    PyGObject's appsink."""
 
     type: Literal["rtsp-hw"]
     url: StreamUrl
@@ -120,6 +130,7 @@ class GstRtspCamera(_CameraBase):
     latency_ms: int = Field(200, ge=0, le=10000)
     username: str | None = None
     password: SecretStr | None = None
+    elements: Elements = Field("nvidia", description=_ELEMENTS)
 
 
 CameraConfig = Annotated[

@@ -26,14 +26,20 @@ def available() -> str | None:
 class RtspServer:
     """One server process on ``port``; ``kill()`` is a crash (SIGKILL), ``start()`` brings it back."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, clip: tuple[str, Path] | None = None) -> None:
         self.port = port
+        self.clip = clip  # (codec, MP4 file): serve that stream instead of the MJPEG test pattern
         self.url = f"rtsp://127.0.0.1:{port}/cam"
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
         self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(SCRIPT), str(self.port)],
+            [
+                SYSTEM_PYTHON,
+                str(SCRIPT),
+                str(self.port),
+                *([self.clip[0], str(self.clip[1])] if self.clip else []),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

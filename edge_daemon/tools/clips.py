@@ -1,0 +1,66 @@
+"""Camera-like video clips made from a real one: H.264 or H.265 in MP4, through PyAV (FFmpeg's libraries).
+
+Used by ``edge-daemon bench --cameras`` and the stream tests to make their streams from the demo clip at
+setup (no ffmpeg program is needed). The clips are as cameras send them: one keyframe a second, no
+B-frames, and the colour matrix declared (BT.709 or BT.601, limited range), so every decoder reads the
+same one. Needs PyAV (``av``; installed with the analytics and dev extras).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+ENCODERS = {"h264": "libx264", "h265": "libx265"}
+_SPACES = {"bt709": ("ITU709", 1), "bt601": ("ITU601", 6)}  # PyAV colourspace name, AVColorSpace number
+
+
+def make_clip(
+    src: Path,
+    dst: Path,
+    codec: str = "h264",
+    frames: int = 300,
+    size: tuple[int, int] = (1920, 1080),
+    fps: int = 30,
+    crf: int = 26,
+    matrix: str = "bt709",
+) -> Path:
+    """Encode ``frames`` frames of ``src`` (looped if shorter), scaled to ``size``, into ``dst``
+    (written next to it first, then renamed: an interrupted run leaves no half clip)."""
+    import av
+
+    if codec not in ENCODERS:
+        raise ValueError(f"codec must be one of {sorted(ENCODERS)}")
+    space, avcol = _SPACES[matrix]
+    tmp = dst.with_name(dst.name + ".part")
+    with av.open(str(src)) as inp, av.open(str(tmp), "w", format="mp4") as out:
+        stream = out.add_stream(ENCODERS[codec], rate=fps)
+        stream.codec_context.time_base = Fraction(1, fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        params = f"keyint={fps}:min-keyint={fps}:bframes=0:scenecut=0"
+        tag = "bt709" if matrix == "bt709" else "smpte170m"
+        vui = f"colorprim={tag}:transfer={tag}:colormatrix={tag}"
+        if codec == "h264":
+            stream.options = {"crf": str(crf), "preset": "veryfast", "x264-params": f"{params}:{vui}"}
+        else:
+            stream.options = {"crf": str(crf + 2), "preset": "veryfast"}
+            stream.options["x265-params"] = f"{params}:{vui}:log-level=error"
+        stream.codec_context.colorspace = avcol
+        stream.codec_context.color_range = 1  # AVCOL_RANGE_MPEG (limited)
+        n = 0
+        while n < frames:
+            inp.seek(0)
+            for frame in inp.decode(video=0):
+                scaled = frame.reformat(
+                    size[0], size[1], "yuv420p", dst_colorspace=space, interpolation="BICUBIC"
+                )
+                scaled.pts, scaled.time_base = n, Fraction(1, fps)
+                for packet in stream.encode(scaled):
+                    out.mux(packet)
+                n += 1
+                if n >= frames:
+                    break
+        for packet in stream.encode():
+            out.mux(packet)
+    tmp.replace(dst)
+    return dst
