@@ -114,20 +114,40 @@ def nv12_to_bgr(nv12: npt.NDArray[np.uint8], colour: Colour = DEFAULT) -> npt.ND
     height = rows * 2 // 3
     if nv12.ndim != 2 or rows != height * 3 // 2 or height % 2 or width % 2:
         raise ValueError(f"not an NV12 picture of even size: shape {nv12.shape}")
-    y = nv12[:height].astype(np.float32)
     uv = nv12[height:].reshape(height // 2, width // 2, 2).astype(np.float32)
     # OpenCV's bilinear resize maps pixel centres (x + 0.5) / 2 - 0.5: chroma centred, edges clamped.
     uv = np.asarray(cv2.resize(uv, (width, height), interpolation=cv2.INTER_LINEAR), np.float32)
+    ycc = cv2.merge([nv12[:height].astype(np.float32), uv[..., 0], uv[..., 1]])
+    # The matrix as one affine transform in float, then rounded to nearest and saturated to 0..255.
+    bgr = np.asarray(cv2.transform(ycc, _affine(colour)), np.float32)
+    np.maximum(bgr, 0.0, out=bgr)  # negatives to 0 (convertScaleAbs would mirror them); > 255 saturates
+    return np.asarray(cv2.convertScaleAbs(bgr), np.uint8)
+
+
+@functools.cache
+def _affine(colour: Colour) -> npt.NDArray[np.float64]:
+    """(B, G, R) = M @ (Y, U, V, 1): the 3x4 matrix of ``colour`` for cv2.transform."""
     y_off, y_scale, c_scale, rv, gu, gv, bu = colour.coefficients()
-    luma = (y - y_off) * y_scale
-    u = (uv[..., 0] - 128.0) * c_scale
-    v = (uv[..., 1] - 128.0) * c_scale
-    bgr = np.empty((height, width, 3), np.float32)
-    bgr[..., 0] = luma + bu * u
-    bgr[..., 1] = luma - gu * u - gv * v
-    bgr[..., 2] = luma + rv * v
-    np.rint(bgr, out=bgr)
-    return np.clip(bgr, 0, 255).astype(np.uint8)
+    m = np.array(
+        [[y_scale, bu * c_scale, 0.0], [y_scale, -gu * c_scale, -gv * c_scale], [y_scale, 0.0, rv * c_scale]]
+    )
+    return np.hstack([m, (-m @ np.array([y_off, 128.0, 128.0]))[:, None]])
+
+
+def scale_nv12(nv12: npt.NDArray[np.uint8], max_width: int) -> tuple[npt.NDArray[np.uint8], float]:
+    """An NV12 picture scaled down (never up) to at most ``max_width`` (even sizes), planes resized apart
+    (area averaging), and the scale: converting the smaller picture costs a fraction of the full one."""
+    rows, width = nv12.shape[:2]
+    height = rows * 2 // 3
+    if width <= max_width:
+        return nv12, 1.0
+    w = max(2, max_width // 2 * 2)
+    scale = w / width
+    h = max(2, round(height * scale / 2) * 2)
+    y = cv2.resize(nv12[:height], (w, h), interpolation=cv2.INTER_AREA)
+    uv = nv12[height:].reshape(height // 2, width // 2, 2)
+    small = cv2.resize(uv, (w // 2, h // 2), interpolation=cv2.INTER_AREA).reshape(h // 2, w)
+    return np.ascontiguousarray(np.concatenate([y, small])), scale
 
 
 def nv12_luma(nv12: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

@@ -452,8 +452,16 @@ def test_snapshot_store_counts_write_errors_and_goes_on(tmp_path: Path) -> None:
     assert store.save("cam0", "x", b"jpeg") is None and store.write_errors == 1
 
 
-def test_render_draws_the_box_and_scales_down() -> None:
-    image = np.zeros((960, 1920, 3), np.uint8)
+@pytest.mark.parametrize("nv12", [False, True])
+def test_render_draws_the_box_and_scales_down(nv12: bool) -> None:
+    """From BGR, or from an NV12 picture (hardware decode), scaled before it is converted."""
+    from edge_daemon.colour import Colour
+    from edge_daemon.types import Nv12Picture
+
+    image: Any = np.zeros((960, 1920, 3), np.uint8)
+    if nv12:  # black in limited range: Y 16, chroma 128
+        planes = np.concatenate([np.full((960, 1920), 16, np.uint8), np.full((480, 1920), 128, np.uint8)])
+        image = Nv12Picture(1920, 960, Colour("bt709"), host=planes)
     jpeg = render(image, (400, 300, 800, 700), "person #3 0.91", max_width=960, quality=90)
     out = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert out is not None

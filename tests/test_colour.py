@@ -79,3 +79,19 @@ def test_colour_from_gstreamer_colorimetry() -> None:
     assert from_colorimetry("2:3:5:1", 288) == Colour("bt709")
     assert from_colorimetry("2:0:0:0", 1080) == Colour("bt709")  # unknown matrix: by size
     assert from_colorimetry(None, 480) == Colour("bt601")
+
+
+def test_a_scaled_down_nv12_picture_converts_like_the_scaled_down_bgr(clip: Path) -> None:
+    """Snapshots scale an NV12 picture before converting it (a fraction of the work at 1080p): the result
+    matches converting first and scaling after, but for chroma edges (half the chroma resolution)."""
+    import cv2
+
+    from edge_daemon.colour import scale_nv12
+
+    for nv12 in _nv12_frames(clip):
+        assert scale_nv12(nv12, 4096) == (nv12, 1.0)  # never scaled up
+        small, scale = scale_nv12(nv12, 384)
+        assert small.shape == (288 * 3 // 2, 384) and scale == 0.5
+        got = nv12_to_bgr(small).astype(np.int16)
+        want = cv2.resize(nv12_to_bgr(nv12), (384, 288), interpolation=cv2.INTER_AREA).astype(np.int16)
+        assert np.abs(got - want).mean() < 1.5

@@ -212,9 +212,9 @@ class CameraAnalyzer:
             return
         caption = f"{label} #{tid} {cand.confidence:.2f}"
         try:
-            jpeg = render(
-                cand.image.bgr(), cand.box, caption, self._snap_cfg.max_width, self._snap_cfg.quality
-            )
+            picture = cand.image.image if cand.image.image is not None else cand.image.nv12
+            assert picture is not None
+            jpeg = render(picture, cand.box, caption, self._snap_cfg.max_width, self._snap_cfg.quality)
         except (ValueError, OverflowError, cv2.error) as exc:
             self.errors += 1
             if self.errors in (1, 10) or self.errors % 1000 == 0:

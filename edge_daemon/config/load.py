@@ -23,7 +23,9 @@ def _printable(text: str) -> str:
 def _format_error(err: Any) -> str:
     # A key from the file may hold control characters (a stray \r): escape them, one error stays one line.
     loc = ".".join(_printable(str(p)) for p in _strip_union_tags(err["loc"]))
-    msg = _printable(str(err["msg"]))  # pydantic quotes a bad union tag in its message, control characters too
+    msg = _printable(
+        str(err["msg"])
+    )  # pydantic quotes a bad union tag in its message, control characters too
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     elif err["type"] == "missing":
