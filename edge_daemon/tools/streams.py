@@ -1,0 +1,378 @@
+"""``edge-daemon bench --cameras N``: how many real-time camera streams one device holds.
+
+One run, on one machine, measures:
+
+- **held streams**: N cameras, each a clip made from the demo clip (1080p at 30 FPS, H.264 or H.265, made
+  at setup by :mod:`edge_daemon.tools.clips`), looped and paced at its frame rate like a live camera (the
+  ``latest`` drop policy), through the whole pipeline to MQTT. N is *held* when, after a warm-up, no frame
+  was dropped by the policy, every camera captured at least 95 % of its frame rate, and capture -> publish
+  p99 stayed under 100 ms. N doubles from 1 until a count is not held, then is bisected;
+- **decode limit**: the decoder alone (NVDEC where the pipeline would use it, else OpenCV on the CPU),
+  ``min(N, 32)`` streams on threads, unpaced: frames per second, and that over the frame rate in streams;
+- **engine limit**: the engine's bare batched rate at its largest batch (``enqueue`` on device buffers
+  for a GPU engine, ``infer`` on a ready tensor otherwise), in streams likewise;
+- **Ultralytics** (``--ultralytics``): ``YOLO(<same weights>).predict`` on batches of N frames (its
+  multi-stream path batches one frame per stream the same way), on the same device and precision; the
+  streams it holds are the largest N whose batched rate reaches N x the frame rate. Decoding is left out
+  of its figure, which flatters it.
+
+With each held count it reports the host CPU the process used per stream (cores per stream).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_daemon.app import build_pipeline, load_model
+from edge_daemon.config import FileCamera, Settings
+from edge_daemon.errors import ConfigError
+from edge_daemon.publish.base import NullPublisher, Publisher
+from edge_daemon.publish.mqtt import MqttPublisher
+from edge_daemon.tools.bench import machine_description
+
+log = logging.getLogger(__name__)
+
+P99_LIMIT_MS = 100.0
+CAPTURE_SHARE = 0.95
+
+
+@dataclass
+class Trial:
+    cameras: int
+    held: bool
+    fps: float  # frames published per second, all cameras
+    dropped: int  # frames the drop policy discarded in the window
+    capture_min_fps: float  # the slowest camera's capture rate
+    p50_ms: float
+    p99_ms: float
+    cores_per_stream: float  # host CPU time over wall time, per camera
+    decode: str = ""  # what decoded (the daemon's info: "nvdec", "cpu", ...)
+    why: str = ""
+
+
+@dataclass
+class StreamsReport:
+    machine: str
+    model: str
+    clip: str
+    fps: int
+    decoder: str = ""
+    decode_limit_fps: float = 0.0
+    engine_batch: int = 1
+    engine_limit_fps: float = 0.0
+    trials: list[Trial] = field(default_factory=list)
+    ultralytics_fps: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def held(self) -> int:
+        return max((t.cameras for t in self.trials if t.held), default=0)
+
+    @property
+    def ultralytics_held(self) -> int:
+        return max((n for n, fps in self.ultralytics_fps.items() if fps >= n * self.fps), default=0)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        limit = min(self.decode_limit_fps, self.engine_limit_fps) / self.fps
+        d.update(
+            held=self.held,
+            decode_limit_streams=round(self.decode_limit_fps / self.fps, 1),
+            engine_limit_streams=round(self.engine_limit_fps / self.fps, 1),
+            held_vs_limit=round(self.held / limit, 3) if limit else None,
+            ultralytics_held=self.ultralytics_held if self.ultralytics_fps else None,
+            held_vs_ultralytics=round(self.held / self.ultralytics_held, 1)
+            if self.ultralytics_held
+            else None,
+        )
+        return d
+
+    def table(self) -> str:
+        d = self.as_dict()
+        lines = [
+            f"machine: {self.machine}",
+            f"model: {self.model}; clip: {self.clip} at {self.fps} FPS; decode: {self.decoder}",
+            f"decode limit: {self.decode_limit_fps:.0f} FPS = {d['decode_limit_streams']} streams",
+            f"engine limit (batch {self.engine_batch}): {self.engine_limit_fps:.0f} FPS = "
+            f"{d['engine_limit_streams']} streams",
+            f"{'cameras':>8}{'held':>6}{'FPS':>9}{'dropped':>9}{'min cap':>9}{'p50 ms':>8}{'p99 ms':>8}"
+            f"{'cores/str':>10}  why",
+        ]
+        for t in self.trials:
+            lines.append(
+                f"{t.cameras:>8}{'yes' if t.held else 'no':>6}{t.fps:>9.1f}{t.dropped:>9}"
+                f"{t.capture_min_fps:>9.1f}{t.p50_ms:>8.1f}{t.p99_ms:>8.1f}"
+                f"{t.cores_per_stream:>10.3f}  {t.why}"
+            )
+        lines.append(f"held: {self.held} streams ({d['held_vs_limit']} of min(decode, engine) limit)")
+        if self.ultralytics_fps:
+            rates = ", ".join(f"batch {n}: {fps:.0f} FPS" for n, fps in sorted(self.ultralytics_fps.items()))
+            lines.append(f"ultralytics predict: {rates}; holds {self.ultralytics_held} streams")
+            lines.append(f"held / ultralytics held: {d['held_vs_ultralytics']}")
+        return "\n".join(lines)
+
+
+def stream_clip(settings: Settings, codec: str, size: tuple[int, int], fps: int) -> Path:
+    """The bench's clip, made once from the first camera's file (the demo clip) into the model cache."""
+    from edge_daemon.tools.clips import make_clip
+
+    cam = settings.cameras[0]
+    if not isinstance(cam, FileCamera):
+        raise ConfigError("bench --cameras: cameras[0] must be a file camera (the clip to make streams from)")
+    out = settings.model.cache_dir / "streams" / f"{cam.path.stem}-{size[0]}x{size[1]}-{fps}-{codec}.mp4"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        log.warning("bench: making %s from %s (once)", out, cam.path)
+        make_clip(cam.path, out, codec, frames=10 * fps, size=size, fps=fps)
+    return out
+
+
+def _cameras(settings: Settings, clip: Path, n: int) -> Settings:
+    base = settings.cameras[0]
+    cams = [
+        base.model_copy(
+            update={
+                "name": f"cam{i}",
+                "path": clip,
+                "loop": True,
+                "realtime": True,
+                "drop_policy": "latest",
+                "queue_size": 1,
+                "max_frames": None,
+            }
+        )
+        for i in range(n)
+    ]
+    return settings.model_copy(update={"cameras": cams})
+
+
+def trial(settings: Settings, model: Any, clip: Path, n: int, fps: int, warmup_s: float, seconds: float,
+          mqtt: bool) -> Trial:  # fmt: skip
+    """N paced cameras for ``warmup_s`` + ``seconds``; held or not over the last ``seconds``."""
+    cfg = _cameras(settings, clip, n)
+    publisher: Publisher = MqttPublisher.from_config(cfg.mqtt, cfg.device_id) if mqtt else NullPublisher()
+    pipeline = build_pipeline(cfg, model, publisher=publisher)
+    stop = threading.Event()
+    runner = threading.Thread(target=lambda: pipeline.run(stop), name="bench-pipeline", daemon=True)
+    runner.start()
+    s = pipeline.stats
+
+    def counters() -> tuple[int, int, dict[str, int], Any, float]:
+        cams = pipeline.health()["cameras"]  # live per-camera counts (stats has them only at the end)
+        dropped = sum(c["dropped_by_policy"] for c in cams.values())
+        captured = {name: c["frames"] for name, c in cams.items()}
+        return dropped, s.published + s.suppressed, captured, os.times(), time.monotonic()
+
+    time.sleep(warmup_s)
+    base = counters()
+    time.sleep(seconds)
+    end = counters()
+    stop.set()
+    runner.join(60)
+    if pipeline.error is not None:
+        raise pipeline.error
+    wall = end[4] - base[4]
+    published = end[1] - base[1]
+    lat = np.asarray(list(s.end_to_end_ms)[-published:] if published else [0.0])
+    cap_min = min((end[2].get(c, 0) - base[2].get(c, 0)) / wall for c in end[2]) if end[2] else 0.0
+    cpu = (end[3].user + end[3].system) - (base[3].user + base[3].system)
+    t = Trial(
+        cameras=n,
+        held=False,
+        fps=round(published / wall, 1),
+        dropped=end[0] - base[0],
+        capture_min_fps=round(cap_min, 1),
+        p50_ms=round(float(np.percentile(lat, 50)), 1),
+        p99_ms=round(float(np.percentile(lat, 99)), 1),
+        cores_per_stream=round(cpu / wall / n, 4),
+        decode=str(next(iter(((publisher.info or {}).get("decode") or {"": "?"}).values()))),
+    )
+    why = []
+    if t.dropped:
+        why.append(f"{t.dropped} dropped")
+    if cap_min < CAPTURE_SHARE * fps:
+        why.append(f"a camera captured {cap_min:.1f} FPS")
+    if t.p99_ms >= P99_LIMIT_MS:
+        why.append(f"p99 {t.p99_ms:.0f} ms")
+    t.held, t.why = not why, "; ".join(why)
+    log.warning("bench: %d cameras: %s", n, "held" if t.held else f"not held ({t.why})")
+    return t
+
+
+def search(run: Any, max_cameras: int) -> list[Trial]:
+    """Double from 1 while held, then bisect between the last held and the first not held count."""
+    trials: list[Trial] = []
+    lo, hi, n = 0, max_cameras + 1, 1
+    while n <= max_cameras:
+        trials.append(run(n))
+        if not trials[-1].held:
+            hi = n
+            break
+        lo, n = n, n * 2
+    while hi - lo > max(1, lo // 16) and lo < max_cameras:
+        mid = (lo + hi) // 2
+        trials.append(run(mid))
+        lo, hi = (mid, hi) if trials[-1].held else (lo, mid)
+    return trials
+
+
+def decode_limit(clip: Path, nvdec: bool, streams: int, frames: int = 150) -> float:
+    """``streams`` decoders on threads, each reading ``frames`` pictures back to back: frames per second."""
+    import cv2
+
+    from edge_daemon.camera.opencv import OpenCVSource
+
+    def work() -> None:
+        cpu = OpenCVSource(str(clip), cv2.CAP_FFMPEG, "bench", finite=True, loop=True)
+        source: Any = cpu
+        if nvdec:
+            from edge_daemon.camera.nvdec import NvdecSource
+            from edge_daemon.gpu import cuda
+
+            cuda.init_context(0)
+            source = NvdecSource(str(clip), "bench", cpu, finite=True, loop=True, required=True, pool=4)
+        source.open()
+        try:
+            for _ in range(frames):
+                pic = source.read()
+                if nvdec:
+                    pic.device.release()
+        finally:
+            source.close()
+
+    threads = [threading.Thread(target=work, name=f"decode-{i}") for i in range(streams)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return streams * frames / (time.perf_counter() - started)
+
+
+def engine_limit(engine: Any, seconds: float = 3.0) -> tuple[int, float]:
+    """(batch, images per second) of the bare engine at its largest batch: ``enqueue`` on device buffers
+    for a GPU engine, ``infer`` on a ready tensor (batch 1) otherwise."""
+    h, w = engine.info.input_hw
+    io = engine.device_io()
+    if io is None:
+        tensor = np.zeros((1, 3, h, w), np.float32)
+        for _ in range(3):
+            engine.infer(tensor)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            engine.infer(tensor)
+            n += 1
+        return 1, n / (time.perf_counter() - t0)
+    from edge_daemon.gpu import cuda
+
+    batch = engine.info.max_batch
+    itemsize = 2 if io.input_dtype == "float16" else 4
+    stream = cuda.Stream()
+    dev_in = cuda.DeviceBuffer(batch * 3 * h * w * itemsize)
+    outs = [cuda.DeviceBuffer(int(np.prod(shape)) * 4) for shape in io.output_shapes]
+    try:
+        for _ in range(5):
+            engine.enqueue(dev_in.ptr, [o.ptr for o in outs], batch, stream.handle)
+        stream.synchronize()
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            engine.enqueue(dev_in.ptr, [o.ptr for o in outs], batch, stream.handle)
+            stream.synchronize()
+            n += 1
+        return batch, n * batch / (time.perf_counter() - t0)
+    finally:
+        for out in outs:
+            out.close()
+        dev_in.close()
+        stream.close()
+
+
+def ultralytics_rates(
+    settings: Settings, model: Any, clip: Path, fps: int, max_cameras: int
+) -> dict[int, float]:
+    """Ultralytics' batched predict on N frames of the clip, N = 1, 2, 4... while it keeps up with N
+    streams (and up to ``max_cameras``): images per second at each N."""
+    import cv2
+
+    try:
+        from ultralytics import YOLO
+    except ImportError:
+        raise ConfigError(
+            "bench: the Ultralytics comparison needs the export extra; or pass --no-ultralytics"
+        ) from None
+    info = model.engine.info
+    device = getattr(settings.engine, "device_index", None)
+    gpu = info.backend in ("torch", "tensorrt")
+    yolo = YOLO(str(settings.model.path if gpu else model.onnx_path), task=model.info.task)
+    cap = cv2.VideoCapture(str(clip))
+    frames = [cap.read()[1] for _ in range(min(max_cameras, 64))]
+    cap.release()
+    kwargs: dict[str, Any] = {"verbose": False, "imgsz": list(info.input_hw), "conf": settings.detect.conf}
+    if gpu:
+        kwargs.update(device=device or 0, half=info.precision in ("fp16", "int8"))
+    rates: dict[int, float] = {}
+    n = 1
+    while n <= min(max_cameras, len(frames)):
+        batch = frames[:n]
+        for _ in range(3):
+            yolo.predict(batch, **kwargs)
+        k, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < 3.0:
+            yolo.predict(batch, **kwargs)
+            k += 1
+        rates[n] = round(k * n / (time.perf_counter() - t0), 1)
+        log.warning("bench: ultralytics predict, batch %d: %.0f FPS", n, rates[n])
+        if rates[n] < n * fps:
+            break
+        n *= 2
+    return rates
+
+
+def run_streams_bench(
+    settings: Settings,
+    max_cameras: int,
+    codec: str = "h264",
+    size: tuple[int, int] = (1920, 1080),
+    fps: int = 30,
+    warmup_s: float = 4.0,
+    seconds: float = 8.0,
+    ultralytics: bool = True,
+    mqtt: bool = True,
+) -> StreamsReport:
+    if max_cameras < 1:
+        raise ConfigError("bench: --cameras must be >= 1")
+    clip = stream_clip(settings, codec, size, fps)
+    batch = getattr(settings.engine, "max_batch", None)  # GPU engines: a batch can hold every camera
+    if batch is not None:
+        engine_cfg = settings.engine.model_copy(update={"max_batch": max(max_cameras, batch)})
+        settings = settings.model_copy(update={"engine": engine_cfg})
+    model = load_model(_cameras(settings, clip, 1))
+    report = StreamsReport(
+        machine=machine_description(),
+        model=f"{model.info.model_id} ({model.engine.info.backend} {model.engine.info.precision})",
+        clip=clip.name,
+        fps=fps,
+    )
+    try:
+        report.trials = search(
+            lambda n: trial(settings, model, clip, n, fps, warmup_s, seconds, mqtt), max_cameras
+        )
+        report.decoder = report.trials[0].decode
+        log.warning("bench: decode limit (%s)", report.decoder)
+        report.decode_limit_fps = round(
+            decode_limit(clip, report.decoder == "nvdec", min(max_cameras, 32)), 1
+        )
+        report.engine_batch, rate = engine_limit(model.engine)
+        report.engine_limit_fps = round(rate, 1)
+        if ultralytics:
+            report.ultralytics_fps = ultralytics_rates(settings, model, clip, fps, max_cameras)
+    finally:
+        model.engine.close()
+    return report

@@ -1,0 +1,70 @@
+"""``edge-daemon bench --cameras``: the streams search, and one real run on the CPU (small streams, real
+decode, real ONNX Runtime, a real mosquitto). The figures themselves are for docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from edge_daemon.tools.streams import CAPTURE_SHARE, P99_LIMIT_MS, Trial, search
+from tests.conftest import Broker, run_cli, subscribed
+from tests.helpers.synthetic import synthetic_model
+
+
+def _trial(n: int, held: bool) -> Trial:
+    return Trial(n, held, 30.0 * n, 0, 30.0, 10.0, 20.0, 0.1)
+
+
+def test_the_search_doubles_then_bisects_to_the_largest_count_held() -> None:
+    asked: list[int] = []
+
+    def run(n: int) -> Trial:
+        asked.append(n)
+        return _trial(n, n <= 37)
+
+    trials = search(run, 100)
+    assert asked[:7] == [1, 2, 4, 8, 16, 32, 64]
+    held = max(t.cameras for t in trials if t.held)
+    assert 35 <= held <= 37 and all(t.cameras >= 38 for t in trials if not t.held)
+    # Every count held up to the cap: the cap is reached, not passed.
+    assert max(t.cameras for t in search(lambda n: _trial(n, True), 12)) <= 12
+    assert [t.cameras for t in search(lambda n: _trial(n, False), 12)] == [1]
+
+
+def test_bench_cameras_runs_the_whole_pipeline_and_reports_the_limits(
+    tmp_path: Path, clip: Path, broker: Broker
+) -> None:
+    model = synthetic_model("yolov8n.yaml", (192, 256))
+    config = tmp_path / "bench.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "device_id": "streamsbench",
+                "cameras": [{"type": "file", "name": "cam0", "path": str(clip)}],
+                "model": {"path": str(model), "cache_dir": str(tmp_path / "cache")},
+                "mqtt": {"host": "127.0.0.1", "port": broker.port},
+            }
+        )
+    )
+    out = tmp_path / "streams.json"
+    args = ["bench", "-c", str(config), "--cameras", "2", "--size", "320x240", "--fps", "5"]
+    args += ["--warmup", "2", "--seconds", "3", "--no-ultralytics", "--json", str(out)]
+    with subscribed(broker, "edge/streamsbench/#") as sub:
+        res = run_cli(*args, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        report = json.loads(out.read_text())
+        assert sub.wait_for(lambda m: any("/cam0/" in t for t, _, _ in m), timeout=10)
+    assert report["clip"] == f"{clip.stem}-320x240-5-h264.mp4" and report["fps"] == 5
+    assert report["decoder"] == "cpu" and report["decode_limit_fps"] > 5 and report["engine_limit_fps"] > 0
+    trials = report["trials"]
+    assert trials[0]["cameras"] == 1 and [t["cameras"] for t in trials] == sorted(
+        t["cameras"] for t in trials
+    )
+    for t in trials:  # held means: nothing dropped, every camera kept its rate, p99 under the limit
+        ok = t["dropped"] == 0 and t["capture_min_fps"] >= CAPTURE_SHARE * 5 and t["p99_ms"] < P99_LIMIT_MS
+        assert t["held"] == ok and (t["why"] == "") == ok, t
+        assert t["fps"] > 0 and t["cores_per_stream"] > 0
+    assert report["held"] == max((t["cameras"] for t in trials if t["held"]), default=0)
+    assert "decode limit" in res.stdout and "engine limit" in res.stdout
