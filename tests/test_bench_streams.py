@@ -14,7 +14,7 @@ from tests.helpers.synthetic import synthetic_model
 
 
 def _trial(n: int, held: bool) -> Trial:
-    return Trial(n, held, 30.0 * n, 0, 30.0, 10.0, 20.0, 0.1)
+    return Trial(n, held, 30.0 * n, 0, 30.0, 10.0, 20.0, 25.0, 0.1)
 
 
 def test_the_search_doubles_then_bisects_to_the_largest_count_held() -> None:
