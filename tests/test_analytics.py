@@ -5,6 +5,7 @@ event type as JSON valid against its schema."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -590,3 +591,67 @@ def test_an_idle_camera_ends_its_objects_and_empties_its_zones() -> None:
     out = analyzer.idle(51.5, 101.5)
     assert [e.type for e, _ in out.events] == ["zone_exit", "end"]
     assert ("left", "all", 0) in out.occupancy
+
+
+def test_snapshots_are_drawn_off_the_publish_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The analyzer hands the best frame to the drawer and returns at once: the event already names the
+    file; the JPEG follows with a later frame of the camera, and the file then exists."""
+    import threading
+
+    from edge_daemon.analytics import drawer as drawer_module
+
+    gate = threading.Event()
+    real = drawer_module.render  # type: ignore[attr-defined]
+
+    def held_render(*args: Any, **kwargs: Any) -> bytes:
+        assert gate.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(drawer_module, "render", held_render)
+    store = SnapshotStore(tmp_path, 10 * 1024 * 1024, 3600)
+    cfg = CameraAnalytics(tracking=TrackingConfig(min_frames=1))
+    analyzer = CameraAnalyzer("cam0", "ab" * 8, cfg, AnalyticsConfig(), PublishConfig(), NAMES, store)
+    image = np.full((H, W, 3), 90, np.uint8)
+
+    def step(i: int) -> Any:
+        return analyzer.process(
+            Frame("cam0", i, image, 1e9 + i / 10, i / 10), dets((box_at(150), 0.9, 0)), i / 10
+        )
+
+    new: list[Any] = []
+    for i in range(10):  # the tracker confirms the object within a few frames
+        out = step(i)
+        new = [ref for e, ref in out.events if e.type == "new"]
+        if new:
+            break
+    assert len(new) == 1 and new[0] is not None  # process() returned while the drawing is held
+    file = tmp_path / new[0].file
+    assert not file.exists() and out.snapshots == []
+    gate.set()
+    assert analyzer.drawer is not None and analyzer.drawer.flush(10)
+    out = step(i + 1)
+    assert [topic for topic, _ in out.snapshots] == ["cam0/person/snapshot"] and file.is_file()
+    assert out.snapshots[0][1] == file.read_bytes()
+    analyzer.close()
+
+
+def test_the_drawer_keeps_the_newest_per_object_and_skips_the_oldest_when_full(tmp_path: Path) -> None:
+    from edge_daemon.analytics import Job, SnapshotDrawer
+
+    drawer = SnapshotDrawer(SnapshotStore(tmp_path, 10 * 1024 * 1024, 3600), 320, 80, depth=2)
+    drawer._closed = True  # no thread: the queue is looked at as it is
+    picture = np.zeros((48, 64, 3), np.uint8)
+    job = Job("cam0", "r-1", "cam0/person/snapshot", picture, (1, 1, 9, 9), "a")
+    assert drawer.submit(job) == "cam0/r-1.jpg"
+    drawer.submit(dataclasses.replace(job, caption="newer"))  # same object: replaces the waiting one
+    assert [j.caption for j in drawer._jobs.values()] == ["newer"] and drawer.skipped == 0
+    drawer.submit(dataclasses.replace(job, name="r-2"))
+    drawer.submit(dataclasses.replace(job, name="r-3"))  # a third waiting: the oldest is given up
+    assert [j.name for j in drawer._jobs.values()] == ["r-2", "r-3"] and drawer.skipped == 1
+    drawer._closed = False
+    drawer.submit(dataclasses.replace(job, name="r-4", picture=np.zeros((0, 0, 3), np.uint8)))  # bad
+    assert drawer.flush(10)
+    assert sorted(p.name for p in (tmp_path / "cam0").iterdir()) == ["r-3.jpg"]
+    assert drawer.errors == {"cam0": 1} and len(drawer.take("cam0")) == 1 and drawer.take("cam0") == []
+    drawer.close()
+    assert drawer._thread is not None and not drawer._thread.is_alive()

@@ -202,6 +202,33 @@ def test_cuda_graph_replay_equals_eager_execution(cache_dir: Path) -> None:
         np.testing.assert_allclose(eager[key].xyxy, graphs[key].xyxy, atol=0.25)
 
 
+def test_cuda_graphs_are_recorded_before_frames_flow_and_padded_batches_equal_eager(cache_dir: Path) -> None:
+    """Every batch bucket's graph is recorded when the stage is built (none while cameras run); a batch
+    between buckets runs the next bucket's graph and reads back only its own rows."""
+    from edge_daemon.app import build_pipeline, load_model
+    from edge_daemon.publish.base import NullPublisher
+    from edge_daemon.runtime.torchscript import batch_buckets
+
+    assert batch_buckets(6) == [1, 2, 3, 4, 6] and batch_buckets(64)[-3:] == [32, 48, 64]
+    settings = _settings(cache_dir, cameras=5, precision="fp32", max_batch=6, cuda_graphs=True)
+    model = load_model(settings)
+    try:
+        pipeline = build_pipeline(settings, model, publisher=NullPublisher())
+        try:
+            graphs: Any = model.engine._graphs  # type: ignore[attr-defined]
+            assert len(graphs) == 2 * 5  # two batches in flight x five buckets, before any frame
+        finally:
+            pipeline.stage.close()
+    finally:
+        model.engine.close()
+    eager, _, _ = _run(_settings(cache_dir, cameras=5, precision="fp32", max_batch=6, cuda_graphs=False))
+    graphs, _, stats = _run(_settings(cache_dir, cameras=5, precision="fp32", max_batch=6, cuda_graphs=True))
+    assert stats.published == 5 * FRAMES and eager.keys() == graphs.keys()
+    for key in eager:  # batches of 5 ran the graph of 6
+        np.testing.assert_array_equal(eager[key].class_id, graphs[key].class_id)
+        np.testing.assert_allclose(eager[key].xyxy, graphs[key].xyxy, atol=0.25)
+
+
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_tensorrt_engine_on_the_cuda_stage_matches_torch(cache_dir: Path, precision: str) -> None:
     """The production Jetson path: a TensorRT engine on the CUDA stage's device buffers and stream.

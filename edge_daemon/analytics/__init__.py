@@ -7,6 +7,7 @@ keeps snapshots (:mod:`.snapshots`) and decides which per-frame messages go out 
 """
 
 from edge_daemon.analytics.camera import CameraAnalyzer, Outcome, SnapshotRef
+from edge_daemon.analytics.drawer import Job, SnapshotDrawer
 from edge_daemon.analytics.motion import MotionGate
 from edge_daemon.analytics.scene import Event, Scene, Seen, TrackedObject
 from edge_daemon.analytics.snapshots import SnapshotStore
@@ -14,10 +15,12 @@ from edge_daemon.analytics.snapshots import SnapshotStore
 __all__ = [
     "CameraAnalyzer",
     "Event",
+    "Job",
     "MotionGate",
     "Outcome",
     "Scene",
     "Seen",
+    "SnapshotDrawer",
     "SnapshotRef",
     "SnapshotStore",
     "TrackedObject",

@@ -12,13 +12,13 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
+from edge_daemon.analytics.drawer import Job, SnapshotDrawer
 from edge_daemon.analytics.firehose import ChangeFilter
 from edge_daemon.analytics.geometry import Line, Zone
 from edge_daemon.analytics.scene import Event, Scene, seen_from
-from edge_daemon.analytics.snapshots import SnapshotStore, render
+from edge_daemon.analytics.snapshots import SnapshotStore
 from edge_daemon.analytics.tracker import Tracker
 from edge_daemon.config.analytics import AnalyticsConfig, CameraAnalytics, PublishConfig
 from edge_daemon.errors import ConfigError
@@ -88,19 +88,21 @@ class CameraAnalyzer:
         analytics: AnalyticsConfig,
         publish: PublishConfig,
         names: dict[int, str],
-        store: SnapshotStore | None,
+        snapshots: SnapshotDrawer | SnapshotStore | None,
         fps: float = 30.0,
     ) -> None:
         self.camera, self.run, self.cfg, self.names = camera, run, cfg, names
         _check_labels(camera, cfg, names)
         self.tracker = self._tracker(fps) if cfg.tracking.enabled else None
         self.filter = ChangeFilter(publish)
-        self.store = store if analytics.snapshots.enabled else None
-        self._snap_cfg = analytics.snapshots
+        snap = analytics.snapshots
+        if isinstance(snapshots, SnapshotStore):  # a drawer of its own (tests; the daemon shares one)
+            snapshots = SnapshotDrawer(snapshots, snap.max_width, snap.quality)
+        self.drawer = snapshots if snap.enabled else None
+        self.store = self.drawer.store if self.drawer is not None else None
         self._analytics = analytics
         self.scene: Scene | None = None
         self.events = 0
-        self.errors = 0  # snapshots that could not be drawn or encoded
         self._candidates: dict[int, _Candidate] = {}
         self._refs: dict[int, SnapshotRef] = {}
         self._last: tuple[float, float, int] = (0.0, 0.0, 0)  # t, at, seq of the last frame
@@ -157,7 +159,7 @@ class CameraAnalyzer:
         seen = seen_from(dets.xyxy, dets.confidence, dets.class_id, ids, self.names)
         events = self.scene.step(t, frame.captured_at, frame.seq, seen, wh)
         out = Outcome(dets, self.filter.due(t, dets, wh))
-        if self.store is not None:
+        if self.drawer is not None:
             copy: Frame | None = None  # one copy of the frame for all who improved on it
             for s in seen:
                 obj = self.scene.objects.get(s.track_id)
@@ -166,9 +168,13 @@ class CameraAnalyzer:
                     self._candidates[s.track_id] = _Candidate(
                         copy, s.box, s.confidence, frame.seq, frame.captured_at
                     )
-            self.store.prune_if_due(frame.captured_at)
         self._emit(events, out)
         return out
+
+    def close(self) -> None:
+        """Stop the snapshot drawer (after :meth:`finish`)."""
+        if self.drawer is not None:
+            self.drawer.close()
 
     def idle(self, t: float, at: float) -> Outcome:
         """No frame for a while (a live camera away): time passes, objects unseen for ``lost_s`` end and
@@ -179,15 +185,21 @@ class CameraAnalyzer:
             self._emit(self.scene.step(t, at, seq, [], self.frame_wh), out)
         return out
 
+    @property
+    def errors(self) -> int:
+        """Snapshots of this camera that could not be drawn or encoded."""
+        return self.drawer.errors.get(self.camera, 0) if self.drawer is not None else 0
+
     def finish(self) -> Outcome:
-        """At shutdown: every object ends (reason ``shutdown``), occupancy back to 0."""
+        """At shutdown: every object ends (reason ``shutdown``), occupancy back to 0; every snapshot
+        still being drawn is waited for and published."""
         out = Outcome(Detections.empty(), False)
         if self.scene is not None:
             t, at, seq = self._last
-            self._emit(self.scene.finish(t, at, seq), out)
+            self._emit(self.scene.finish(t, at, seq), out, flush=True)
         return out
 
-    def _emit(self, events: list[Event], out: Outcome) -> None:
+    def _emit(self, events: list[Event], out: Outcome, flush: bool = False) -> None:
         assert self.scene is not None
         ended = []
         for event in events:
@@ -203,27 +215,25 @@ class CameraAnalyzer:
         if self.tracker is not None and ended:
             self.tracker.forget(ended)
         out.occupancy = self.scene.occupancy_changes()
+        if self.drawer is not None:
+            if flush:
+                self.drawer.flush()
+            out.snapshots.extend(self.drawer.take(self.camera))
 
     def _encode(self, tid: int, label: str, out: Outcome) -> None:
-        """Draw and store the object's pending best frame, if any, and publish it as its label's latest.
-        A frame that cannot be drawn or encoded is counted and skipped: the event goes out without it."""
+        """Hand the object's pending best frame, if any, to the drawer (its own thread draws, stores and
+        finishes it); the event names the file it will be. The JPEG is published as the label's latest
+        with a later frame of this camera."""
         cand = self._candidates.pop(tid, None)
-        if cand is None or self.store is None:
+        if cand is None or self.drawer is None:
             return
+        picture = cand.image.image if cand.image.image is not None else cand.image.nv12
+        assert picture is not None
         caption = f"{label} #{tid} {cand.confidence:.2f}"
-        try:
-            picture = cand.image.image if cand.image.image is not None else cand.image.nv12
-            assert picture is not None
-            jpeg = render(picture, cand.box, caption, self._snap_cfg.max_width, self._snap_cfg.quality)
-        except (ValueError, OverflowError, cv2.error) as exc:
-            self.errors += 1
-            if self.errors in (1, 10) or self.errors % 1000 == 0:
-                log.error("camera %s: cannot draw a snapshot (%s); %d so far", self.camera, exc, self.errors)
-            return
         topic = f"{self.camera}/{topic_level(label)}/snapshot"
-        file = self.store.save(self.camera, f"{self.run}-{tid}", jpeg)
+        job = Job(self.camera, f"{self.run}-{tid}", topic, picture, cand.box, caption)
+        file = self.drawer.submit(job)
         self._refs[tid] = SnapshotRef(file, topic, cand.seq, cand.at, cand.confidence, cand.box)
-        out.snapshots.append((topic, jpeg))
 
 
 def _check_labels(camera: str, cfg: CameraAnalytics, names: dict[int, str]) -> None:

@@ -113,10 +113,15 @@ class SnapshotStore:
         """Bytes on disk."""
         return self._bytes
 
+    @staticmethod
+    def relative(camera: str, name: str) -> str:
+        """Where ``save(camera, name, ...)`` writes, relative to the store."""
+        return f"{camera}/{name}.jpg"
+
     def save(self, camera: str, name: str, jpeg: bytes) -> str | None:
         """Write (or rewrite) ``<camera>/<name>.jpg``; returns its path relative to the store, None when it
         could not be written."""
-        rel = f"{camera}/{name}.jpg"
+        rel = self.relative(camera, name)
         path = self.root / rel
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

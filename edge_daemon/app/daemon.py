@@ -9,7 +9,7 @@ import logging
 import threading
 from typing import Any
 
-from edge_daemon.analytics import CameraAnalyzer, MotionGate, SnapshotStore
+from edge_daemon.analytics import CameraAnalyzer, MotionGate, SnapshotDrawer, SnapshotStore
 from edge_daemon.app.boot import LoadedModel, load_model
 from edge_daemon.camera import Backoff, DropPolicy, hardware_source, open_source
 from edge_daemon.config import Settings
@@ -44,9 +44,10 @@ def camera_plans(settings: Settings, names: dict[int, str] | None = None, run: s
     """One plan per camera; with the model's ``names``, each with its analytics (tracking, zones, events,
     snapshots, which detections go out) and its motion gate when enabled."""
     snaps = settings.analytics.snapshots
-    store = None
+    drawer = None  # one snapshot drawer (a thread) for every camera
     if names is not None and snaps.enabled and any(c.tracking.enabled for c in settings.cameras):
         store = SnapshotStore(snaps.dir, snaps.max_bytes, snaps.max_age_s)
+        drawer = SnapshotDrawer(store, snaps.max_width, snaps.quality)
     return [
         CameraPlan(
             name=cam.name,
@@ -57,7 +58,7 @@ def camera_plans(settings: Settings, names: dict[int, str] | None = None, run: s
             max_frames=cam.max_frames,
             analyzer=None
             if names is None
-            else CameraAnalyzer(cam.name, run, cam, settings.analytics, settings.publish, names, store),
+            else CameraAnalyzer(cam.name, run, cam, settings.analytics, settings.publish, names, drawer),
             gate=MotionGate(cam.motion) if cam.motion.enabled else None,
         )
         for cam in settings.cameras

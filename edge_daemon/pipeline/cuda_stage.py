@@ -211,6 +211,7 @@ class GpuStage:
             self._outs = [_OutSlot(io.output_shapes) for _ in range(in_flight)]
             self._parts.extend(self._outs)
             self.ring = FrameRing(frame_slots, self.mapped)
+            engine.prepare_device(self.input.ptr, [out.ptrs for out in self._outs], self.stream.handle)
         except BaseException:
             self._close_parts()
             raise

@@ -113,6 +113,8 @@ class Outputs:
                 self._send(events, self.messages.states(camera, out))
             except Exception:
                 log.exception("camera %s: cannot publish the end of its tracked objects", camera)
+        for analyzer in self.analyzers.values():
+            analyzer.close()
         self.stats.events = self.messages.events_sent
 
     def _send(self, messages: list[Message], states: list[Message]) -> None:

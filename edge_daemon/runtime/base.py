@@ -137,6 +137,12 @@ class InferenceEngine(ABC):
         ``stream_handle``; returns without waiting. Only for engines whose :meth:`device_io` is not None."""
         raise NotImplementedError(f"{type(self).__name__} does not run on device buffers")
 
+    def prepare_device(  # noqa: B027 (optional: most engines have nothing to prepare)
+        self, input_ptr: int, output_ptr_sets: Sequence[Sequence[int]], stream_handle: int
+    ) -> None:
+        """Do now, before frames flow, the one-time work :meth:`enqueue` would otherwise do on its first
+        calls with these buffers (one output set per batch in flight). Engines without any: nothing."""
+
     def __enter__(self) -> InferenceEngine:
         return self
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -59,6 +60,7 @@ class TorchEngine(InferenceEngine):
         self._streams: dict[int, Any] = {}
         self._graphs: dict[tuple[int, ...], Any] = {}
         self._use_graphs = cuda_graphs and device.type == "cuda"
+        self._buckets = batch_buckets(info.max_batch)
         self._closed = False
 
     @classmethod
@@ -179,12 +181,49 @@ class TorchEngine(InferenceEngine):
             with torch.cuda.stream(stream), torch.inference_mode():
                 self._forward(x, outs)
             return
-        key = (input_ptr, *output_ptrs, batch, stream_handle)
-        graph = self._graphs.get(key)
-        if graph is None:
-            graph = self._graphs[key] = self._capture(x, outs, stream)
+        graph = self._graph(input_ptr, output_ptrs, batch, stream_handle, stream)
         with torch.cuda.stream(stream):
             graph.replay()
+
+    def prepare_device(
+        self, input_ptr: int, output_ptr_sets: Sequence[Sequence[int]], stream_handle: int
+    ) -> None:
+        """Record every batch bucket's CUDA graph for these buffers now: capturing later, while cameras
+        and the publish thread run, stalls the pipeline (a capture takes a few runs of the model) and can
+        fail (a capture is invalidated by another thread's CUDA work)."""
+        if not self._use_graphs:
+            return
+        stream = self._streams.get(stream_handle)
+        if stream is None:
+            stream = self._streams[stream_handle] = self._torch.cuda.ExternalStream(
+                stream_handle, device=self._device
+            )
+        started = time.perf_counter()
+        for outputs in output_ptr_sets:
+            for bucket in self._buckets:
+                self._graph(input_ptr, outputs, bucket, stream_handle, stream)
+        log.info(
+            "torch engine: %d CUDA graphs recorded (batches %s) in %.1fs",
+            len(self._graphs),
+            ", ".join(map(str, self._buckets)),
+            time.perf_counter() - started,
+        )
+
+    def _graph(self, input_ptr: int, output_ptrs: Sequence[int], batch: int, handle: int, stream: Any) -> Any:
+        """The graph that runs ``batch`` images: the one of the smallest bucket that holds them (the rows
+        past ``batch`` are computed on whatever the buffers hold and never read)."""
+        bucket = next(b for b in self._buckets if b >= batch)
+        key = (input_ptr, *output_ptrs, bucket, handle)
+        graph = self._graphs.get(key)
+        if graph is None:
+            h, w = self.info.input_hw
+            x = self._view(input_ptr, (bucket, 3, h, w), "<f2" if self._half else "<f4")
+            outs = [
+                self._view(ptr, (bucket, *(int(d or 0) for d in shape)), "<f4")
+                for ptr, shape in zip(output_ptrs, self.info.output_shapes, strict=True)
+            ]
+            graph = self._graphs[key] = self._capture(x, outs, stream)
+        return graph
 
     def _forward(self, x: Any, outs: list[Any]) -> None:
         for out, y in zip(outs, _outputs(self._module(x)), strict=True):
@@ -255,3 +294,14 @@ def _metadata(raw: Any) -> dict[str, str]:
         else:
             out[key] = str(value)
     return out
+
+
+def batch_buckets(max_batch: int) -> list[int]:
+    """The batch sizes that get a CUDA graph: 1, 2, 3, 4, 6, 8, 12, 16... (powers of two and the halfway
+    steps between them, so a batch pads by at most a third) up to ``max_batch``, which is always one."""
+    sizes = {max_batch}
+    p = 1
+    while p < max_batch:
+        sizes.update(s for s in (p, p + p // 2) if s < max_batch)
+        p *= 2
+    return sorted(sizes)

@@ -351,9 +351,9 @@ def run_streams_bench(
     if max_cameras < 1:
         raise ConfigError("bench: --cameras must be >= 1")
     clip = stream_clip(settings, codec, size, fps)
-    batch = getattr(settings.engine, "max_batch", None)  # GPU engines: a batch can hold every camera
+    batch = getattr(settings.engine, "max_batch", None)  # GPU engines: a batch holds every camera (to 64)
     if batch is not None:
-        engine_cfg = settings.engine.model_copy(update={"max_batch": max(max_cameras, batch)})
+        engine_cfg = settings.engine.model_copy(update={"max_batch": min(64, max(max_cameras, batch))})
         settings = settings.model_copy(update={"engine": engine_cfg})
     model = load_model(_cameras(settings, clip, 1))
     report = StreamsReport(
