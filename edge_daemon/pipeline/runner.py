@@ -23,7 +23,6 @@ inferred and published, then ``offline`` is published and MQTT disconnects.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import threading
 import time
@@ -179,10 +178,6 @@ class Pipeline:
             **self._extra_info,
         }
         self.publisher.start()
-        # What loading made (the model, torch, the config) leaves the collector's view: its full passes
-        # would walk those objects again and again, pausing every thread of the hot path each time.
-        gc.collect()
-        gc.freeze()
         for worker in self._workers:
             worker.start()
         for reader in self._readers:
