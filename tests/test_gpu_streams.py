@@ -157,6 +157,33 @@ def test_nvdec_decodes_into_device_memory_the_frames_opencv_decodes(codec: str) 
     assert count == len(opencv) == 300 and source.decoder == "nvdec"
 
 
+def test_a_looped_file_starts_again_with_the_same_pictures() -> None:
+    """Looping keeps the decoder and starts a new demuxer at the first keyframe: picture k of the second
+    pass is picture k of the first, and no picture is lost or repeated at the seam."""
+    pytest.importorskip("PyNvVideoCodec", reason="PyNvVideoCodec not installed")
+    from edge_daemon.camera.nvdec import NvdecSource
+    from edge_daemon.camera.opencv import OpenCVSource
+
+    clip = _clip("h264")
+    cpu = OpenCVSource(str(clip), cv2.CAP_FFMPEG, f"file {clip}", finite=True, loop=True)
+    source = NvdecSource(str(clip), f"file {clip}", cpu, finite=True, loop=True, pool=4, required=True)
+    source.open()
+    first: dict[int, np.ndarray] = {}
+    try:
+        for k in range(2 * 300 + 5):
+            pic: Any = source.read()
+            if k % 300 in (0, 1, 150, 299):
+                host = pic.device.download()
+                if k < 300:
+                    first[k] = host
+                else:
+                    assert np.array_equal(host, first[k % 300]), k
+            pic.device.release()
+    finally:
+        source.close()
+    assert not np.array_equal(first[0], first[299])
+
+
 def _mean_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 

@@ -237,12 +237,18 @@ class NvdecSource(FrameSource):
         while not self._pending:
             packet = self._demux.Demux()
             if packet is None or getattr(packet, "bsl", 1) == 0:  # end of stream
+                if self.loop:
+                    # A looped file starts again at its first keyframe with the same decoder: a new
+                    # decoder initialises NVDEC on its first packets, holding every other thread of the
+                    # daemon up for tens to hundreds of milliseconds (measured on the H100). LOW latency
+                    # (no reordering) leaves nothing to flush.
+                    import PyNvVideoCodec as nvc
+
+                    self._demux = nvc.CreateDemuxer(self.target)
+                    continue
                 self._pending.extend(self._dec.Decode(packet) if packet is not None else [])  # flush
                 if self._pending:
                     break
-                if self.loop:
-                    self._open_nvdec()
-                    continue
                 if self.finite:
                     return None
                 raise CameraError(f"no frame from {self.description} (stream ended)")
