@@ -65,36 +65,9 @@ def pipeline_fps(
 
 def nvdec_only(clip: Path, streams: int, frames: int) -> float:
     """N NVDEC sources on threads, each reading ``frames`` pictures (and handing the buffer back)."""
-    import cv2
+    from edge_daemon.tools.streams import decode_limit
 
-    from edge_daemon.camera.nvdec import NvdecSource
-    from edge_daemon.camera.opencv import OpenCVSource
-    from edge_daemon.gpu import cuda
-
-    def work() -> None:
-        cuda.init_context(0)
-        src = NvdecSource(
-            str(clip),
-            "bench",
-            OpenCVSource(str(clip), cv2.CAP_FFMPEG, "bench"),
-            loop=True,
-            finite=True,
-            required=True,
-            pool=4,
-        )
-        src.open()
-        for _ in range(frames):
-            pic: Any = src.read()
-            pic.device.release()
-        src.close()
-
-    threads = [threading.Thread(target=work) for _ in range(streams)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return streams * frames / (time.perf_counter() - started)
+    return decode_limit(clip, True, streams, frames)
 
 
 def main() -> None:
