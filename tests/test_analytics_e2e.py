@@ -184,6 +184,7 @@ def test_demo_clip_with_a_zone_and_a_line(broker: Broker, clip: Path, world_onnx
     assert health["cameras"]["cam0"]["events"] == len(events)
     assert health["cameras"]["cam0"]["detections_suppressed"] == 120 - len(detections)
     assert health["snapshots"]["written"] > 0 and health["snapshots"]["dropped"] == 0
+    assert health["snapshots"]["skipped"] == 0
     zone_topics = {t for t, _, r in messages if "/zones/left/" in t and not r}
     assert {"edge/democlip/cam0/zones/left/all", "edge/democlip/cam0/zones/left/person"} <= zone_topics
     # Identity: four people checked by eye in frames 20-110 keep one id each (no switch), all different.

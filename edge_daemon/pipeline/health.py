@@ -185,12 +185,13 @@ def analytics_health(
             cam["events"] = analyzer.events
             cam["detections_suppressed"] = analyzer.filter.suppressed
             cam["snapshot_errors"] = analyzer.errors
-    store = next((a.store for a in analyzers.values() if a.store is not None), None)
-    if store is not None:
+    drawer = next((a.drawer for a in analyzers.values() if a.drawer is not None), None)
+    if drawer is not None:
         health["snapshots"] = {
-            "written": store.written,
-            "dropped": store.dropped,
-            "write_errors": store.write_errors,
-            "bytes": store.size,
+            "written": drawer.store.written,
+            "dropped": drawer.store.dropped,
+            "write_errors": drawer.store.write_errors,
+            "skipped": drawer.skipped,  # not drawn: too many were waiting (an overloaded device)
+            "bytes": drawer.store.size,
         }
     return health
