@@ -22,7 +22,7 @@ import pytest
 
 from edge_daemon.colour import Colour, nv12_to_bgr
 from tests.helpers.assets import find_asset
-from tests.test_gpu import _has_gpu
+from tests.test_gpu import _has_gpu, _real_frames
 
 cuda = pytest.importorskip("edge_daemon.gpu.cuda", reason="cuda-python not installed")
 
@@ -38,18 +38,6 @@ def _nv12(bgr: np.ndarray) -> np.ndarray:
     u = i420[h : h + h // 4].reshape(h // 2, w // 2)
     v = i420[h + h // 4 :].reshape(h // 2, w // 2)
     return np.concatenate([i420[:h], np.stack([u, v], -1).reshape(h // 2, w)])
-
-
-def _frames() -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(find_asset("vtest.avi")))
-    out = []
-    for i in range(120):
-        ok, img = cap.read()
-        if ok and i % 60 == 0:
-            out.append(img)
-    cap.release()
-    big = cv2.resize(out[0], (1920, 1080), interpolation=cv2.INTER_CUBIC)
-    return [*out, big]
 
 
 def _ffmpeg_bgr(nv12: np.ndarray, colour: Colour) -> np.ndarray | None:
@@ -76,7 +64,7 @@ def test_nv12_kernel_equals_the_cpu_path(dst_hw: tuple[int, int], tmp_path: Path
     kernel = GpuLetterbox.load(cuda.device_info(0).compute_capability, tmp_path)
     stream = cuda.Stream()
     try:
-        for frame in _frames():
+        for frame in _real_frames():
             nv12 = _nv12(frame)
             h, w = frame.shape[:2]
             src = cuda.DeviceBuffer(nv12.nbytes)

@@ -99,7 +99,6 @@ class CameraAnalyzer:
         if isinstance(snapshots, SnapshotStore):  # a drawer of its own (tests; the daemon shares one)
             snapshots = SnapshotDrawer(snapshots, snap.max_width, snap.quality)
         self.drawer = snapshots if snap.enabled else None
-        self.store = self.drawer.store if self.drawer is not None else None
         self._analytics = analytics
         self.scene: Scene | None = None
         self.events = 0

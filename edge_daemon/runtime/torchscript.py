@@ -165,25 +165,16 @@ class TorchEngine(InferenceEngine):
         if self._closed:
             raise EngineError("engine is closed")
         self.check_batch(batch)
-        h, w = self.info.input_hw
-        x = self._view(input_ptr, (batch, 3, h, w), "<f2" if self._half else "<f4")
-        outs = [
-            self._view(ptr, (batch, *(int(d or 0) for d in shape)), "<f4")
-            for ptr, shape in zip(output_ptrs, self.info.output_shapes, strict=True)
-        ]
         torch = self._torch
-        stream = self._streams.get(stream_handle)
-        if stream is None:
-            stream = self._streams[stream_handle] = torch.cuda.ExternalStream(
-                stream_handle, device=self._device
-            )
-        if not self._use_graphs:
-            with torch.cuda.stream(stream), torch.inference_mode():
-                self._forward(x, outs)
+        stream = self._stream(stream_handle)
+        if self._use_graphs:
+            graph = self._graph(input_ptr, output_ptrs, batch, stream_handle, stream)
+            with torch.cuda.stream(stream):
+                graph.replay()
             return
-        graph = self._graph(input_ptr, output_ptrs, batch, stream_handle, stream)
-        with torch.cuda.stream(stream):
-            graph.replay()
+        x, outs = self._tensors(input_ptr, output_ptrs, batch)
+        with torch.cuda.stream(stream), torch.inference_mode():
+            self._forward(x, outs)
 
     def prepare_device(
         self, input_ptr: int, output_ptr_sets: Sequence[Sequence[int]], stream_handle: int
@@ -193,11 +184,7 @@ class TorchEngine(InferenceEngine):
         fail (a capture is invalidated by another thread's CUDA work)."""
         if not self._use_graphs:
             return
-        stream = self._streams.get(stream_handle)
-        if stream is None:
-            stream = self._streams[stream_handle] = self._torch.cuda.ExternalStream(
-                stream_handle, device=self._device
-            )
+        stream = self._stream(stream_handle)
         started = time.perf_counter()
         for outputs in output_ptr_sets:
             for bucket in self._buckets:
@@ -216,14 +203,25 @@ class TorchEngine(InferenceEngine):
         key = (input_ptr, *output_ptrs, bucket, handle)
         graph = self._graphs.get(key)
         if graph is None:
-            h, w = self.info.input_hw
-            x = self._view(input_ptr, (bucket, 3, h, w), "<f2" if self._half else "<f4")
-            outs = [
-                self._view(ptr, (bucket, *(int(d or 0) for d in shape)), "<f4")
-                for ptr, shape in zip(output_ptrs, self.info.output_shapes, strict=True)
-            ]
-            graph = self._graphs[key] = self._capture(x, outs, stream)
+            graph = self._graphs[key] = self._capture(*self._tensors(input_ptr, output_ptrs, bucket), stream)
         return graph
+
+    def _stream(self, handle: int) -> Any:
+        """torch's wrapper of the caller's CUDA stream, made once per handle."""
+        stream = self._streams.get(handle)
+        if stream is None:
+            stream = self._streams[handle] = self._torch.cuda.ExternalStream(handle, device=self._device)
+        return stream
+
+    def _tensors(self, input_ptr: int, output_ptrs: Sequence[int], batch: int) -> tuple[Any, list[Any]]:
+        """The input and output tensors of ``batch`` images over the caller's device buffers."""
+        h, w = self.info.input_hw
+        x = self._view(input_ptr, (batch, 3, h, w), "<f2" if self._half else "<f4")
+        outs = [
+            self._view(ptr, (batch, *(int(d or 0) for d in shape)), "<f4")
+            for ptr, shape in zip(output_ptrs, self.info.output_shapes, strict=True)
+        ]
+        return x, outs
 
     def _forward(self, x: Any, outs: list[Any]) -> None:
         for out, y in zip(outs, _outputs(self._module(x)), strict=True):
