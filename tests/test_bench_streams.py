@@ -50,7 +50,7 @@ def test_bench_cameras_runs_the_whole_pipeline_and_reports_the_limits(
     )
     out = tmp_path / "streams.json"
     args = ["bench", "-c", str(config), "--cameras", "2", "--size", "320x240", "--fps", "5"]
-    args += ["--warmup", "2", "--seconds", "3", "--no-ultralytics", "--json", str(out)]
+    args += ["--warmup", "2", "--seconds", "3", "--no-ultralytics", "--json", str(out), "--workers", "2"]
     with subscribed(broker, "edge/streamsbench/#") as sub:
         res = run_cli(*args, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
@@ -67,4 +67,7 @@ def test_bench_cameras_runs_the_whole_pipeline_and_reports_the_limits(
         assert t["held"] == ok and (t["why"] == "") == ok, t
         assert t["fps"] > 0 and t["cores_per_stream"] > 0
     assert report["held"] == max((t["cameras"] for t in trials if t["held"]), default=0)
+    # One camera runs in this process; two in two worker processes. The decoders ran in two processes.
+    assert [t["workers"] for t in trials] == [min(t["cameras"], 2) for t in trials] and len(trials) >= 2
+    assert report["decode_processes"] == 2
     assert "decode limit" in res.stdout and "engine limit" in res.stdout

@@ -22,7 +22,7 @@ from edge_daemon.publish.base import Publisher
 from edge_daemon.publish.control import MqttControl
 from edge_daemon.publish.discovery import Discovery
 from edge_daemon.publish.mqtt import MqttPublisher
-from edge_daemon.publish.payload import new_run_id
+from edge_daemon.publish.payload import ModelTag, new_run_id
 from edge_daemon.types import Detections, Frame, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -99,15 +99,16 @@ def make_stage(settings: Settings, model: LoadedModel) -> Stage:
         return CpuStage(engine, how)
 
 
-def mqtt_publisher(settings: Settings, model: LoadedModel, controls: Controls) -> MqttPublisher:
+def mqtt_publisher(
+    settings: Settings, names: dict[int, str], tag: ModelTag, controls: Controls
+) -> MqttPublisher:
     """The MQTT publisher with its integrations: the control topics (state echoed, retained) and, when
     on, Home Assistant discovery."""
     publisher = MqttPublisher.from_config(settings.mqtt, settings.device_id)
     MqttControl(controls, publisher).echo_all()
     if settings.homeassistant.discovery:
-        tag = model.tag
         about = f"{tag.model_id} ({tag.backend} {tag.precision})"
-        Discovery(settings, model.info.names, about, publisher).start()
+        Discovery(settings, names, about, publisher).start()
     return publisher
 
 
@@ -116,8 +117,10 @@ def build_pipeline(
     model: LoadedModel,
     publisher: Publisher | None = None,
     on_result: ResultHook | None = None,
+    run: str | None = None,
 ) -> Pipeline:
-    run = new_run_id()
+    """The pipeline for ``settings``' cameras; ``run``: the run id its messages carry (new if None)."""
+    run = run or new_run_id()
     plans = camera_plans(settings, model.info.names, run)  # before the stage: a config error costs nothing
     stage = make_stage(settings, model)
     if stage.name == "gpu":  # hardware decode where the camera allows it, into the stage's device memory
@@ -138,7 +141,7 @@ def build_pipeline(
         decode=decoder(model.info.head, decode_params(settings, model.info)),
         names=model.info.names,
         model_tag=model.tag,
-        publisher=publisher or mqtt_publisher(settings, model, controls),
+        publisher=publisher or mqtt_publisher(settings, model.info.names, model.tag, controls),
         device_id=settings.device_id,
         stats_interval_s=settings.log.stats_interval_s,
         on_result=on_result,
@@ -185,7 +188,12 @@ def run_daemon(
     ``memory``: the GPU memory provider for a TensorRT engine (None: CUDA on the configured device).
     The HTTP server (``http``) starts first, so ``/healthz`` answers while a first boot builds.
     """
+    workers = settings.service.workers > 1 and len(settings.cameras) > 1
+    if workers and (memory is not None or on_result is not None):
+        raise ConfigError("service.workers > 1 runs the cameras in other processes: no memory or on_result")
     web = start_web(settings)
+    if workers:
+        return _run_workers(settings, stop, web)
     try:
         model = load_model(settings, memory=memory)
     except BaseException:
@@ -223,3 +231,29 @@ def run_daemon(
             )
         else:
             model.engine.close()
+
+
+def _run_workers(settings: Settings, stop: threading.Event, web: Any) -> PipelineStats:
+    """``service.workers`` > 1: the cameras in worker processes (:mod:`.workers`); MQTT, HTTP and the
+    watchdog here."""
+    from edge_daemon.app.workers import WorkerGroup
+
+    group = WorkerGroup(settings)
+    try:
+        about = group.load(stop)
+        publisher = mqtt_publisher(settings, about["names"], about["tag"], group.controls)
+        group.attach(publisher)
+        if web is not None:
+            web.state.pipeline, web.state.publisher, web.state.phase = group, publisher, "running"
+        stats = group.run(stop, settings.service.drain_timeout_s)
+        if group.error is not None:
+            raise group.error
+        return stats
+    finally:
+        if group.stats.finished is None:  # failed before running: the loaded workers are waiting for "go"
+            group.shutdown(1.0)
+        if group.stats.finished is None:  # failed before running: the loaded workers are waiting for "go"
+            group.shutdown(1.0)
+        if web is not None:
+            web.state.phase = "stopping"
+            web.stop()

@@ -29,6 +29,9 @@ def command(args: argparse.Namespace) -> int:
     if args.cameras is not None:
         from edge_daemon.tools.streams import run_streams_bench
 
+        if args.workers is not None:
+            service = settings.service.model_copy(update={"workers": args.workers})
+            settings = settings.model_copy(update={"service": service})
         streams = run_streams_bench(
             settings,
             args.cameras,
@@ -82,4 +85,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument("--fps", type=int, default=30, help="stream frame rate (30)")
     s.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring each count (4)")
     s.add_argument("--seconds", type=float, default=8.0, help="seconds measured per count (8)")
+    s.add_argument(
+        "--workers", type=int, metavar="K", help="camera groups in K worker processes (service.workers)"
+    )
     p.set_defaults(func=command)

@@ -8,6 +8,16 @@ from edge_daemon.config.base import Strict
 
 
 class ServiceConfig(Strict):
+    workers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Camera groups in this many worker processes (cameras dealt round-robin), each running "
+        "the whole pipeline with its own copy of the engine on the same device, so that one interpreter "
+        "lock is not the limit; this process keeps MQTT, HTTP and the watchdog. Each worker costs a CUDA "
+        "context and an engine in GPU memory: keep 1 on a Jetson unless `edge-daemon bench --cameras` "
+        "says otherwise. Not with http.live_view (the frames stay in the workers).",
+    )
     stuck_batch_s: float = Field(
         30.0,
         gt=0,

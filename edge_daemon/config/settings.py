@@ -60,6 +60,14 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _live_view_in_process(self) -> Settings:
+        if self.service.workers > 1 and self.http.enabled and self.http.live_view:
+            raise ValueError(
+                "http.live_view needs service.workers: 1 (with workers the frames stay in their processes)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _model_fits_backend(self) -> Settings:
         suffix = self.model.path.suffix.lower()
         if suffix == ".xml" and self.engine.backend != "openvino":

@@ -49,10 +49,10 @@ from edge_daemon.pipeline.health import (
 from edge_daemon.pipeline.messages import Messages
 from edge_daemon.pipeline.outputs import Outputs
 from edge_daemon.pipeline.stages import CpuStage, Stage
+from edge_daemon.pipeline.supervise import supervise
 from edge_daemon.publish.base import Publisher
 from edge_daemon.publish.payload import ModelTag, new_run_id
 from edge_daemon.runtime import InferenceEngine
-from edge_daemon.service.notify import Watchdog
 from edge_daemon.types import Detections, Frame
 
 __all__ = ["CameraPlan", "Pipeline", "PipelineStats", "ResultHook"]
@@ -167,7 +167,19 @@ class Pipeline:
 
         systemd: READY once running; WATCHDOG while the worker threads live and none is stuck in the
         engine longer than ``stuck_batch_s``; STATUS says which cameras are down."""
-        self.publisher.info = {
+        self.publisher.info = self.info()
+        self.publisher.start()
+        for worker in self._workers:
+            worker.start()
+        for reader in self._readers:
+            reader.start()
+        supervise(self, stop, self._stats_interval)
+        self.shutdown(drain_timeout_s)
+        return self.stats
+
+    def info(self) -> dict[str, Any]:
+        """The retained ``info`` message: what runs (model, backend, precision, input, cameras, decoders)."""
+        return {
             "device_id": self._device_id,
             "run": self.run_id,
             "model": self._tag.model_id,
@@ -177,38 +189,22 @@ class Pipeline:
             "cameras": [r.name for r in self._readers],
             **self._extra_info,
         }
-        self.publisher.start()
-        for worker in self._workers:
-            worker.start()
-        for reader in self._readers:
-            reader.start()
-        next_log = time.monotonic() + self._stats_interval
-        watchdog = Watchdog()
-        watchdog.ready(f"running; {camera_status(self._readers)}")  # the engine is loaded, the threads run
-        seen_state: tuple[bool, ...] = tuple(r.stats.connected for r in self._readers)
-        stuck_said = False
-        while not stop.is_set() and any(w.is_alive() for w in self._workers):
-            stop.wait(watchdog.tick_s)
-            stuck = self._busy.stuck(self._stuck_batch_s)
-            watchdog.tick(stuck is None and all(w.is_alive() for w in self._workers))
-            if stuck is not None and not stuck_said:
-                stuck_said = True
-                text = f"unhealthy: the {stuck[0]} thread is stuck in the engine for {stuck[1]:.0f}s"
-                log.error("%s; watchdog pings stop (systemd restarts the service)", text)
-                watchdog.status(text)
-            state = tuple(r.stats.connected for r in self._readers)
-            due = time.monotonic() >= next_log
-            if state != seen_state or due:  # a camera came or went: say so now, not at the next interval
-                if state != seen_state:
-                    watchdog.status(f"running; {camera_status(self._readers)}")
-                seen_state = state
-                self.publisher.publish_health(self.health())
-            if due:
-                watchdog.status(f"{self._log_stats()}; {camera_status(self._readers)}")
-                next_log += self._stats_interval
-        watchdog.status("stopping: finishing in-flight frames")
-        self.shutdown(drain_timeout_s)
-        return self.stats
+
+    # What :func:`supervise` asks while the cameras run.
+    def running(self) -> bool:
+        return any(w.is_alive() for w in self._workers)
+
+    def alive(self) -> bool:
+        return all(w.is_alive() for w in self._workers)
+
+    def stuck(self) -> tuple[str, float] | None:
+        return self._busy.stuck(self._stuck_batch_s)
+
+    def connected(self) -> tuple[bool, ...]:
+        return tuple(r.stats.connected for r in self._readers)
+
+    def camera_status(self) -> str:
+        return camera_status(self._readers)
 
     def shutdown(self, drain_timeout_s: float) -> None:
         """Stop cameras, let queued frames finish (bounded), then close the publisher."""
@@ -238,7 +234,7 @@ class Pipeline:
         except Exception:
             log.exception("cannot publish the final health message")
         self.publisher.close(timeout=max(1.0, deadline - time.monotonic()))
-        self._log_stats()
+        self.log_stats()
 
     def _abort(self, exc: BaseException) -> None:
         if self.error is None:
@@ -375,7 +371,7 @@ class Pipeline:
             health["analytics_errors"] = self.stats.analytics_errors
         return analytics_health(health, self._gates, self._analyzers)
 
-    def _log_stats(self) -> str:
+    def log_stats(self) -> str:
         e2e = list(self.stats.end_to_end_ms)[-1000:]
         p50 = float(np.percentile(e2e, 50)) if e2e else 0.0
         dropped = sum(q.dropped for q in self._queues.values())

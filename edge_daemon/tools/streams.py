@@ -8,7 +8,8 @@ One run, on one machine, measures:
   was dropped by the policy, every camera captured at least 95 % of its frame rate, and capture -> publish
   p99 stayed under 100 ms. N doubles from 1 until a count is not held, then is bisected;
 - **decode limit**: the decoder alone (NVDEC where the pipeline would use it, else OpenCV on the CPU),
-  ``min(N, 32)`` streams on threads, unpaced: frames per second, and that over the frame rate in streams;
+  ``min(N, 32)`` streams dealt over up to 8 processes (threads within each), unpaced: frames per second,
+  and that over the frame rate in streams;
 - **engine limit**: the engine's bare batched rate at its largest batch (``enqueue`` on device buffers
   for a GPU engine, ``infer`` on a ready tensor otherwise), in streams likewise;
 - **Ultralytics** (``--ultralytics``): ``YOLO(<same weights>).predict`` on batches of N frames (its
@@ -16,7 +17,9 @@ One run, on one machine, measures:
   streams it holds are the largest N whose batched rate reaches N x the frame rate. Decoding is left out
   of its figure, which flatters it.
 
-With each held count it reports the host CPU the process used per stream (cores per stream).
+With each held count it reports the host CPU used per stream (cores per stream), worker processes
+included. With ``service.workers`` (``--workers``) > 1 the cameras run in that many worker processes
+(:mod:`edge_daemon.app.workers`), each engine's max batch its share of the cameras.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from edge_daemon.app import build_pipeline, load_model
+from edge_daemon.app.workers import WorkerGroup
 from edge_daemon.config import FileCamera, Settings
 from edge_daemon.errors import ConfigError
 from edge_daemon.publish.base import NullPublisher, Publisher
@@ -41,6 +45,7 @@ from edge_daemon.tools.bench import machine_description
 log = logging.getLogger(__name__)
 
 P99_LIMIT_MS = 100.0
+DECODE_PROCESSES = 8  # the decode limit is the decoder's, not one interpreter's: streams over processes
 CAPTURE_SHARE = 0.95
 
 
@@ -56,6 +61,7 @@ class Trial:
     max_ms: float
     cores_per_stream: float  # host CPU time over wall time, per camera
     decode: str = ""  # what decoded (the daemon's info: "nvdec", "cpu", ...)
+    workers: int = 1  # processes the cameras ran in
     why: str = ""
 
 
@@ -67,6 +73,7 @@ class StreamsReport:
     fps: int
     decoder: str = ""
     decode_limit_fps: float = 0.0
+    decode_processes: int = 1
     engine_batch: int = 1
     engine_limit_fps: float = 0.0
     trials: list[Trial] = field(default_factory=list)
@@ -100,15 +107,16 @@ class StreamsReport:
         lines = [
             f"machine: {self.machine}",
             f"model: {self.model}; clip: {self.clip} at {self.fps} FPS; decode: {self.decoder}",
-            f"decode limit: {self.decode_limit_fps:.0f} FPS = {d['decode_limit_streams']} streams",
+            f"decode limit ({self.decode_processes} processes): {self.decode_limit_fps:.0f} FPS = "
+            f"{d['decode_limit_streams']} streams",
             f"engine limit (batch {self.engine_batch}): {self.engine_limit_fps:.0f} FPS = "
             f"{d['engine_limit_streams']} streams",
-            f"{'cameras':>8}{'held':>6}{'FPS':>9}{'dropped':>9}{'min cap':>9}{'p50 ms':>8}{'p99 ms':>8}"
-            f"{'max ms':>8}{'cores/str':>10}  why",
+            f"{'cameras':>8}{'workers':>8}{'held':>6}{'FPS':>9}{'dropped':>9}{'min cap':>9}{'p50 ms':>8}"
+            f"{'p99 ms':>8}{'max ms':>8}{'cores/str':>10}  why",
         ]
         for t in self.trials:
             lines.append(
-                f"{t.cameras:>8}{'yes' if t.held else 'no':>6}{t.fps:>9.1f}{t.dropped:>9}"
+                f"{t.cameras:>8}{t.workers:>8}{'yes' if t.held else 'no':>6}{t.fps:>9.1f}{t.dropped:>9}"
                 f"{t.capture_min_fps:>9.1f}{t.p50_ms:>8.1f}{t.p99_ms:>8.1f}{t.max_ms:>8.1f}"
                 f"{t.cores_per_stream:>10.3f}  {t.why}"
             )
@@ -159,17 +167,31 @@ def trial(settings: Settings, model: Any, clip: Path, n: int, fps: int, warmup_s
     """N paced cameras for ``warmup_s`` + ``seconds``; held or not over the last ``seconds``."""
     cfg = _cameras(settings, clip, n)
     publisher: Publisher = MqttPublisher.from_config(cfg.mqtt, cfg.device_id) if mqtt else NullPublisher()
-    pipeline = build_pipeline(cfg, model, publisher=publisher)
+    pipeline: Any
+    workers = min(n, cfg.service.workers)
+    if workers > 1:  # camera groups in worker processes, each with its engine batching its own cameras
+        batch = getattr(cfg.engine, "max_batch", None)
+        if batch is not None:
+            engine = cfg.engine.model_copy(update={"max_batch": -(-n // workers)})
+            cfg = cfg.model_copy(update={"engine": engine})
+        pipeline = WorkerGroup(cfg)
+        pipeline.load(threading.Event())
+        pipeline.attach(publisher)
+    else:
+        pipeline = build_pipeline(cfg, model, publisher=publisher)
     stop = threading.Event()
     runner = threading.Thread(target=lambda: pipeline.run(stop), name="bench-pipeline", daemon=True)
     runner.start()
     s = pipeline.stats
 
-    def counters() -> tuple[int, int, dict[str, int], Any, float]:
+    def counters() -> tuple[int, int, dict[str, int], float, float]:
         cams = pipeline.health()["cameras"]  # live per-camera counts (stats has them only at the end)
         dropped = sum(c["dropped_by_policy"] for c in cams.values())
         captured = {name: c["frames"] for name, c in cams.items()}
-        return dropped, s.published, captured, os.times(), time.monotonic()
+        if workers > 1:
+            return dropped, s.published, captured, pipeline.cpu_seconds(), time.monotonic()
+        t = os.times()
+        return dropped, s.published, captured, t.user + t.system, time.monotonic()
 
     time.sleep(warmup_s)
     base = counters()
@@ -183,7 +205,7 @@ def trial(settings: Settings, model: Any, clip: Path, n: int, fps: int, warmup_s
     published = end[1] - base[1]
     lat = np.asarray(list(s.end_to_end_ms)[-published:] if published else [0.0])
     cap_min = min((end[2].get(c, 0) - base[2].get(c, 0)) / wall for c in end[2]) if end[2] else 0.0
-    cpu = (end[3].user + end[3].system) - (base[3].user + base[3].system)
+    cpu = end[3] - base[3]
     t = Trial(
         cameras=n,
         held=False,
@@ -195,6 +217,7 @@ def trial(settings: Settings, model: Any, clip: Path, n: int, fps: int, warmup_s
         max_ms=round(float(lat.max()), 1),
         cores_per_stream=round(cpu / wall / n, 4),
         decode=str(next(iter(((publisher.info or {}).get("decode") or {"": "?"}).values()))),
+        workers=workers,
     )
     why = []
     if t.dropped:
@@ -225,8 +248,8 @@ def search(run: Any, max_cameras: int) -> list[Trial]:
     return trials
 
 
-def decode_limit(clip: Path, nvdec: bool, streams: int, frames: int = 150) -> float:
-    """``streams`` decoders on threads, each reading ``frames`` pictures back to back: frames per second."""
+def _decode(clip: Path, nvdec: bool, streams: int, frames: int, start: Any, done: Any) -> None:
+    """One process of :func:`decode_limit`: ``streams`` decoders on threads, from the same start."""
     import cv2
 
     from edge_daemon.camera.opencv import OpenCVSource
@@ -250,12 +273,36 @@ def decode_limit(clip: Path, nvdec: bool, streams: int, frames: int = 150) -> fl
             source.close()
 
     threads = [threading.Thread(target=work, name=f"decode-{i}") for i in range(streams)]
+    start.wait()
     started = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return streams * frames / (time.perf_counter() - started)
+    done.put(time.perf_counter() - started)
+
+
+def decode_limit(clip: Path, nvdec: bool, streams: int, processes: int = 1, frames: int = 150) -> float:
+    """``streams`` decoders, dealt over ``processes`` processes (threads within each; one interpreter
+    lock would otherwise be the limit, not the decoder), each reading ``frames`` pictures back to back,
+    all from one start: frames per second over all of them."""
+    import multiprocessing as mp
+
+    processes = max(1, min(processes, streams))
+    ctx = mp.get_context("spawn")
+    start, done = ctx.Barrier(processes), ctx.Queue()
+    shares = [len(range(i, streams, processes)) for i in range(processes)]
+    procs = [ctx.Process(target=_decode, args=(clip, nvdec, k, frames, start, done)) for k in shares]
+    for p in procs:
+        p.start()
+    try:
+        elapsed = [done.get(timeout=600) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(30)
+    if any(p.exitcode != 0 for p in procs):
+        raise RuntimeError(f"decode limit: a decoding process failed ({[p.exitcode for p in procs]})")
+    return float(streams * frames / max(elapsed))
 
 
 def engine_limit(engine: Any, seconds: float = 3.0) -> tuple[int, float]:
@@ -368,8 +415,10 @@ def run_streams_bench(
         )
         report.decoder = report.trials[0].decode
         log.warning("bench: decode limit (%s)", report.decoder)
+        streams = min(max_cameras, 32)
+        report.decode_processes = min(streams, DECODE_PROCESSES)
         report.decode_limit_fps = round(
-            decode_limit(clip, report.decoder == "nvdec", min(max_cameras, 32)), 1
+            decode_limit(clip, report.decoder == "nvdec", streams, report.decode_processes), 1
         )
         report.engine_batch, rate = engine_limit(model.engine)
         report.engine_limit_fps = round(rate, 1)

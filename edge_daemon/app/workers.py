@@ -1,0 +1,398 @@
+"""Camera groups in worker processes (``service.workers`` > 1), so that one interpreter lock is not the limit.
+
+In one process every camera's Python work (reading frames, launching kernels, decoding the head, tracking,
+building payloads) takes turns on one interpreter lock: on the lent H100 one process flattened at about
+370 FPS while using under 2 of 16 cores (docs/benchmarks.md, "Streams per GPU"). With workers the cameras
+are dealt round-robin into groups, and each group runs the whole pipeline (decode, pre-process, its own
+copy of the engine on the same device, post-process, analytics, payload encoding) in its own process,
+started with ``spawn`` (CUDA does not survive a fork). This process keeps what there is one of per device:
+the MQTT connection (outbox, status, info, health, the control topics, discovery), the HTTP server and
+systemd's watchdog. :class:`WorkerGroup` answers the daemon, the web server and the bench the way a
+:class:`~edge_daemon.pipeline.runner.Pipeline` does.
+
+One duplex pipe per worker carries pickled tuples. Worker to here: ``("model", about)`` once its engine is
+loaded and its pipeline built; ``("send", method, args)``, a publisher call (one batch's detections, its
+events, a retained state); ``("report", report)`` every half second (its health, counters, the latency
+samples since the last report, its CPU seconds, whether it is stuck in the engine); ``("end", error,
+report)`` last. Here to a worker: ``("go",)`` once MQTT is set up, ``("control", camera, detect,
+threshold)``, ``("stop",)``. A worker whose pipe closes (this process died) stops by itself.
+
+The first worker loads alone (a first boot builds the engine and fills the caches once), the others then
+together from the caches. A worker that fails or dies stops the daemon with its error (systemd restarts
+it). Costs: a CUDA context and an engine per worker in GPU memory, and each engine batches only its own
+cameras' frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from edge_daemon.app.relay import COUNTERS, RelayPublisher, Reporter
+from edge_daemon.config import Settings
+from edge_daemon.controls import Controls
+from edge_daemon.errors import EdgeError, EngineError
+from edge_daemon.pipeline.health import PipelineStats
+from edge_daemon.pipeline.supervise import supervise
+from edge_daemon.publish.payload import new_run_id
+
+log = logging.getLogger(__name__)
+
+REPORT_S = 0.5
+SUMMED = ("fps", "published", "analytics_errors")  # health fields added up over the workers
+
+
+def groups(cameras: list[Any], workers: int) -> list[list[Any]]:
+    """Cameras dealt round-robin into ``min(workers, cameras)`` groups."""
+    n = max(1, min(workers, len(cameras)))
+    return [cameras[i::n] for i in range(n)]
+
+
+@dataclass
+class _Worker:
+    index: int
+    cameras: list[str]
+    process: BaseProcess
+    conn: Connection
+    about: dict[str, Any] | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    ended: bool = False
+    error: BaseException | None = None
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, *message: Any) -> None:
+        # A worker that has gone cannot be told anything: its end (or its death) is seen by the relay.
+        with self.send_lock, contextlib.suppress(OSError, ValueError):
+            self.conn.send(message)
+
+
+class WorkerGroup:
+    """``settings``' cameras in worker processes. :meth:`load`, then :meth:`attach` the publisher, then
+    :meth:`run` until stopped."""
+
+    def __init__(self, settings: Settings, run_id: str | None = None, log_level: str | None = None) -> None:
+        self.settings = settings
+        self.run_id = run_id or new_run_id()
+        self.stats = PipelineStats()
+        self.error: BaseException | None = None
+        self.abandoned: list[str] = []
+        self.publisher: Any = None
+        self.controls = Controls([c.name for c in settings.cameras], settings.detect.conf)
+        self._level = log_level or logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._failed = threading.Event()
+        self._relay = threading.Thread(target=self._relay_loop, name="relay", daemon=True)
+
+    # ------------------------------------------------------------------------------------ start and stop
+
+    def load(self, stop: threading.Event) -> dict[str, Any]:
+        """Start the workers; return once every one has loaded its engine: the first worker's ``about``
+        (``names``, ``tag``, ``fallback``, ``info``). Raises a worker's error, or if ``stop`` is set."""
+        ctx = mp.get_context("spawn")
+        for i, cams in enumerate(groups(list(self.settings.cameras), self.settings.service.workers)):
+            here, there = ctx.Pipe()
+            cfg = self.settings.model_copy(update={"cameras": cams})
+            process = ctx.Process(
+                target=worker_main, args=(cfg, i, there, self.run_id, self._level), name=f"edge-worker-{i}"
+            )
+            self._workers.append(_Worker(i, [c.name for c in cams], process, here))
+        try:
+            self._start([self._workers[0]], stop)  # alone: a first boot builds (and caches) once
+            self._start(self._workers[1:], stop)
+        except BaseException:
+            self.shutdown(5.0)
+            raise
+        log.info("%d workers running %d cameras", len(self._workers), len(self.settings.cameras))
+        return self._workers[0].about or {}
+
+    def _start(self, workers: list[_Worker], stop: threading.Event) -> None:
+        for w in workers:
+            w.process.start()
+        for w in workers:
+            while w.about is None:
+                if stop.is_set():
+                    raise EngineError("stopped while the workers were loading")
+                if w.conn.poll(0.2):
+                    message = w.conn.recv()
+                    if message[0] == "model":
+                        w.about = message[1]
+                    elif message[0] == "end":
+                        w.ended = True
+                        raise message[1] or EngineError(f"worker {w.index} ended while loading")
+                elif not w.process.is_alive():
+                    w.ended = True
+                    raise EngineError(f"worker {w.index} exited while loading (code {w.process.exitcode})")
+
+    def attach(self, publisher: Any) -> None:
+        """The publisher every worker's messages go through (this process's MQTT connection)."""
+        self.publisher = publisher
+        publisher.info = self.info()
+        self.controls.on_change(self._forward_control)
+
+    def info(self) -> dict[str, Any]:
+        first = (self._workers[0].about or {}).get("info", {}) if self._workers else {}
+        decode: dict[str, str] = {}
+        for w in self._workers:
+            decode.update(((w.about or {}).get("info") or {}).get("decode", {}))
+        cameras = [c.name for c in self.settings.cameras]
+        return {**first, "cameras": cameras, "decode": decode, "workers": len(self._workers)}
+
+    def run(self, stop: threading.Event, drain_timeout_s: float = 10.0) -> PipelineStats:
+        """Like :meth:`Pipeline.run`: until ``stop`` is set, a worker fails, or every camera ended."""
+        self.publisher.start()
+        self._relay.start()
+        for w in self._workers:
+            w.send("go")
+        supervise(self, stop, self.settings.log.stats_interval_s)
+        self.shutdown(drain_timeout_s)
+        return self.stats
+
+    def shutdown(self, drain_timeout_s: float) -> None:
+        """Every worker drains (its frames in flight are published), ends and exits; then this process
+        publishes the final health and closes the publisher."""
+        deadline = time.monotonic() + drain_timeout_s + 10.0  # + closing an engine and a CUDA context
+        for w in self._workers:
+            if not w.ended:
+                w.send("stop")
+        for w in self._workers:
+            if w.process.pid is None:
+                continue
+            if not self._relay.is_alive():  # loading failed: nothing relays, read the ends here
+                self._drain_pipe(w, deadline)
+            w.process.join(max(0.1, deadline - time.monotonic()))
+            if w.process.is_alive():
+                self.abandoned.append(f"worker {w.index}")
+                log.warning("worker %d did not stop in time: killing it", w.index)
+                w.process.kill()
+                w.process.join(5.0)
+        if self._relay.is_alive():
+            self._relay.join(max(0.1, deadline - time.monotonic()))
+        self.stats.finished = time.monotonic()
+        errors = [w.error for w in self._workers if w.error is not None]
+        if self.error is None and errors:
+            self.error = errors[0]
+        for name, cam in self._cameras().items():
+            self.stats.dropped[name] = cam.get("dropped_by_policy", 0)
+            self.stats.captured[name] = cam.get("frames", 0)
+        if self.publisher is not None:
+            try:
+                self.publisher.publish_health(self.health())
+            except Exception:
+                log.exception("cannot publish the final health message")
+            self.publisher.close(timeout=max(1.0, deadline - time.monotonic()))
+            self.log_stats()
+
+    def _drain_pipe(self, w: _Worker, deadline: float) -> None:
+        while not w.ended and time.monotonic() < deadline:
+            try:
+                if w.conn.poll(0.2):
+                    self._handle(w, w.conn.recv())
+                elif not w.process.is_alive():
+                    return
+            except (EOFError, OSError):
+                return
+
+    # ------------------------------------------------------------------------------------- the relay
+
+    def _relay_loop(self) -> None:
+        conns = {w.conn: w for w in self._workers if not w.ended}
+        while conns:
+            for conn in wait(list(conns), timeout=1.0):
+                w = conns[conn]  # type: ignore[index]
+                try:
+                    message = w.conn.recv()
+                except (EOFError, OSError):
+                    w.process.join(2.0)
+                    if not w.ended:
+                        w.ended = True
+                        w.error = EngineError(f"worker {w.index} ({', '.join(w.cameras)}) died "
+                                              f"(exit code {w.process.exitcode})")  # fmt: skip
+                        log.error("%s", w.error)
+                        self._failed.set()
+                    del conns[conn]  # type: ignore[arg-type]
+                    continue
+                try:
+                    self._handle(w, message)
+                except Exception as exc:
+                    log.exception("relaying worker %d's messages failed", w.index)
+                    self.error = self.error or exc
+                    self._failed.set()
+                if w.ended:
+                    del conns[conn]  # type: ignore[arg-type]
+
+    def _handle(self, w: _Worker, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "send":
+            getattr(self.publisher, message[1])(*message[2])
+        elif kind == "report":
+            self._merge(w, message[1])
+        elif kind == "end":
+            w.ended = True
+            if message[2]:
+                self._merge(w, message[2])
+            if message[1] is not None:
+                w.error = message[1]
+                log.error("worker %d failed: %s", w.index, message[1])
+                self._failed.set()
+
+    def _forward_control(self, camera: str) -> None:
+        control = self.controls.cameras[camera]
+        for w in self._workers:
+            if camera in w.cameras:
+                w.send("control", camera, control.detect, control.threshold)
+
+    def _merge(self, w: _Worker, report: dict[str, Any]) -> None:
+        with self._lock:
+            w.report = report
+            s = self.stats
+            for key in COUNTERS:
+                setattr(s, key, sum(x.report.get("counters", {}).get(key, 0) for x in self._workers))
+            for value in report.get("e2e", ()):
+                s.end_to_end_ms.append(value)
+                s.end_to_end_hist.observe(value)
+            for value in report.get("inference", ()):
+                s.inference_ms.append(value)
+                s.inference_hist.observe(value)
+            if s.first_publish is None and s.published:
+                s.first_publish = time.monotonic()
+
+    # ------------------------------------------------------------------- what supervise() and others ask
+
+    def running(self) -> bool:
+        return not self._failed.is_set() and any(not w.ended for w in self._workers)
+
+    def alive(self) -> bool:
+        return all(not w.ended and w.process.is_alive() for w in self._workers)
+
+    def stuck(self) -> tuple[str, float] | None:
+        for w in self._workers:
+            stuck = w.report.get("stuck")
+            if stuck is not None:
+                return f"worker {w.index} {stuck[0]}", stuck[1]
+        return None
+
+    def liveness(self) -> str | None:
+        dead = [str(w.index) for w in self._workers if w.ended and w.error is not None]
+        if dead and self.stats.finished is None:
+            return f"worker {' and '.join(dead)} stopped"
+        stuck = self.stuck()
+        return f"the {stuck[0]} thread is stuck in the engine for {stuck[1]:.0f}s" if stuck else None
+
+    def _cameras(self) -> dict[str, dict[str, Any]]:
+        cams: dict[str, dict[str, Any]] = {}
+        for w in self._workers:
+            cams.update(w.report.get("health", {}).get("cameras", {}))
+        return {c.name: cams[c.name] for c in self.settings.cameras if c.name in cams}
+
+    def connected(self) -> tuple[bool, ...]:
+        cams = self._cameras()
+        return tuple(bool(cams.get(c.name, {}).get("connected")) for c in self.settings.cameras)
+
+    def camera_status(self) -> str:
+        cams = self._cameras()
+        down = [c.name for c in self.settings.cameras if not cams.get(c.name, {}).get("connected")]
+        text = f"cameras {len(self.settings.cameras) - len(down)}/{len(self.settings.cameras)} connected"
+        for name in down:
+            error = cams.get(name, {}).get("last_error")
+            text += f"; {name} down" + (f": {error}" if error else "")
+        return text
+
+    def health(self) -> dict[str, Any]:
+        """One ``health`` message for the device: the workers' own, merged (per camera as they said;
+        totals added up)."""
+        with self._lock:
+            reports = [w.report.get("health", {}) for w in self._workers]
+        health: dict[str, Any] = {
+            "device_id": self.settings.device_id,
+            "run": self.run_id,
+            "time": time.time(),
+            "workers": len(self._workers),
+        }
+        for key in SUMMED:
+            if any(key in r for r in reports):
+                health[key] = round(sum(r.get(key, 0) for r in reports), 2)
+        health["cameras"] = self._cameras()
+        snapshots = [r["snapshots"] for r in reports if "snapshots" in r]
+        if snapshots:
+            health["snapshots"] = {k: sum(s[k] for s in snapshots) for k in snapshots[0]}
+        return health
+
+    def cpu_seconds(self) -> float:
+        """Host CPU seconds used so far: this process and what the workers last reported."""
+        t = os.times()
+        return t.user + t.system + float(sum(w.report.get("cpu_s", 0.0) for w in self._workers))
+
+    def log_stats(self) -> str:
+        e2e = sorted(list(self.stats.end_to_end_ms)[-1000:])
+        p50 = e2e[len(e2e) // 2] if e2e else 0.0
+        dropped = sum(c.get("dropped_by_policy", 0) for c in self._cameras().values())
+        text = (
+            f"running at {self.stats.fps():.1f} fps in {len(self._workers)} workers: {self.stats.published} "
+            f"frames published, end-to-end p50 {p50:.1f} ms, {dropped} dropped by policy"
+        )
+        log.info("%s", text)
+        return text
+
+
+# ------------------------------------------------------------------------------------------ the worker
+
+
+def portable(exc: BaseException | None) -> BaseException | None:
+    """``exc`` if it survives pickling (the daemon's own errors do), else an EngineError saying it."""
+    if exc is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return EngineError(f"{type(exc).__name__}: {exc}")
+
+
+def worker_main(settings: Settings, index: int, conn: Connection, run_id: str, level: str) -> None:
+    """A worker process: load, build, wait for ``go``, run its cameras until told to stop."""
+    from edge_daemon.app.boot import load_model
+    from edge_daemon.app.daemon import build_pipeline
+    from edge_daemon.logs import setup_logging
+
+    os.environ.pop("NOTIFY_SOCKET", None)  # only the main process speaks to systemd
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches us too: the main one drains
+    setup_logging(level)
+    relay = RelayPublisher(conn)
+    error: BaseException | None = None
+    reporter: Reporter | None = None
+    model = pipeline = None
+    try:
+        model = load_model(settings)
+        pipeline = build_pipeline(settings, model, publisher=relay, run=run_id)
+        about = {"names": model.info.names, "tag": model.tag, "fallback": model.fallback}
+        relay.send("model", {**about, "info": pipeline.info()})
+        stop, go = threading.Event(), threading.Event()
+        relay.listen(pipeline, stop, go)
+        go.wait()
+        if not stop.is_set():
+            reporter = Reporter(relay, pipeline, REPORT_S)
+            pipeline.run(stop, settings.service.drain_timeout_s)
+            error = pipeline.error
+    except EdgeError as exc:
+        log.error("worker %d: %s", index, exc)
+        error = exc
+    except BaseException as exc:
+        log.exception("worker %d failed", index)
+        error = exc
+    finally:
+        final = reporter.stop() if reporter is not None else None
+        relay.send("end", portable(error), final)
+        if model is not None and not (pipeline is not None and pipeline.abandoned):
+            model.engine.close()
+        conn.close()
