@@ -328,6 +328,10 @@ class WorkerGroup:
             health["snapshots"] = {k: sum(s[k] for s in snapshots) for k in snapshots[0]}
         return health
 
+    def pids(self) -> list[int]:
+        """The worker processes' ids (profilers)."""
+        return [w.process.pid for w in self._workers if w.process.pid is not None]
+
     def cpu_seconds(self) -> float:
         """Host CPU seconds used so far: this process and what the workers last reported."""
         t = os.times()

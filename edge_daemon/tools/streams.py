@@ -28,6 +28,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,8 +164,9 @@ def _cameras(settings: Settings, clip: Path, n: int) -> Settings:
 
 
 def trial(settings: Settings, model: Any, clip: Path, n: int, fps: int, warmup_s: float, seconds: float,
-          mqtt: bool) -> Trial:  # fmt: skip
-    """N paced cameras for ``warmup_s`` + ``seconds``; held or not over the last ``seconds``."""
+          mqtt: bool, probe: Callable[[list[int], float], None] | None = None) -> Trial:  # fmt: skip
+    """N paced cameras for ``warmup_s`` + ``seconds``; held or not over the last ``seconds``. ``probe``
+    (a profiler) is called with the processes' ids for the ``seconds`` measured instead of a sleep."""
     cfg = _cameras(settings, clip, n)
     publisher: Publisher = MqttPublisher.from_config(cfg.mqtt, cfg.device_id) if mqtt else NullPublisher()
     pipeline: Any
@@ -195,7 +197,10 @@ def trial(settings: Settings, model: Any, clip: Path, n: int, fps: int, warmup_s
 
     time.sleep(warmup_s)
     base = counters()
-    time.sleep(seconds)
+    if probe is None:
+        time.sleep(seconds)
+    else:
+        probe(pipeline.pids() if workers > 1 else [os.getpid()], seconds)
     end = counters()
     stop.set()
     runner.join(60)
