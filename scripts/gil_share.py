@@ -37,7 +37,7 @@ def gil_shares(pids: list[int], seconds: float) -> list[dict[str, Any]]:
             for line in out.read_text().splitlines() if out.is_file() else []:
                 stack, _, count = line.rpartition(" ")
                 thread = stack.split(";", 1)[0]
-                name = thread.split('"')[1] if '"' in thread else thread  # 'thread (0x..)' or 'process ..'
+                name = thread.split(": ", 1)[-1]  # 'thread (tid): name'
                 threads[name] = threads.get(name, 0) + int(count)
             total = sum(threads.values())
             top = dict(sorted(threads.items(), key=lambda kv: -kv[1])[:6])
