@@ -1,6 +1,7 @@
 """Plot ``edge-daemon bench --cameras`` results: FPS and capture -> publish latency against cameras.
 
     python scripts/plot_streams.py docs/data/streams-h100-h264.json docs/data/streams-h100-h265.json \
+        docs/data/streams-h100-h264-workers8.json docs/data/streams-h100-h265-workers8.json \
         --out docs/img/streams.png
 """
 
@@ -27,6 +28,8 @@ def main() -> None:
         trials = sorted(report["trials"], key=lambda t: t["cameras"])
         n = [t["cameras"] for t in trials]
         label = report["clip"].rsplit("-", 1)[-1].removesuffix(".mp4").upper()
+        workers = max(t.get("workers", 1) for t in trials)
+        label += f", {workers} workers" if workers > 1 else ", 1 process"
         fps_ax.plot(n, [t["fps"] for t in trials], "o-", label=f"{label}: published FPS")
         lat_ax.plot(n, [t["p99_ms"] for t in trials], "o-", label=f"{label}: p99")
         lat_ax.plot(n, [t["p50_ms"] for t in trials], "o--", label=f"{label}: p50")

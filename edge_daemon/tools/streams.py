@@ -46,6 +46,7 @@ from edge_daemon.tools.bench import machine_description
 log = logging.getLogger(__name__)
 
 P99_LIMIT_MS = 100.0
+WARM_FRAMES = 10  # decoded by each stream before the decode limit's clock starts
 DECODE_PROCESSES = 8  # the decode limit is the decoder's, not one interpreter's: streams over processes
 CAPTURE_SHARE = 0.95
 
@@ -200,7 +201,7 @@ def trial(settings: Settings, model: Any, clip: Path, n: int, fps: int, warmup_s
     if probe is None:
         time.sleep(seconds)
     else:
-        probe(pipeline.pids() if workers > 1 else [os.getpid()], seconds)
+        probe([os.getpid(), *pipeline.pids()] if workers > 1 else [os.getpid()], seconds)
     end = counters()
     stop.set()
     runner.join(60)
@@ -254,10 +255,13 @@ def search(run: Any, max_cameras: int) -> list[Trial]:
 
 
 def _decode(clip: Path, nvdec: bool, streams: int, frames: int, start: Any, done: Any) -> None:
-    """One process of :func:`decode_limit`: ``streams`` decoders on threads, from the same start."""
+    """One process of :func:`decode_limit`: ``streams`` decoders on threads, each opened and past its
+    first frames (a decoder's start is not its rate) before the common start."""
     import cv2
 
     from edge_daemon.camera.opencv import OpenCVSource
+
+    ready, go = threading.Barrier(streams + 1), threading.Event()
 
     def work() -> None:
         cpu = OpenCVSource(str(clip), cv2.CAP_FFMPEG, "bench", finite=True, loop=True)
@@ -270,7 +274,10 @@ def _decode(clip: Path, nvdec: bool, streams: int, frames: int, start: Any, done
             source = NvdecSource(str(clip), "bench", cpu, finite=True, loop=True, required=True, pool=4)
         source.open()
         try:
-            for _ in range(frames):
+            for i in range(WARM_FRAMES + frames):
+                if i == WARM_FRAMES:
+                    ready.wait()
+                    go.wait()
                 pic = source.read()
                 if nvdec:
                     pic.device.release()
@@ -278,10 +285,12 @@ def _decode(clip: Path, nvdec: bool, streams: int, frames: int, start: Any, done
             source.close()
 
     threads = [threading.Thread(target=work, name=f"decode-{i}") for i in range(streams)]
-    start.wait()
-    started = time.perf_counter()
     for t in threads:
         t.start()
+    ready.wait()
+    start.wait()
+    started = time.perf_counter()
+    go.set()
     for t in threads:
         t.join()
     done.put(time.perf_counter() - started)
@@ -289,8 +298,8 @@ def _decode(clip: Path, nvdec: bool, streams: int, frames: int, start: Any, done
 
 def decode_limit(clip: Path, nvdec: bool, streams: int, processes: int = 1, frames: int = 150) -> float:
     """``streams`` decoders, dealt over ``processes`` processes (threads within each; one interpreter
-    lock would otherwise be the limit, not the decoder), each reading ``frames`` pictures back to back,
-    all from one start: frames per second over all of them."""
+    lock would otherwise be the limit, not the decoder), each reading ``frames`` pictures back to back
+    once all are open and warm, from one start: frames per second over all of them."""
     import multiprocessing as mp
 
     processes = max(1, min(processes, streams))
@@ -389,6 +398,19 @@ def ultralytics_rates(
     return rates
 
 
+def _broker_reachable(settings: Settings) -> None:
+    """A bench whose broker is down would measure the connect timeout, not the streams: say so first."""
+    import socket
+
+    try:
+        socket.create_connection((settings.mqtt.host, settings.mqtt.port), timeout=5).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"bench: no MQTT broker at {settings.mqtt.host}:{settings.mqtt.port} ({exc}); start one, or "
+            "pass --no-mqtt"
+        ) from None
+
+
 def run_streams_bench(
     settings: Settings,
     max_cameras: int,
@@ -402,6 +424,8 @@ def run_streams_bench(
 ) -> StreamsReport:
     if max_cameras < 1:
         raise ConfigError("bench: --cameras must be >= 1")
+    if mqtt:
+        _broker_reachable(settings)
     clip = stream_clip(settings, codec, size, fps)
     batch = getattr(settings.engine, "max_batch", None)  # GPU engines: a batch holds every camera (to 64)
     if batch is not None:
