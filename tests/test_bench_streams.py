@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from edge_daemon.tools.streams import CAPTURE_SHARE, P99_LIMIT_MS, Trial, search
-from tests.conftest import Broker, run_cli, subscribed
+from tests.conftest import Broker, free_port, run_cli, subscribed
 from tests.helpers.synthetic import synthetic_model
 
 
@@ -71,3 +71,20 @@ def test_bench_cameras_runs_the_whole_pipeline_and_reports_the_limits(
     assert [t["workers"] for t in trials] == [min(t["cameras"], 2) for t in trials] and len(trials) >= 2
     assert report["decode_processes"] == 2
     assert "decode limit" in res.stdout and "engine limit" in res.stdout
+
+
+def test_bench_cameras_without_a_broker_says_so_first(tmp_path: Path, clip: Path) -> None:
+    config = tmp_path / "bench.yaml"
+    port = free_port()  # nothing listens there
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "cameras": [{"type": "file", "name": "cam0", "path": str(clip)}],
+                "model": {"path": str(synthetic_model("yolov8n.yaml", (192, 256)))},
+                "mqtt": {"host": "127.0.0.1", "port": port},
+            }
+        )
+    )
+    res = run_cli("bench", "-c", str(config), "--cameras", "2", "--no-ultralytics", timeout=120)
+    assert res.returncode == 78, res.stderr[-2000:]
+    assert f"no MQTT broker at 127.0.0.1:{port}" in res.stderr and "--no-mqtt" in res.stderr
