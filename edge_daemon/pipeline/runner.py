@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import cv2
-import numpy as np
 
 from edge_daemon.analytics import CameraAnalyzer, MotionGate
 from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, FrameSource, QueueClosed
@@ -45,6 +44,7 @@ from edge_daemon.pipeline.health import (
     analytics_health,
     camera_status,
     health_message,
+    stats_line,
 )
 from edge_daemon.pipeline.messages import Messages
 from edge_daemon.pipeline.outputs import Outputs
@@ -204,7 +204,7 @@ class Pipeline:
         return tuple(r.stats.connected for r in self._readers)
 
     def camera_status(self) -> str:
-        return camera_status(self._readers)
+        return camera_status([(r.name, r.stats.connected, r.stats.last_error) for r in self._readers])
 
     def shutdown(self, drain_timeout_s: float) -> None:
         """Stop cameras, let queued frames finish (bounded), then close the publisher."""
@@ -372,12 +372,6 @@ class Pipeline:
         return analytics_health(health, self._gates, self._analyzers)
 
     def log_stats(self) -> str:
-        e2e = list(self.stats.end_to_end_ms)[-1000:]
-        p50 = float(np.percentile(e2e, 50)) if e2e else 0.0
-        dropped = sum(q.dropped for q in self._queues.values())
-        text = (
-            f"running at {self.stats.fps():.1f} fps: {self.stats.published} frames published, "
-            f"end-to-end p50 {p50:.1f} ms, {dropped} dropped by policy"
-        )
+        text = stats_line(self.stats, sum(q.dropped for q in self._queues.values()))
         log.info("%s", text)
         return text
