@@ -1,17 +1,24 @@
-"""The worker's side of :mod:`edge_daemon.app.workers`: a publisher that hands each call to the main
-process over the pipe, the thread that takes its orders (go, control, stop), and the reports."""
+"""The worker's side of :mod:`edge_daemon.app.workers`: the process's main function, a publisher that hands
+each call to the main process over the pipe, the thread that takes its orders (go, control, stop), and the
+reports."""
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
+import signal
 import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from edge_daemon.config import Settings
+from edge_daemon.errors import EdgeError, EngineError
+
 log = logging.getLogger(__name__)
 
+REPORT_S = 0.5
 COUNTERS = ("published", "inferred", "batches", "detections", "events", "suppressed", "analytics_errors")
 
 
@@ -124,3 +131,53 @@ def _newest(samples: Any, n: int) -> list[float]:
         return []
     values = list(samples)
     return values[-n:]
+
+
+def portable(exc: BaseException | None) -> BaseException | None:
+    """``exc`` if it survives pickling (the daemon's own errors do), else an EngineError saying it."""
+    if exc is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return EngineError(f"{type(exc).__name__}: {exc}")
+
+
+def worker_main(settings: Settings, index: int, conn: Connection, run_id: str, level: str) -> None:
+    """A worker process: load, build, wait for ``go``, run its cameras until told to stop."""
+    from edge_daemon.app.boot import load_model
+    from edge_daemon.app.daemon import build_pipeline
+    from edge_daemon.logs import setup_logging
+
+    os.environ.pop("NOTIFY_SOCKET", None)  # only the main process speaks to systemd
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches us too: the main one drains
+    setup_logging(level)
+    relay = RelayPublisher(conn)
+    error: BaseException | None = None
+    reporter: Reporter | None = None
+    model = pipeline = None
+    try:
+        model = load_model(settings)
+        pipeline = build_pipeline(settings, model, publisher=relay, run=run_id)
+        about = {"names": model.info.names, "tag": model.tag, "fallback": model.fallback}
+        relay.send("model", {**about, "info": pipeline.info()})
+        stop, go = threading.Event(), threading.Event()
+        relay.listen(pipeline, stop, go)
+        go.wait()
+        if not stop.is_set():
+            reporter = Reporter(relay, pipeline, REPORT_S)
+            pipeline.run(stop, settings.service.drain_timeout_s)
+            error = pipeline.error
+    except EdgeError as exc:
+        log.error("worker %d: %s", index, exc)
+        error = exc
+    except BaseException as exc:
+        log.exception("worker %d failed", index)
+        error = exc
+    finally:
+        final = reporter.stop() if reporter is not None else None
+        relay.send("end", portable(error), final)
+        if model is not None and not (pipeline is not None and pipeline.abandoned):
+            model.engine.close()
+        conn.close()

@@ -29,8 +29,6 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
-import pickle
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,17 +36,16 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from edge_daemon.app.relay import COUNTERS, RelayPublisher, Reporter
+from edge_daemon.app.relay import COUNTERS, worker_main
 from edge_daemon.config import Settings
 from edge_daemon.controls import Controls
-from edge_daemon.errors import EdgeError, EngineError
-from edge_daemon.pipeline.health import PipelineStats
+from edge_daemon.errors import EngineError
+from edge_daemon.pipeline.health import PipelineStats, camera_status, stats_line
 from edge_daemon.pipeline.supervise import supervise
 from edge_daemon.publish.payload import new_run_id
 
 log = logging.getLogger(__name__)
 
-REPORT_S = 0.5
 SUMMED = ("fps", "published", "analytics_errors")  # health fields added up over the workers
 
 
@@ -301,12 +298,12 @@ class WorkerGroup:
 
     def camera_status(self) -> str:
         cams = self._cameras()
-        down = [c.name for c in self.settings.cameras if not cams.get(c.name, {}).get("connected")]
-        text = f"cameras {len(self.settings.cameras) - len(down)}/{len(self.settings.cameras)} connected"
-        for name in down:
-            error = cams.get(name, {}).get("last_error")
-            text += f"; {name} down" + (f": {error}" if error else "")
-        return text
+        return camera_status(
+            [
+                (c.name, bool(cams.get(c.name, {}).get("connected")), cams.get(c.name, {}).get("last_error"))
+                for c in self.settings.cameras
+            ]
+        )
 
     def health(self) -> dict[str, Any]:
         """One ``health`` message for the device: the workers' own, merged (per camera as they said;
@@ -338,65 +335,7 @@ class WorkerGroup:
         return t.user + t.system + float(sum(w.report.get("cpu_s", 0.0) for w in self._workers))
 
     def log_stats(self) -> str:
-        e2e = sorted(list(self.stats.end_to_end_ms)[-1000:])
-        p50 = e2e[len(e2e) // 2] if e2e else 0.0
         dropped = sum(c.get("dropped_by_policy", 0) for c in self._cameras().values())
-        text = (
-            f"running at {self.stats.fps():.1f} fps in {len(self._workers)} workers: {self.stats.published} "
-            f"frames published, end-to-end p50 {p50:.1f} ms, {dropped} dropped by policy"
-        )
+        text = stats_line(self.stats, dropped, f" in {len(self._workers)} workers")
         log.info("%s", text)
         return text
-
-
-# ------------------------------------------------------------------------------------------ the worker
-
-
-def portable(exc: BaseException | None) -> BaseException | None:
-    """``exc`` if it survives pickling (the daemon's own errors do), else an EngineError saying it."""
-    if exc is None:
-        return None
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:
-        return EngineError(f"{type(exc).__name__}: {exc}")
-
-
-def worker_main(settings: Settings, index: int, conn: Connection, run_id: str, level: str) -> None:
-    """A worker process: load, build, wait for ``go``, run its cameras until told to stop."""
-    from edge_daemon.app.boot import load_model
-    from edge_daemon.app.daemon import build_pipeline
-    from edge_daemon.logs import setup_logging
-
-    os.environ.pop("NOTIFY_SOCKET", None)  # only the main process speaks to systemd
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches us too: the main one drains
-    setup_logging(level)
-    relay = RelayPublisher(conn)
-    error: BaseException | None = None
-    reporter: Reporter | None = None
-    model = pipeline = None
-    try:
-        model = load_model(settings)
-        pipeline = build_pipeline(settings, model, publisher=relay, run=run_id)
-        about = {"names": model.info.names, "tag": model.tag, "fallback": model.fallback}
-        relay.send("model", {**about, "info": pipeline.info()})
-        stop, go = threading.Event(), threading.Event()
-        relay.listen(pipeline, stop, go)
-        go.wait()
-        if not stop.is_set():
-            reporter = Reporter(relay, pipeline, REPORT_S)
-            pipeline.run(stop, settings.service.drain_timeout_s)
-            error = pipeline.error
-    except EdgeError as exc:
-        log.error("worker %d: %s", index, exc)
-        error = exc
-    except BaseException as exc:
-        log.exception("worker %d failed", index)
-        error = exc
-    finally:
-        final = reporter.stop() if reporter is not None else None
-        relay.send("end", portable(error), final)
-        if model is not None and not (pipeline is not None and pipeline.abandoned):
-            model.engine.close()
-        conn.close()
