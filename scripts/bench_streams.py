@@ -65,9 +65,9 @@ def pipeline_fps(
 
 def nvdec_only(clip: Path, streams: int, frames: int) -> float:
     """N NVDEC sources on threads, each reading ``frames`` pictures (and handing the buffer back)."""
-    from edge_daemon.tools.streams import decode_limit
+    from edge_daemon.tools.decode_limit import decode_limit
 
-    return decode_limit(clip, True, streams, frames)
+    return decode_limit(clip, True, streams, frames=frames)
 
 
 def main() -> None:
