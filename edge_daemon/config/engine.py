@@ -56,7 +56,13 @@ class SearchConfig(Strict):
 class QuantizeConfig(Strict):
     """How the INT8 Q/DQ model is made from the FP32 one (ONNX Runtime precision: int8)."""
 
-    method: Literal["entropy", "minmax", "percentile"] = "entropy"
+    method: Literal["entropy", "minmax", "percentile"] = Field(
+        "entropy",
+        description="Activation ranges, from ONNX Runtime's calibrators. entropy: its KL-divergence "
+        "calibrator, which with its default 128-bin histogram has one candidate threshold and so keeps each "
+        "tensor's symmetric range -max|x|..max|x| (no clipping); minmax: each tensor's observed min..max; "
+        "percentile: 99.999th percentile of |x|, symmetric. Compared in docs/benchmarks.md.",
+    )
     exclude: FloatSet = Field(
         "head-final+attn",
         description="Nodes kept in float: auto (a mixed-precision search on the calibration frames), a "

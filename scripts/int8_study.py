@@ -1,0 +1,388 @@
+"""INT8 study: how far Q/DQ INT8 variants of a config's model stay from FP32, and how fast they run.
+
+Evaluation: ``--frames`` frames spread over the first camera's clip; FP32 detections at conf >= 0.25 are
+the reference, a variant's at conf >= 0.001 are scored against them (``coco_agreement``). Calibration:
+the first 96 frames of the config's calibration set. Quantized as the CPU route does it (uint8 asymmetric
+activations, int8 symmetric per-channel weights, QDQ, ``CalibStridedMinMax`` 8), with:
+
+- ``--ranges``: ``entropy`` and ``ortminmax``, ONNX Runtime's own calibrators, or ranges per tensor from
+  2048-bin asymmetric histograms collected once, passed as ``TensorQuantOverrides``: ``minmax`` (the
+  observed min/max: ``ortminmax`` but for Softmax outputs, which ONNX Runtime pins to [0, 1]), ``pctX``
+  (two-sided percentile cut), ``mse`` (least expected squared quantization error, 256 levels);
+- ``--float-set``: a named set of :mod:`edge_daemon.build.quant.floatset` or "+"-joined parts: named sets,
+  ``hfa`` (head-final+attn), ``attn``, ``concat`` (Concats outside the head), block numbers N (all of
+  ``/model.N/``), e.g. ``head+attn+12``.
+
+``floor``: OpenVINO bf16 against FP32 (the metric's noise floor); ``calib``: agreement, output distance,
+speed vs FP32, nodes in float; ``sensitivity``: the output distance with one /model.N/ block quantized;
+``bootstrap``: mAP50-95 over 30 resamples of the evaluation frames.
+
+    .venv/bin/python scripts/int8_study.py floor -c configs/int8-cpu.yaml
+    .venv/bin/python scripts/int8_study.py calib -c configs/int8-cpu.yaml --ranges entropy minmax pct99.99 pct99.999 pct99.9 mse --float-set head-final+attn
+    .venv/bin/python scripts/int8_study.py sensitivity -c configs/int8-cpu.yaml --ranges mse
+    .venv/bin/python scripts/int8_study.py bootstrap -c configs/int8-cpu.yaml --ranges entropy mse
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import pickle
+import re
+import statistics
+import tempfile
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import onnxruntime as ort
+from onnxruntime import quantization as oq
+
+from edge_daemon.build import calibration
+from edge_daemon.build.export import resolve_onnx
+from edge_daemon.build.quant.agreement import PREDICTION_CONF, REFERENCE_CONF, coco_agreement
+from edge_daemon.build.quant.floatset import NAMED_SETS, excluded_nodes, head_prefix
+from edge_daemon.build.quant.qdq import _carry_metadata, _Reader
+from edge_daemon.build.quant.search import _distance, restore_float
+from edge_daemon.config import OnnxRuntimeEngineConfig, load_settings
+from edge_daemon.errors import ModelError
+from edge_daemon.files import atomic_write
+from edge_daemon.model.info import model_info
+from edge_daemon.model.preprocess import preprocess
+from edge_daemon.model.tasks import DecodeParams, decoder, fit
+from edge_daemon.runtime import Artifact, load_engine
+from edge_daemon.tools.quant_report import _frames, _predict
+from edge_daemon.types import Detections, LetterboxMeta
+
+CALIB_FRAMES = 96
+CHUNK = 8  # calibration frames whose activations are held at once
+BOOTSTRAP = 30
+Array = npt.NDArray[np.float32]
+Inputs = list[tuple[Array, LetterboxMeta]]
+Row = dict[str, Any]
+
+
+def mse_range(hist: Any, edges: Any, mn: float, mx: float) -> tuple[float, float]:
+    """(lo, hi) on a 40x80 grid of fractions of (min, max) minimising the histogram's expected squared
+    error when quantized to 256 levels."""
+    centers = (edges[:-1] + edges[1:]) / 2
+    c, h = centers[hist > 0], hist[hist > 0]
+    if len(c) == 0:
+        return mn, mx
+    lo0, hi0 = min(mn, 0.0), max(mx, 0.0)
+    los = lo0 * np.linspace(0.05, 1, 40) if lo0 < 0 else np.zeros(1)
+    his = hi0 * np.linspace(0.05, 1, 80) if hi0 > 0 else np.zeros(1)
+    best = (np.inf, lo0, hi0)
+    for lo in los:
+        for hi in his:
+            step = (hi - lo) / 255
+            if step <= 0:
+                continue
+            err = float((h * (c - (np.clip(np.round((c - lo) / step), 0, 255) * step + lo)) ** 2).sum())
+            if err < best[0]:
+                best = (err, float(lo), float(hi))
+    return best[1], best[2]
+
+
+def hist_range(kind: str, hist: Any, edges: Any, mn: float, mx: float) -> tuple[float, float]:
+    """The activation range ``kind`` (``minmax``, ``mse`` or ``pctX``) picks from one tensor's histogram."""
+    if kind == "minmax":
+        return mn, mx
+    if kind == "mse":
+        return mse_range(hist.astype(np.float64), edges.astype(np.float64), mn, mx)
+    cut = (100 - float(kind[3:])) / 100
+    cdf = np.cumsum(hist) / hist.sum()
+    lo = float(edges[np.searchsorted(cdf, cut)])
+    hi = float(edges[np.searchsorted(cdf, 1 - cut) + 1])
+    return max(min(lo, 0.0), mn), min(max(hi, 0.0), mx)
+
+
+class Study:
+    """A config's model, evaluation frames, FP32 reference, calibration data and cached INT8 models."""
+
+    def __init__(self, config: Path, frames: int, out: Path) -> None:
+        self.settings = s = load_settings(config)
+        if not isinstance(s.engine, OnnxRuntimeEngineConfig):
+            raise SystemExit(f"{config}: the study needs engine.backend: onnxruntime")
+        self.calibration = s.engine.calibration
+        self.base = s.engine.model_copy(update={"precision": "fp32"})
+        self.fp32_path, sha = resolve_onnx(s.model.path, s.model.imgsz, s.model.cache_dir)
+        out.mkdir(parents=True, exist_ok=True)  # cached inputs, references, histograms and models
+        self.prefix = f"{out}/{config.stem}-{sha[:8]}"
+        fp32 = load_engine(self.base, self.fp32_path)
+        self.input_hw = hw = fp32.info.input_hw
+        self.info = model_info(fp32.info.metadata, hw, s.model.path, sha, fp32.info.output_shapes)
+        # FP32 detections at the reference's conf (the pseudo-labels) and at the predictions' (floor)
+        self.inputs: Inputs
+        self.ref: list[Detections]
+        self.ref_low: list[Detections]
+        cache = Path(f"{self.prefix}-inputs{frames}.pkl")
+        if cache.exists():
+            self.inputs, self.ref, self.ref_low = pickle.loads(cache.read_bytes())
+        else:
+            self.inputs = [preprocess(img, hw, fit(self.info.task)) for img in _frames(s, frames)]
+            self.ref = _predict(fp32, self.inputs, self.info.head, self.params(REFERENCE_CONF))[0]
+            self.ref_low = _predict(fp32, self.inputs, self.info.head, self.params(PREDICTION_CONF))[0]
+            atomic_write(cache, pickle.dumps((self.inputs, self.ref, self.ref_low)))
+        fp32.close()
+        self.model = onnx.load(str(self.fp32_path))
+        self.names: list[str] = [n.name for n in self.model.graph.node]
+        self.input_name: str = self.model.graph.input[0].name
+        print(f"model {self.fp32_path}, {len(self.inputs)} frames, {sum(map(len, self.ref))} FP32 detections")
+
+    def params(self, conf: float) -> DecodeParams:
+        i = self.info
+        return DecodeParams(i.num_classes, conf=conf, iou=self.settings.detect.iou, keypoints=i.kpt_shape)
+
+    @cached_property
+    def cset(self) -> calibration.CalibrationSet:
+        s = self.settings
+        return calibration.calibration_set(self.calibration, s.cameras[0], s.model.cache_dir)
+
+    @cached_property
+    def batches(self) -> list[Array]:
+        return list(calibration.batches(self.cset, self.input_hw, 1))[:CALIB_FRAMES]
+
+    @cached_property
+    def pre(self) -> Path:
+        """The FP32 model after ONNX Runtime's quantization pre-processing."""
+        pre = Path(f"{self.prefix}-pre.onnx")
+        if not pre.exists():
+            tmp = pre.with_suffix(".tmp.onnx")
+            oq.quant_pre_process(str(self.fp32_path), str(tmp), skip_symbolic_shape=True)
+            tmp.replace(pre)
+        return pre
+
+    @cached_property
+    def histograms(self) -> dict[str, Any]:
+        """tensor -> (hist, edges, min, max, threshold): asymmetric 2048-bin histograms, chunk by chunk."""
+        path = Path(f"{self.prefix}-{self.cset.sha256[:8]}-hist.pkl")
+        if path.exists():
+            return dict(pickle.loads(path.read_bytes()))
+        with tempfile.TemporaryDirectory() as tmp:
+            options = {"symmetric": False, "num_bins": 2048}
+            method = oq.CalibrationMethod.Percentile
+            cal = oq.create_calibrator(str(self.pre), None, f"{tmp}/aug.onnx", method, extra_options=options)
+            reader = _Reader(self.input_name, self.batches)
+            for start in range(0, len(self.batches), CHUNK):
+                reader.set_range(start, start + CHUNK)
+                with contextlib.redirect_stdout(io.StringIO()):
+                    cal.collect_data(reader)
+            hists = dict(cal.collector.histogram_dict)
+        atomic_write(path, pickle.dumps(hists))
+        return hists
+
+    def float_set(self, spec: str) -> list[str]:
+        """Node names to keep in float for a named set or a "+"-joined composite (see the docstring)."""
+        if spec in NAMED_SETS:
+            return excluded_nodes(self.names, spec)  # type: ignore[arg-type]
+        ops = {n.name: n.op_type for n in self.model.graph.node}
+        chosen: set[str] = set()
+        for part in spec.split("+"):
+            if part in ("hfa", *NAMED_SETS):
+                named = "head-final+attn" if part == "hfa" else part
+                chosen |= set(excluded_nodes(self.names, named))  # type: ignore[arg-type]
+            elif part == "attn":
+                chosen |= {n for n in self.names if "/attn/" in n}
+            elif part == "concat":
+                head = head_prefix(self.names)
+                chosen |= {n for n in self.names if ops[n] == "Concat" and not n.startswith(head)}
+            elif part.isdigit():
+                chosen |= {n for n in self.names if n.startswith(f"/model.{part}/")}
+            else:
+                raise SystemExit(f"float set {spec!r}: unknown part {part!r}")
+        return [n for n in self.names if n in chosen]
+
+    def quantized(self, kind: str, fset: str) -> tuple[Path, int]:
+        """The Q/DQ model for range choice ``kind`` and float set ``fset`` (cached) and its float nodes."""
+        excluded = self.float_set(fset)
+        path = Path(f"{self.prefix}-{self.cset.sha256[:8]}-{kind}-{fset}.onnx")
+        if path.exists():
+            return path, len(excluded)
+        extra: dict[str, Any] = {"ActivationSymmetric": False, "WeightSymmetric": True}
+        extra["CalibStridedMinMax"] = CHUNK
+        method = oq.CalibrationMethod.Entropy if kind == "entropy" else oq.CalibrationMethod.MinMax
+        if kind == "minmax" or kind.startswith(("pct", "mse")):
+            extra["TensorQuantOverrides"] = {
+                t: [{"rmin": np.float32(min(lo, 0.0)), "rmax": np.float32(max(hi, 0.0))}]
+                for t, (hist, edges, mn, mx, _) in self.histograms.items()
+                for lo, hi in [hist_range(kind, hist, edges, float(mn), float(mx))]
+            }
+        elif kind not in ("entropy", "ortminmax"):
+            raise SystemExit(f"unknown --ranges {kind!r}: entropy, ortminmax, minmax, mse, pctX (pct99.99)")
+        tmp, started = path.with_suffix(".tmp.onnx"), time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # ONNX Runtime's quantizer prints progress
+            oq.quantize_static(
+                str(self.pre),
+                str(tmp),
+                _Reader(self.input_name, self.batches),
+                quant_format=oq.QuantFormat.QDQ,
+                activation_type=oq.QuantType.QUInt8,
+                weight_type=oq.QuantType.QInt8,
+                per_channel=True,
+                calibrate_method=method,
+                nodes_to_exclude=excluded,
+                extra_options=extra,
+            )
+        _carry_metadata(self.model, tmp)
+        tmp.replace(path)
+        print(f"quantized {path.name} in {time.perf_counter() - started:.0f}s", flush=True)
+        return path, len(excluded)
+
+    def predict(self, path: Path) -> list[Detections]:
+        engine = load_engine(self.base, Artifact(path, precision="int8"))
+        preds = _predict(engine, self.inputs, self.info.head, self.params(PREDICTION_CONF))[0]
+        engine.close()
+        return preds
+
+    @cached_property
+    def ref_raw(self) -> list[Array]:
+        """FP32's raw main output on every 3rd evaluation frame: what output distances compare against."""
+        return raw_outputs(self.model, self.inputs[::3])
+
+    def distance(self, model: Any, step: int = 3) -> float:
+        """Mean output distance to FP32 on every ``step``-th evaluation frame (a multiple of 3)."""
+        pairs = zip(raw_outputs(model, self.inputs[::step]), self.ref_raw[:: step // 3], strict=True)
+        return float(np.mean([_distance(got, ref, self.info.num_classes) for got, ref in pairs]))
+
+    def score(self, name: str, preds: list[Detections], **extra: Any) -> Row:
+        m50, m, per_class = coco_agreement(self.ref, preds, self.info.names)
+        worst = [[k, round(v, 3)] for k, v in sorted(per_class.items(), key=lambda kv: kv[1])[:5]]
+        person = per_class.get("person")
+        row: Row = {"variant": name, "map50": m50, "map50_95": m, "person": person, **extra, "worst": worst}
+        show = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in extra.items())
+        p = "-" if person is None else f"{person:.3f}"
+        print(f"{name:<28} mAP50 {m50:.3f} mAP50-95 {m:.3f} person {p} {show} worst {worst}", flush=True)
+        return row
+
+
+def session(model: Any) -> Any:
+    """A CPU session (``model``: a path or a ModelProto) whose worker threads do not spin after a run."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    data = str(model) if isinstance(model, Path) else model.SerializeToString()
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+
+def raw_outputs(model: Any, inputs: Inputs) -> list[Array]:
+    sess = session(model)
+    return [sess.run(None, {sess.get_inputs()[0].name: x})[0][0] for x, _ in inputs]
+
+
+def latency(path: Path, x: Array, runs: int = 30) -> float:
+    """Median seconds per run on one frame, after 3 untimed runs."""
+    sess, times = session(path), []
+    for i in range(runs + 3):
+        started = time.perf_counter()
+        sess.run(None, {sess.get_inputs()[0].name: x})
+        if i >= 3:
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def floor(study: Study, args: argparse.Namespace) -> list[Row]:
+    """OpenVINO's bf16 (``--hints``) against FP32: the agreement a near-lossless runtime gets."""
+    import openvino as ov
+
+    rows = [study.score("fp32 self", study.ref_low)]
+    decode = decoder(study.info.head, study.params(PREDICTION_CONF))
+    for hint in args.hints:
+        compiled = ov.Core().compile_model(str(study.fp32_path), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        request, preds = compiled.create_infer_request(), []
+        for tensor, meta in study.inputs:
+            result = request.infer({0: tensor})
+            preds.append(decode(tuple(np.asarray(result[o])[0] for o in compiled.outputs), meta))
+        rows.append(study.score(f"openvino {hint}", preds))
+    return rows
+
+
+def calib(study: Study, args: argparse.Namespace) -> list[Row]:
+    """Agreement, output distance, speed vs FP32 and float nodes per float set and range choice."""
+    rows, fp32_s = [], latency(study.fp32_path, study.inputs[0][0])
+    for fset in args.float_set:
+        for kind in args.ranges:
+            path, floats = study.quantized(kind, fset)
+            preds = study.predict(path)
+            speed = fp32_s / latency(path, study.inputs[0][0])
+            extra = {"distance": study.distance(path), "speed": speed, "float_nodes": floats}
+            rows.append(study.score(f"{kind}/{fset}", preds, ranges=kind, float_set=fset, **extra))
+    return rows
+
+
+def sensitivity(study: Study, args: argparse.Namespace) -> list[Row]:
+    """Distance (every 6th frame) with only one /model.N/ block quantized, from the all-layers model."""
+    rows: list[Row] = []
+    head_final = set(study.float_set("head-final"))
+    blocks: dict[str, set[str]] = {}
+    for n in study.names:
+        m = re.match(r"^/model\.(\d+)/", n)
+        blocks.setdefault(m.group(1) if m else "other", set()).add(n)
+    order = sorted(blocks, key=lambda b: int(b) if b.isdigit() else 1 << 30)
+    plans = [("all layers", set()), ("all but head-final", head_final)]
+    plans += [(f"only /model.{b}/", set(study.names) - (blocks[b] - head_final)) for b in order]
+    for kind in args.ranges:
+        naive = onnx.load(str(study.quantized(kind, "none")[0]))
+        for name, keep in plans:
+            d = study.distance(restore_float(naive, study.model, keep) if keep else naive, step=6)
+            quantized = len(study.names) - len(keep)
+            rows.append({"variant": f"{kind}: {name}", "ranges": kind, "distance": d, "quantized": quantized})
+            print(f"{kind}: {name:<24} ({quantized:>3} nodes quantized) dist {d:.4f}", flush=True)
+    return rows
+
+
+def bootstrap(study: Study, args: argparse.Namespace) -> list[Row]:
+    """mAP50-95 of each range choice and its spread over resamples of the evaluation frames."""
+    rows, rng = [], np.random.default_rng(0)  # one generator for the run: each variant its own draws
+    for kind in args.ranges:
+        preds = study.predict(study.quantized(kind, args.float_set)[0])
+        full = coco_agreement(study.ref, preds, study.info.names)[1]
+        vals = []
+        for _ in range(BOOTSTRAP):
+            idx = rng.integers(0, len(preds), len(preds))
+            with contextlib.suppress(ModelError):  # a draw without any FP32 detection: nothing to score
+                ref, got = [study.ref[i] for i in idx], [preds[i] for i in idx]
+                vals.append(coco_agreement(ref, got, study.info.names)[1])
+        lo, hi = (float(v) for v in np.percentile(vals, [5, 95]))
+        row = {"variant": kind, "ranges": kind, "float_set": args.float_set, "map50_95": full}
+        row |= {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "p5": lo, "p95": hi}
+        rows.append(row)
+        spread = f"mean {row['mean']:.3f} std {row['std']:.3f} 5-95% [{lo:.3f}, {hi:.3f}]"
+        print(f"{kind}: mAP50-95 {full:.3f}, bootstrap over frames: {spread}", flush=True)
+    return rows
+
+
+def main() -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands = {"floor": floor, "calib": calib, "sensitivity": sensitivity, "bootstrap": bootstrap}
+    defaults = {"calib": ["entropy", "mse"], "sensitivity": ["mse"], "bootstrap": ["entropy", "mse"]}
+    for name, func in commands.items():
+        p = sub.add_parser(name, help=(func.__doc__ or "").split("\n")[0])
+        p.add_argument("-c", "--config", type=Path, required=True)
+        p.add_argument("--frames", type=int, default=300)
+        p.add_argument("--out", type=Path, default=Path(".cache/int8-study"))
+        p.add_argument("--json", type=Path, help="write every row to this JSON file")
+        if name == "floor":
+            p.add_argument("--hints", nargs="+", default=["bf16"], help="OpenVINO inference precisions")
+        else:
+            p.add_argument("--ranges", nargs="+", default=defaults[name])
+        if name == "calib":
+            p.add_argument("--float-set", nargs="+", default=["head-final+attn"])
+        elif name == "bootstrap":
+            p.add_argument("--float-set", default="head-final+attn")
+    args = parser.parse_args()
+    rows = commands[args.command](Study(args.config, args.frames, args.out), args)
+    if args.json:
+        args.json.write_text(json.dumps({"command": args.command, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
