@@ -205,3 +205,47 @@ def test_event_orders_host_waits() -> None:
     finally:
         for part in (dev, host, event, stream):
             part.close()
+
+
+def _cpu_share_of_a_wait(stream, src, dst, copies: int) -> tuple[float, float]:
+    """(process CPU seconds / wall seconds, wall seconds) of one host wait on ``copies`` queued copies."""
+    import time
+
+    kind = cuda.cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+    event = cuda.Event()
+    try:
+        for _ in range(copies):
+            cuda.check(cuda.cudart.cudaMemcpyAsync(dst.ptr, src.ptr, src.nbytes, kind, stream.raw), "copy")
+        cpu, wall = time.process_time(), time.perf_counter()
+        event.record(stream)
+        event.synchronize()
+        wall = time.perf_counter() - wall
+        return (time.process_time() - cpu) / wall, wall
+    finally:
+        event.close()
+
+
+@requires_gpu
+def test_wait_policy_block_frees_the_core_and_spin_holds_it() -> None:
+    """gpu.wait: with "block" a thread waiting for ~0.3 s of GPU work uses almost no CPU; with "spin" it
+    keeps a core busy all along (what 8 worker processes paid for each wait before)."""
+    before = cuda.wait_policy(0)
+    stream = cuda.Stream()
+    src, dst = cuda.DeviceBuffer(256 << 20), cuda.DeviceBuffer(256 << 20)
+    try:
+        _, wall = _cpu_share_of_a_wait(stream, src, dst, 20)  # warm-up, and how long 20 copies take
+        copies = max(20, int(20 * 0.3 / max(wall, 1e-4)))
+        shares = {}
+        for policy in ("spin", "block"):
+            cuda.set_wait(0, policy)
+            assert cuda.wait_policy(0) == policy
+            shares[policy], wall = _cpu_share_of_a_wait(stream, src, dst, copies)
+            assert wall > 0.1, f"the GPU work took only {wall:.3f} s"
+        assert shares["spin"] > 0.7, shares
+        assert shares["block"] < 0.2, shares
+        with pytest.raises(ValueError, match="wait policy"):
+            cuda.set_wait(0, "sleep")
+    finally:
+        cuda.set_wait(0, before)
+        for part in (src, dst, stream):
+            part.close()

@@ -72,10 +72,12 @@ def _settings(cache_dir: Path, cameras: int = 1, imgsz: tuple[int, int] = IMGSZ,
 def _run(settings: Any) -> tuple[dict[tuple[str, int], Any], Any, Any]:
     """Run the daemon's pipeline over the clip; (camera, seq) -> Detections, the pipeline, its stats."""
     from edge_daemon.app import build_pipeline, load_model
+    from edge_daemon.gpu import cuda
     from edge_daemon.publish.base import NullPublisher
 
     results: dict[tuple[str, int], Any] = {}
     model = load_model(settings)
+    assert cuda.wait_policy(0) == settings.gpu.wait  # set once per process before the engine loaded
     try:
         pipeline = build_pipeline(
             settings,
@@ -172,7 +174,9 @@ def test_gpu_pipeline_fp16_within_fp16_tolerance(cache_dir: Path, cpu_reference:
 def test_mapped_zero_copy_frames_give_identical_detections(cache_dir: Path) -> None:
     """The Jetson path (mapped pinned slots read in place by the kernel), forced on this discrete GPU."""
     copied, _, _ = _run(_settings(cache_dir, precision="fp32", gpu={"mapped_frames": "off"}))
-    mapped, pipeline, _ = _run(_settings(cache_dir, precision="fp32", gpu={"mapped_frames": "on"}))
+    mapped, pipeline, _ = _run(  # and with spinning waits, the other gpu.wait
+        _settings(cache_dir, precision="fp32", gpu={"mapped_frames": "on", "wait": "spin"})
+    )
     assert pipeline.stage.mapped
     assert copied.keys() == mapped.keys()
     for key in copied:

@@ -45,6 +45,7 @@ def test_minimal_config_gets_defaults(write) -> None:
     assert isinstance(s.cameras[0], FileCamera) and s.cameras[0].drop_policy == "latest"
     assert s.engine.backend == "onnxruntime" and s.engine.providers == ["cpu"]
     assert (s.detect.conf, s.detect.iou, s.mqtt.qos, s.mqtt.port) == (0.25, 0.7, 1, 1883)
+    assert s.gpu.wait == "block"  # a waiting thread sleeps instead of spinning a core
 
 
 def test_environment_overrides_yaml(write, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,6 +84,7 @@ def test_camera_discriminator_picks_the_model(write) -> None:
         ({"cameras": []}, "cameras: List should have at least 1 item"),
         ({"mqtt": {"username": "u", "password": "p"}}, "would be sent in plain text"),
         ({"device_id": "a/b"}, "device_id: String should match pattern"),
+        ({"gpu": {"wait": "sleep"}}, "gpu.wait: Input should be 'block', 'spin', 'yield' or 'auto'"),
         ({"model": {"path": "x.onnx", "imgsz": [480, 500]}}, "model.imgsz: Value error, each side must be"),
     ],
 )

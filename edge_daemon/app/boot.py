@@ -81,6 +81,14 @@ def load_model(settings: Settings, memory: Any = None) -> LoadedModel:
     check_gstreamer(settings.cameras)  # before minutes of building, not at the first frame
     status("loading model")
     engine_cfg, fallback = engine_config(settings, memory)
+    gpu_engine = engine_cfg.backend in ("tensorrt", "torch") and engine_cfg.device_index is not None
+    if memory is None and fallback is None and gpu_engine:
+        from edge_daemon.gpu import cuda
+
+        try:  # before the engine and the decoders wait; an optimisation, so a refusal is not fatal
+            cuda.set_wait(engine_cfg.device_index, settings.gpu.wait)
+        except cuda.CudaError as exc:
+            log.warning("cannot set gpu.wait %s (%s): CUDA's own default stays", settings.gpu.wait, exc)
     batch_dynamic = getattr(engine_cfg, "max_batch", 1) > 1
     imgsz = settings.model.imgsz
     if (

@@ -21,6 +21,14 @@ class GpuConfig(Strict):
     mapped_frames: Literal["auto", "on", "off"] = Field(
         "auto", description="Zero-copy mapped pinned frame slots; auto: on integrated GPUs (Jetson)."
     )
+    wait: Literal["block", "spin", "yield", "auto"] = Field(
+        "block",
+        description="How a host thread waits for the GPU (CUDA's device scheduling flag, set once per "
+        "process before the engine loads): block sleeps until the work is done and frees the core (best "
+        "with many cameras, worker processes, or a Jetson's few cores); spin keeps a core busy polling "
+        "(a few microseconds sooner at one camera); yield polls and yields; auto is CUDA's heuristic "
+        "(spin while there are fewer CUDA contexts than cores).",
+    )
     in_flight: int = Field(2, ge=1, le=8, description="Batches queued on the GPU at once (output slots).")
     cpu_fallback: bool = Field(
         True,

@@ -79,6 +79,42 @@ def init_context(index: int = 0) -> None:
 
 _CURRENT = threading.local()
 
+WAIT_POLICIES = ("auto", "spin", "yield", "block")
+
+
+def _schedule_flags() -> dict[str, int]:
+    flags = (
+        cudart.cudaDeviceScheduleAuto,
+        cudart.cudaDeviceScheduleSpin,
+        cudart.cudaDeviceScheduleYield,
+        cudart.cudaDeviceScheduleBlockingSync,
+    )
+    return {name: int(flag) for name, flag in zip(WAIT_POLICIES, flags, strict=True)}
+
+
+def set_wait(index: int, policy: str) -> None:
+    """How host threads of this process wait for GPU ``index`` (``cudaSetDeviceFlags``' scheduling bits;
+    its other flags are kept): "block" sleeps on a synchronisation primitive until the work is done,
+    "spin" polls on the core, "yield" polls and yields, "auto" is CUDA's heuristic. Since CUDA 12 the
+    flags of an already initialised device are overwritten, so the order against other CUDA users does
+    not matter. Applies to every wait of the device's primary context (events, streams, the engine's and
+    the decoder's own synchronisation)."""
+    flags = _schedule_flags()
+    if policy not in flags:
+        raise ValueError(f"wait policy {policy!r}: expected one of {', '.join(WAIT_POLICIES)}")
+    set_device(index)
+    current = int(check(cudart.cudaGetDeviceFlags(), "cudaGetDeviceFlags"))
+    mask = int(cudart.cudaDeviceScheduleMask)
+    check(cudart.cudaSetDeviceFlags((current & ~mask) | flags[policy]), "cudaSetDeviceFlags")
+
+
+def wait_policy(index: int) -> str:
+    """The scheduling policy GPU ``index`` has in this process (see :func:`set_wait`)."""
+    set_device(index)
+    flags = int(check(cudart.cudaGetDeviceFlags(), "cudaGetDeviceFlags"))
+    current = flags & int(cudart.cudaDeviceScheduleMask)
+    return next((name for name, bits in _schedule_flags().items() if bits == current), str(current))
+
 
 def set_device(index: int) -> None:
     """``cudaSetDevice`` for the calling thread (CUDA's current device is per thread), once per thread."""
