@@ -9,6 +9,9 @@ activations, int8 symmetric per-channel weights, QDQ, ``CalibStridedMinMax`` 8),
   2048-bin asymmetric histograms collected once, passed as ``TensorQuantOverrides``: ``minmax`` (the
   observed min/max: ``ortminmax`` but for Softmax outputs, which ONNX Runtime pins to [0, 1]), ``pctX``
   (two-sided percentile cut), ``mse`` (least expected squared quantization error, 256 levels);
+- ``--format tensorrt`` (calib): symmetric int8 activations, the Q/DQ model TensorRT's explicit route builds
+  from (ONNX Runtime runs it here: agreement and distance, not TensorRT's speed); ``kl2048`` is TensorRT's
+  entropy method (KL divergence on 2048 bins), symmetric;
 - ``--float-set``: a named set of :mod:`edge_daemon.build.quant.floatset` or "+"-joined parts: named sets,
   ``hfa`` (head-final+attn), ``attn``, ``concat`` (Concats outside the head), block numbers N (all of
   ``/model.N/``), e.g. ``head+attn+12``.
@@ -19,6 +22,7 @@ speed vs FP32, nodes in float; ``sensitivity``: the output distance with one /mo
 
     .venv/bin/python scripts/int8_study.py floor -c configs/int8-cpu.yaml
     .venv/bin/python scripts/int8_study.py calib -c configs/int8-cpu.yaml --ranges entropy minmax pct99.99 pct99.999 pct99.9 mse --float-set head-final+attn
+    .venv/bin/python scripts/int8_study.py calib -c configs/int8-cpu.yaml --ranges entropy kl2048 mse --format tensorrt
     .venv/bin/python scripts/int8_study.py sensitivity -c configs/int8-cpu.yaml --ranges mse
     .venv/bin/python scripts/int8_study.py bootstrap -c configs/int8-cpu.yaml --ranges entropy mse
 """  # noqa: E501
@@ -49,6 +53,7 @@ from edge_daemon.build.export import resolve_onnx
 from edge_daemon.build.quant.agreement import PREDICTION_CONF, REFERENCE_CONF, coco_agreement
 from edge_daemon.build.quant.floatset import NAMED_SETS, excluded_nodes, head_prefix
 from edge_daemon.build.quant.qdq import _carry_metadata, _Reader
+from edge_daemon.build.quant.ranges import mse_range
 from edge_daemon.build.quant.search import _distance, restore_float
 from edge_daemon.config import OnnxRuntimeEngineConfig, load_settings
 from edge_daemon.errors import ModelError
@@ -68,39 +73,20 @@ Inputs = list[tuple[Array, LetterboxMeta]]
 Row = dict[str, Any]
 
 
-def mse_range(hist: Any, edges: Any, mn: float, mx: float) -> tuple[float, float]:
-    """(lo, hi) on a 40x80 grid of fractions of (min, max) minimising the histogram's expected squared
-    error when quantized to 256 levels."""
-    centers = (edges[:-1] + edges[1:]) / 2
-    c, h = centers[hist > 0], hist[hist > 0]
-    if len(c) == 0:
-        return mn, mx
-    lo0, hi0 = min(mn, 0.0), max(mx, 0.0)
-    los = lo0 * np.linspace(0.05, 1, 40) if lo0 < 0 else np.zeros(1)
-    his = hi0 * np.linspace(0.05, 1, 80) if hi0 > 0 else np.zeros(1)
-    best = (np.inf, lo0, hi0)
-    for lo in los:
-        for hi in his:
-            step = (hi - lo) / 255
-            if step <= 0:
-                continue
-            err = float((h * (c - (np.clip(np.round((c - lo) / step), 0, 255) * step + lo)) ** 2).sum())
-            if err < best[0]:
-                best = (err, float(lo), float(hi))
-    return best[1], best[2]
-
-
-def hist_range(kind: str, hist: Any, edges: Any, mn: float, mx: float) -> tuple[float, float]:
-    """The activation range ``kind`` (``minmax``, ``mse`` or ``pctX``) picks from one tensor's histogram."""
-    if kind == "minmax":
-        return mn, mx
+def hist_range(kind: str, hist: Any, edges: Any, mn: float, mx: float, sym: bool) -> tuple[float, float]:
+    """The activation range ``kind`` (``minmax``, ``mse`` or ``pctX``) picks from one tensor's histogram;
+    ``sym`` (the TensorRT format) makes it -t..t."""
     if kind == "mse":
-        return mse_range(hist.astype(np.float64), edges.astype(np.float64), mn, mx)
-    cut = (100 - float(kind[3:])) / 100
-    cdf = np.cumsum(hist) / hist.sum()
-    lo = float(edges[np.searchsorted(cdf, cut)])
-    hi = float(edges[np.searchsorted(cdf, 1 - cut) + 1])
-    return max(min(lo, 0.0), mn), min(max(hi, 0.0), mx)
+        return mse_range((hist.astype(np.float64), edges.astype(np.float64), mn, mx), sym)
+    if kind == "minmax":
+        lo, hi = mn, mx
+    else:
+        cut = (100 - float(kind[3:])) / 100
+        cdf = np.cumsum(hist) / hist.sum()
+        lo = max(min(float(edges[np.searchsorted(cdf, cut)]), 0.0), mn)
+        hi = min(max(float(edges[np.searchsorted(cdf, 1 - cut) + 1]), 0.0), mx)
+    t = max(-lo, hi)
+    return (-t, t) if sym else (lo, hi)
 
 
 class Study:
@@ -199,23 +185,28 @@ class Study:
                 raise SystemExit(f"float set {spec!r}: unknown part {part!r}")
         return [n for n in self.names if n in chosen]
 
-    def quantized(self, kind: str, fset: str) -> tuple[Path, int]:
-        """The Q/DQ model for range choice ``kind`` and float set ``fset`` (cached) and its float nodes."""
+    def quantized(self, kind: str, fset: str, fmt: str = "cpu") -> tuple[Path, int]:
+        """The Q/DQ model for range choice ``kind``, float set ``fset`` and format ``fmt`` (cpu: uint8
+        activations; tensorrt: symmetric int8) (cached), and its float nodes."""
         excluded = self.float_set(fset)
-        path = Path(f"{self.prefix}-{self.cset.sha256[:8]}-{kind}-{fset}.onnx")
+        tag = "" if fmt == "cpu" else f"-{fmt}"
+        path = Path(f"{self.prefix}-{self.cset.sha256[:8]}-{kind}-{fset}{tag}.onnx")
         if path.exists():
             return path, len(excluded)
-        extra: dict[str, Any] = {"ActivationSymmetric": False, "WeightSymmetric": True}
+        symmetric = fmt == "tensorrt"
+        extra: dict[str, Any] = {"ActivationSymmetric": symmetric, "WeightSymmetric": True}
         extra["CalibStridedMinMax"] = CHUNK
         method = oq.CalibrationMethod.Entropy if kind == "entropy" else oq.CalibrationMethod.MinMax
         if kind == "minmax" or kind.startswith(("pct", "mse")):
             extra["TensorQuantOverrides"] = {
                 t: [{"rmin": np.float32(min(lo, 0.0)), "rmax": np.float32(max(hi, 0.0))}]
                 for t, (hist, edges, mn, mx, _) in self.histograms.items()
-                for lo, hi in [hist_range(kind, hist, edges, float(mn), float(mx))]
+                for lo, hi in [hist_range(kind, hist, edges, float(mn), float(mx), symmetric)]
             }
+        elif kind == "kl2048":
+            extra["TensorQuantOverrides"] = self.kl_ranges()
         elif kind not in ("entropy", "ortminmax"):
-            raise SystemExit(f"unknown --ranges {kind!r}: entropy, ortminmax, minmax, mse, pctX (pct99.99)")
+            raise SystemExit(f"unknown --ranges {kind!r}: entropy, ortminmax, minmax, mse, pctX, kl2048")
         tmp, started = path.with_suffix(".tmp.onnx"), time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # ONNX Runtime's quantizer prints progress
             oq.quantize_static(
@@ -223,7 +214,7 @@ class Study:
                 str(tmp),
                 _Reader(self.input_name, self.batches),
                 quant_format=oq.QuantFormat.QDQ,
-                activation_type=oq.QuantType.QUInt8,
+                activation_type=oq.QuantType.QInt8 if symmetric else oq.QuantType.QUInt8,
                 weight_type=oq.QuantType.QInt8,
                 per_channel=True,
                 calibrate_method=method,
@@ -234,6 +225,25 @@ class Study:
         tmp.replace(path)
         print(f"quantized {path.name} in {time.perf_counter() - started:.0f}s", flush=True)
         return path, len(excluded)
+
+    def kl_ranges(self) -> dict[str, Any]:
+        """TensorRT's entropy method: KL divergence on 2048-bin histograms of |x| (ONNX Runtime's code,
+        which ``quantize_static`` runs with 128 bins only), as symmetric overrides."""
+        with tempfile.TemporaryDirectory() as tmp:
+            options = {"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128}
+            method = oq.CalibrationMethod.Entropy
+            cal = oq.create_calibrator(str(self.pre), None, f"{tmp}/aug.onnx", method, extra_options=options)
+            reader = _Reader(self.input_name, self.batches)
+            with contextlib.redirect_stdout(io.StringIO()):
+                for start in range(0, len(self.batches), CHUNK):
+                    reader.set_range(start, start + CHUNK)
+                    cal.collect_data(reader)
+                data = cal.compute_data()
+        out = {}
+        for name, tensor in data.data.items():
+            t = np.float32(max(abs(float(v)) for v in tensor.range_value))
+            out[name] = [{"rmin": -t, "rmax": t}]
+        return out
 
     def predict(self, path: Path) -> list[Detections]:
         engine = load_engine(self.base, Artifact(path, precision="int8"))
@@ -308,11 +318,12 @@ def calib(study: Study, args: argparse.Namespace) -> list[Row]:
     rows, fp32_s = [], latency(study.fp32_path, study.inputs[0][0])
     for fset in args.float_set:
         for kind in args.ranges:
-            path, floats = study.quantized(kind, fset)
+            path, floats = study.quantized(kind, fset, args.format)
             preds = study.predict(path)
-            speed = fp32_s / latency(path, study.inputs[0][0])
+            speed = fp32_s / latency(path, study.inputs[0][0])  # the TensorRT format: not TensorRT's speed
             extra = {"distance": study.distance(path), "speed": speed, "float_nodes": floats}
-            rows.append(study.score(f"{kind}/{fset}", preds, ranges=kind, float_set=fset, **extra))
+            name = f"{kind}/{fset}" + ("" if args.format == "cpu" else f"/{args.format}")
+            rows.append(study.score(name, preds, ranges=kind, float_set=fset, format=args.format, **extra))
     return rows
 
 
@@ -376,6 +387,7 @@ def main() -> None:
             p.add_argument("--ranges", nargs="+", default=defaults[name])
         if name == "calib":
             p.add_argument("--float-set", nargs="+", default=["head-final+attn"])
+            p.add_argument("--format", choices=["cpu", "tensorrt"], default="cpu")
         elif name == "bootstrap":
             p.add_argument("--float-set", default="head-final+attn")
     args = parser.parse_args()

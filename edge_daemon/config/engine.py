@@ -56,12 +56,13 @@ class SearchConfig(Strict):
 class QuantizeConfig(Strict):
     """How the INT8 Q/DQ model is made from the FP32 one (ONNX Runtime precision: int8)."""
 
-    method: Literal["entropy", "minmax", "percentile"] = Field(
+    method: Literal["entropy", "minmax", "percentile", "mse"] = Field(
         "entropy",
-        description="Activation ranges, from ONNX Runtime's calibrators. entropy: its KL-divergence "
+        description="Activation ranges. From ONNX Runtime's calibrators: entropy, its KL-divergence "
         "calibrator, which with its default 128-bin histogram has one candidate threshold and so keeps each "
-        "tensor's symmetric range -max|x|..max|x| (no clipping); minmax: each tensor's observed min..max; "
-        "percentile: 99.999th percentile of |x|, symmetric. Compared in docs/benchmarks.md.",
+        "tensor's symmetric range -max|x|..max|x| (no clipping); minmax, each tensor's observed min..max; "
+        "percentile, 99.999th percentile of |x|, symmetric. mse: the range with the least squared "
+        "quantization error on 2048-bin histograms (clips outliers). Compared in docs/benchmarks.md.",
     )
     exclude: FloatSet = Field(
         "head-final+attn",

@@ -7,6 +7,10 @@ Two formats from one calibration set, because the fast integer paths of the two 
 - ``tensorrt``: int8 symmetric activations and int8 symmetric per-channel weights, what TensorRT's explicit
   quantization requires (and the only INT8 route on TensorRT 11). On the CPU it is slower than FP32.
 
+Activation ranges (``method``): ONNX Runtime's calibrators (``entropy``, which with its default histogram
+keeps each tensor's whole symmetric range; ``minmax``; ``percentile``), or ``mse``: least squared error
+from our own 2048-bin histograms (:mod:`edge_daemon.build.quant.ranges`), what TensorRT's format uses.
+
 Sensitive layers stay in floating point (``nodes_to_exclude``): which ones is decided in one place,
 :mod:`edge_daemon.build.quant.floatset`, that the TensorRT builds use too.
 """
@@ -26,12 +30,13 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_daemon.build.quant.floatset import ExcludeSet, excluded_nodes
+from edge_daemon.build.quant.ranges import collect_histograms, mse_overrides
 from edge_daemon.errors import ModelError
 
 log = logging.getLogger(__name__)
 
 Format = Literal["cpu", "tensorrt"]
-Method = Literal["entropy", "minmax", "percentile"]
+Method = Literal["entropy", "minmax", "percentile", "mse"]
 CALIB_CHUNK = 8  # calibration frames whose activations are held at once
 
 
@@ -119,6 +124,12 @@ def quantize(
         with contextlib.redirect_stdout(chatter):
             # Symbolic shape inference fails on a Reshape in these models; ONNX shape inference suffices.
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        overrides = None
+        if method == "mse":  # ranges from our own histograms; ONNX Runtime's MinMax pass is then overridden
+            hists = collect_histograms(pre, reader, chunk)
+            overrides = mse_overrides(hists, symmetric=fmt == "tensorrt")
+            reader.count = 0
+        with contextlib.redirect_stdout(chatter):
             _quantize_static(
                 quantize_static,
                 CalibrationMethod,
@@ -131,6 +142,7 @@ def quantize(
                 method,
                 excluded,
                 chunk,
+                overrides,
             )
         for line in chatter.getvalue().splitlines():
             log.debug("onnxruntime.quantization: %s", line)
@@ -159,6 +171,7 @@ def _quantize_static(
     method: Method,
     excluded: list[str],
     chunk: int,
+    overrides: dict[str, list[dict[str, Any]]] | None = None,
 ) -> None:
     quantize_static(
         str(pre),
@@ -172,6 +185,7 @@ def _quantize_static(
             "entropy": methods.Entropy,
             "minmax": methods.MinMax,
             "percentile": methods.Percentile,
+            "mse": methods.MinMax,  # every activation's range comes from ``overrides``
         }[method],
         nodes_to_exclude=excluded,
         extra_options={
@@ -182,6 +196,7 @@ def _quantize_static(
             # Runtime keeps every intermediate tensor of every calibration frame in memory: 100 frames of a
             # 480x576 YOLOv8s exceeded 23 GiB and the process was killed.
             "CalibStridedMinMax": chunk,
+            **({"TensorQuantOverrides": overrides} if overrides else {}),
         },
     )
 

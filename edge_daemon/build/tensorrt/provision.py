@@ -352,7 +352,9 @@ def _build_explicit(
     from edge_daemon.build.quant.cache import ensure_qdq
     from edge_daemon.build.quant.qdq import Method
 
-    method: Method = "minmax" if config.calibration.algorithm == "minmax" else "entropy"
+    # Symmetric ranges by least squared error: ONNX Runtime's entropy calibrator keeps max|x| here, which
+    # measured a third more output error (docs/benchmarks.md); minmax stays minmax.
+    method: Method = "minmax" if config.calibration.algorithm == "minmax" else "mse"
     qdq, qmanifest = ensure_qdq(
         _qdq_request(config, request, "tensorrt", method, config.quantize_exclude),
         request.status,
