@@ -53,7 +53,7 @@ from edge_daemon.build.export import resolve_onnx
 from edge_daemon.build.quant.agreement import PREDICTION_CONF, REFERENCE_CONF, coco_agreement
 from edge_daemon.build.quant.floatset import NAMED_SETS, excluded_nodes, head_prefix
 from edge_daemon.build.quant.qdq import _carry_metadata, _Reader
-from edge_daemon.build.quant.ranges import mse_range
+from edge_daemon.build.quant.ranges import HIST_BINS, Histogram, collect_histograms, mse_range
 from edge_daemon.build.quant.search import _distance, restore_float
 from edge_daemon.config import OnnxRuntimeEngineConfig, load_settings
 from edge_daemon.errors import ModelError
@@ -146,21 +146,12 @@ class Study:
         return pre
 
     @cached_property
-    def histograms(self) -> dict[str, Any]:
-        """tensor -> (hist, edges, min, max, threshold): asymmetric 2048-bin histograms, chunk by chunk."""
-        path = Path(f"{self.prefix}-{self.cset.sha256[:8]}-hist.pkl")
+    def histograms(self) -> dict[str, Histogram]:
+        """tensor -> (counts, edges, min, max): the daemon's 2048-bin histograms, collected once (cached)."""
+        path = Path(f"{self.prefix}-{self.cset.sha256[:8]}-hist{HIST_BINS}.pkl")
         if path.exists():
             return dict(pickle.loads(path.read_bytes()))
-        with tempfile.TemporaryDirectory() as tmp:
-            options = {"symmetric": False, "num_bins": 2048}
-            method = oq.CalibrationMethod.Percentile
-            cal = oq.create_calibrator(str(self.pre), None, f"{tmp}/aug.onnx", method, extra_options=options)
-            reader = _Reader(self.input_name, self.batches)
-            for start in range(0, len(self.batches), CHUNK):
-                reader.set_range(start, start + CHUNK)
-                with contextlib.redirect_stdout(io.StringIO()):
-                    cal.collect_data(reader)
-            hists = dict(cal.collector.histogram_dict)
+        hists = collect_histograms(self.pre, _Reader(self.input_name, self.batches), CHUNK)
         atomic_write(path, pickle.dumps(hists))
         return hists
 
@@ -200,7 +191,7 @@ class Study:
         if kind == "minmax" or kind.startswith(("pct", "mse")):
             extra["TensorQuantOverrides"] = {
                 t: [{"rmin": np.float32(min(lo, 0.0)), "rmax": np.float32(max(hi, 0.0))}]
-                for t, (hist, edges, mn, mx, _) in self.histograms.items()
+                for t, (hist, edges, mn, mx) in self.histograms.items()
                 for lo, hi in [hist_range(kind, hist, edges, float(mn), float(mx), symmetric)]
             }
         elif kind == "kl2048":
