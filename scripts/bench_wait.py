@@ -4,7 +4,7 @@ each policy in turn (alternating, so drift hits both), through the whole pipelin
 
     python scripts/bench_wait.py -c configs/gpu-streams.yaml --cameras 24 32 40 --workers 8 --json wait.json
 
-Prints one line per trial (held, FPS, dropped, p99, host cores per stream) and the medians per policy.
+Prints one line per trial (held, FPS, dropped, p99, host cores per stream); --json keeps every trial.
 """
 
 from __future__ import annotations
