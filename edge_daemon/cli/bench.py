@@ -42,6 +42,7 @@ def command(args: argparse.Namespace) -> int:
             seconds=args.seconds,
             ultralytics=not args.no_ultralytics,
             mqtt=not args.no_mqtt,
+            source=args.source,
         )
         sys.stdout.write(streams.table() + "\n")
         if args.json:
@@ -81,6 +82,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     s.add_argument("--cameras", type=int, metavar="N", help="the most cameras to try")
     s.add_argument("--codec", choices=["h264", "h265"], default="h264")
+    s.add_argument(
+        "--source",
+        choices=["file", "rtsp"],
+        default="file",
+        help="the cameras: the looped clip, paced (file), or RTSP streams of it from a local gst-rtsp-server "
+        "(rtsp; needs python3-gi and gir1.2-gst-rtsp-server-1.0)",
+    )
     s.add_argument("--size", type=_size, default=(1920, 1080), help="stream size, WIDTHxHEIGHT (1920x1080)")
     s.add_argument("--fps", type=int, default=30, help="stream frame rate (30)")
     s.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring each count (4)")

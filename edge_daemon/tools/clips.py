@@ -8,6 +8,7 @@ same one. Needs PyAV (``av``; installed with the analytics and dev extras).
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -62,5 +63,36 @@ def make_clip(
                     break
         for packet in stream.encode():
             out.mux(packet)
+    tmp.replace(dst)
+    return dst
+
+
+def loop_clip(src: Path, dst: Path, seconds: float) -> Path:
+    """``src`` repeated (packets copied, not re-encoded) until it lasts at least ``seconds``, into ``dst``:
+    the stream an RTSP server plays to a camera for a whole bench trial. Made once; written next to
+    ``dst`` first, then renamed."""
+    import av
+
+    if dst.is_file():
+        return dst
+    tmp = dst.with_name(dst.name + ".part")
+    with av.open(str(src)) as inp:
+        ins = inp.streams.video[0]
+        tb = ins.time_base
+        packets = [(bytes(p), p.pts, p.dts, p.is_keyframe) for p in inp.demux(ins) if p.dts is not None]
+        if len(packets) < 2:
+            raise ValueError(f"{src}: too few video packets to loop")
+        span = packets[-1][2] - packets[0][2] + (packets[1][2] - packets[0][2])  # one pass, time-base units
+        times = max(1, math.ceil(seconds / float(span * tb)))
+        with av.open(str(tmp), "w", format="mp4") as out:
+            stream = out.add_stream_from_template(ins)
+            for k in range(times):
+                for data, pts, dts, key in packets:
+                    packet = av.Packet(data)
+                    packet.stream, packet.time_base = stream, tb
+                    packet.dts = dts + k * span
+                    packet.pts = None if pts is None else pts + k * span
+                    packet.is_keyframe = key
+                    out.mux(packet)
     tmp.replace(dst)
     return dst

@@ -37,7 +37,7 @@ import numpy as np
 
 from edge_daemon.app import build_pipeline, load_model
 from edge_daemon.app.workers import WorkerGroup
-from edge_daemon.config import FileCamera, Settings
+from edge_daemon.config import FileCamera, Settings, UrlCamera
 from edge_daemon.errors import ConfigError
 from edge_daemon.publish.base import NullPublisher, Publisher
 from edge_daemon.publish.mqtt import MqttPublisher
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 P99_LIMIT_MS = 100.0
 CAPTURE_SHARE = 0.95
+FIRST_FRAME_S = 60.0  # the longest a trial waits for every camera's first frame before its warm-up
 
 
 @dataclass
@@ -72,6 +73,7 @@ class StreamsReport:
     model: str
     clip: str
     fps: int
+    source: str = "file"  # the cameras: "file" (the looped clip, paced) or "rtsp" (the bench's server)
     decoder: str = ""
     decode_limit_fps: float = 0.0
     decode_processes: int = 1
@@ -107,7 +109,8 @@ class StreamsReport:
         d = self.as_dict()
         lines = [
             f"machine: {self.machine}",
-            f"model: {self.model}; clip: {self.clip} at {self.fps} FPS; decode: {self.decoder}",
+            f"model: {self.model}; clip: {self.clip} at {self.fps} FPS from {self.source}; decode: "
+            f"{self.decoder}",
             f"decode limit ({self.decode_processes} processes): {self.decode_limit_fps:.0f} FPS = "
             f"{d['decode_limit_streams']} streams",
             f"engine limit (batch {self.engine_batch}): {self.engine_limit_fps:.0f} FPS = "
@@ -144,30 +147,31 @@ def stream_clip(settings: Settings, codec: str, size: tuple[int, int], fps: int)
     return out
 
 
-def _cameras(settings: Settings, clip: Path, n: int) -> Settings:
+def _cameras(settings: Settings, clip: Path, n: int, url: str | None = None) -> Settings:
+    """N copies of the first camera: files on ``clip``, looped and paced, or (``url``) RTSP cameras on the
+    bench's server, each with the first camera's analytics and decode setting."""
     base = settings.cameras[0]
-    cams = [
-        base.model_copy(
-            update={
-                "name": f"cam{i}",
-                "path": clip,
-                "loop": True,
-                "realtime": True,
-                "drop_policy": "latest",
-                "queue_size": 1,
-                "max_frames": None,
-            }
-        )
-        for i in range(n)
-    ]
+    live = {"drop_policy": "latest", "queue_size": 1, "max_frames": None}
+    cams: list[Any]
+    if url is not None:
+        common = base.model_dump(exclude={"type", "path", "loop", "realtime"})
+        cams = [
+            UrlCamera.model_validate({**common, **live, "type": "url", "name": f"cam{i}", "url": url})
+            for i in range(n)
+        ]
+    else:
+        update = {"path": clip, "loop": True, "realtime": True, **live}
+        cams = [base.model_copy(update={**update, "name": f"cam{i}"}) for i in range(n)]
     return settings.model_copy(update={"cameras": cams})
 
 
 def trial(settings: Settings, model: Any, clip: Path, n: int, fps: int, warmup_s: float, seconds: float,
-          mqtt: bool, probe: Callable[[list[int], float], None] | None = None) -> Trial:  # fmt: skip
+          mqtt: bool, probe: Callable[[list[int], float], None] | None = None,
+          url: str | None = None) -> Trial:  # fmt: skip
     """N paced cameras for ``warmup_s`` + ``seconds``; held or not over the last ``seconds``. ``probe``
-    (a profiler) is called with the processes' ids for the ``seconds`` measured instead of a sleep."""
-    cfg = _cameras(settings, clip, n)
+    (a profiler) is called with the processes' ids for the ``seconds`` measured instead of a sleep.
+    ``url``: the cameras are RTSP streams from there instead of the looped clip."""
+    cfg = _cameras(settings, clip, n, url)
     publisher: Publisher = MqttPublisher.from_config(cfg.mqtt, cfg.device_id) if mqtt else NullPublisher()
     pipeline: Any
     workers = min(n, cfg.service.workers)
@@ -195,6 +199,14 @@ def trial(settings: Settings, model: Any, clip: Path, n: int, fps: int, warmup_s
         t = os.times()
         return dropped, s.published, captured, t.user + t.system, time.monotonic()
 
+    # The warm-up starts once every camera has delivered: opening a stream (RTSP's probing, which then
+    # releases seconds of frames at once; a decoder's start) is not what the window measures.
+    deadline = time.monotonic() + FIRST_FRAME_S
+    while time.monotonic() < deadline and runner.is_alive():
+        captured = counters()[2]
+        if len(captured) >= n and min(captured.values()) > 0:
+            break
+        time.sleep(0.1)
     time.sleep(warmup_s)
     base = counters()
     if probe is None:
@@ -345,6 +357,26 @@ def _broker_reachable(settings: Settings) -> None:
         ) from None
 
 
+def rtsp_server(clip: Path, codec: str, seconds: float) -> Any:
+    """The bench's RTSP server (:mod:`edge_daemon.tools.rtsp`), started: ``clip`` repeated to last
+    ``seconds`` (made once beside it), a media per camera from the start, as separate cameras send."""
+    import socket
+
+    from edge_daemon.tools import rtsp
+    from edge_daemon.tools.clips import loop_clip
+
+    why = rtsp.available()
+    if why is not None:
+        raise ConfigError(f"bench --source rtsp: GStreamer's RTSP server cannot run here: {why}")
+    served = loop_clip(clip, clip.with_name(f"{clip.stem}-loop{int(seconds)}s.mp4"), seconds)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = rtsp.RtspServer(port, (codec, served), per_client=True)
+    server.start()
+    return server
+
+
 def run_streams_bench(
     settings: Settings,
     max_cameras: int,
@@ -355,9 +387,12 @@ def run_streams_bench(
     seconds: float = 8.0,
     ultralytics: bool = True,
     mqtt: bool = True,
+    source: str = "file",
 ) -> StreamsReport:
     if max_cameras < 1:
         raise ConfigError("bench: --cameras must be >= 1")
+    if source not in ("file", "rtsp"):
+        raise ConfigError(f"bench: --source must be file or rtsp, not {source!r}")
     if mqtt:
         _broker_reachable(settings)
     clip = stream_clip(settings, codec, size, fps)
@@ -365,17 +400,28 @@ def run_streams_bench(
     if batch is not None:
         engine_cfg = settings.engine.model_copy(update={"max_batch": min(64, max(max_cameras, batch))})
         settings = settings.model_copy(update={"engine": engine_cfg})
-    model = load_model(_cameras(settings, clip, 1))
+    # RTSP: every trial's cameras connect anew; the served clip outlasts a trial and its connecting.
+    server = rtsp_server(clip, codec, warmup_s + seconds + 30) if source == "rtsp" else None
+    url = server.url if server is not None else None
+    try:
+        model = load_model(_cameras(settings, clip, 1))
+    except BaseException:
+        if server is not None:
+            server.kill()
+        raise
     report = StreamsReport(
         machine=machine_description(),
         model=f"{model.info.model_id} ({model.engine.info.backend} {model.engine.info.precision})",
         clip=clip.name,
         fps=fps,
+        source=source,
     )
     try:
         report.trials = search(
-            lambda n: trial(settings, model, clip, n, fps, warmup_s, seconds, mqtt), max_cameras
+            lambda n: trial(settings, model, clip, n, fps, warmup_s, seconds, mqtt, url=url), max_cameras
         )
+        if server is not None:
+            server.kill()
         report.decoder = report.trials[0].decode
         log.warning("bench: decode limit (%s)", report.decoder)
         streams = min(max_cameras, 32)
@@ -389,4 +435,6 @@ def run_streams_bench(
             report.ultralytics_fps = ultralytics_rates(settings, model, clip, fps, max_cameras)
     finally:
         model.engine.close()
+        if server is not None:
+            server.kill()
     return report
