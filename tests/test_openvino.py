@@ -118,8 +118,17 @@ def test_config_rejects_what_openvino_cannot_do(tmp_path: Path, clip: Path, worl
     with pytest.raises(ValidationError, match=r"runs only with engine\.backend: openvino"):
         Settings(**base, model={"path": str(xml)})
     with pytest.raises(ValidationError, match="precision"):
-        Settings(**base, model={"path": str(world_onnx)}, engine={"backend": "openvino", "precision": "int8"})
+        Settings(**base, model={"path": str(world_onnx)}, engine={"backend": "openvino", "precision": "fp16"})
+    with pytest.raises(ValidationError, match=r"int8 on OpenVINO quantizes the ONNX model"):
+        Settings(**base, model={"path": str(xml)}, engine={"backend": "openvino", "precision": "int8"})
+    with pytest.raises(ValidationError, match="exclude"):
+        Settings(
+            **base,
+            model={"path": str(world_onnx)},
+            engine={"backend": "openvino", "quantize": {"exclude": "auto"}},
+        )
     Settings(**base, model={"path": str(xml)}, engine={"backend": "openvino"})
+    Settings(**base, model={"path": str(world_onnx)}, engine={"backend": "openvino", "precision": "int8"})
 
 
 def test_daemon_runs_on_openvino_end_to_end(
@@ -156,3 +165,63 @@ def test_throughput_requests_overlap_and_keep_each_frames_outputs(world_onnx: Pa
             outputs, ms = wait()
             np.testing.assert_allclose(outputs[0], sync.run(tensor)[0], atol=1e-3)
             assert ms > 0
+
+
+def test_int8_is_quantized_by_nncf_once_cached_and_agrees_with_fp32(
+    tmp_path: Path, clip: Path, world_onnx: Path, frames, reference
+) -> None:
+    """precision: int8: NNCF quantizes the model on first boot from the camera's frames, the float set as
+    its ignored scope; the IR is cached under its key (a later boot loads it, another float set is another
+    IR, a damaged one is rebuilt); the daemon reports int8 and its detections agree with FP32's."""
+    import onnx
+
+    from edge_daemon.build import prepare
+    from edge_daemon.build.quant.floatset import excluded_nodes
+    from edge_daemon.build.request import BuildRequest
+    from edge_daemon.files import read_manifest
+
+    cache = tmp_path / "cache"
+
+    def build(exclude: str) -> Any:
+        config = OpenVinoEngineConfig(
+            backend="openvino",
+            precision="int8",
+            calibration={"frames": 16, "interval_s": 0},  # type: ignore[arg-type]
+            quantize={"exclude": exclude},  # type: ignore[arg-type]
+        )
+        camera = Settings(
+            cameras=[{"type": "file", "path": str(clip)}], model={"path": str(world_onnx)}
+        ).cameras[0]
+        request = BuildRequest(world_onnx, "ab" * 32, "world", None, cache, camera=camera)
+        return config, prepare(config, request)[0]
+
+    config, artifact = build("head-final")
+    xml = artifact.path
+    assert (
+        xml.suffix == ".xml" and xml.parent == cache / "openvino-int8" and xml.with_suffix(".bin").is_file()
+    )
+    assert artifact.precision == "int8" and artifact.metadata["task"] == "detect"
+    manifest = read_manifest(xml)
+    assert manifest is not None
+    names = [n.name for n in onnx.load(str(world_onnx), load_external_data=False).graph.node]
+    want = excluded_nodes(names, "head-final")
+    assert manifest.data["excluded_nodes"] == want and any("/dfl/" in n for n in want)
+    assert manifest.data["calibration"]["batches"] == 16 and manifest.data["key"]["exclude"] == "head-final"
+    ir = xml.read_text()
+    assert ir.count('type="FakeQuantize"') >= 50, "the IR carries NNCF's quantizers"
+    with load_engine(config, artifact) as engine:
+        assert engine.info.precision == "int8" and engine.info.backend == "openvino"
+        ours = _detect(engine, frames)
+    _, map5095, _ = coco_agreement(reference, ours, {i: str(i) for i in range(80)})
+    assert map5095 >= 0.75, f"OpenVINO INT8 agrees with FP32 at mAP50-95 {map5095:.3f}"
+
+    stamp = xml.stat().st_mtime_ns
+    assert build("head-final")[1].path == xml and xml.stat().st_mtime_ns == stamp, (
+        "loaded, not quantized again"
+    )
+    other = build("head")[1].path
+    assert other != xml and read_manifest(other).data["key"]["exclude"] == "head"  # type: ignore[union-attr]
+    xml.with_suffix(".bin").write_bytes(b"\0" * 4096)  # a torn write or a bad disk
+    rebuilt = build("head-final")[1].path
+    assert rebuilt == xml and xml.with_suffix(".bin").stat().st_size > 1_000_000
+    assert list(xml.parent.glob(f"{xml.name}.bad-*")), "the damaged IR was moved aside"

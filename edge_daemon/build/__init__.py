@@ -23,8 +23,9 @@ def prepare(config: Any, request: BuildRequest, refused: str | None = None) -> t
 
     ``cached``: the artifact came from the cache unchecked by a load; if the engine refuses it, call again
     with ``refused`` (the engine's reason) to move it aside and build it anew. TensorRT: a plan for this
-    device (built and calibrated on first boot). ONNX Runtime ``int8``: the CPU-format Q/DQ model. Every
-    other case: the model file as it is (OpenVINO: with the folder its compiled blobs are cached in).
+    device (built and calibrated on first boot). ONNX Runtime ``int8``: the CPU-format Q/DQ model.
+    OpenVINO ``int8``: the IR NNCF quantized. Every other case: the model file as it is (OpenVINO: with
+    the folder its compiled blobs are cached in).
     """
     if config.backend == "tensorrt":
         from edge_daemon.build.tensorrt.provision import ensure_plan
@@ -52,8 +53,37 @@ def prepare(config: Any, request: BuildRequest, refused: str | None = None) -> t
         return Artifact(path, request.imgsz, precision="int8"), False
     if config.backend == "openvino":
         cache = openvino_cache_dir(config, request)
+        if config.precision == "int8":
+            return _openvino_int8(config, request, cache), False
         return Artifact(request.onnx_path, request.imgsz, cache_dir=cache), False
     return Artifact(request.onnx_path, request.imgsz, memory=request.memory), False
+
+
+def _openvino_int8(config: Any, request: BuildRequest, cache: Path | None) -> Artifact:
+    """The NNCF-quantized IR (OpenVINO ``int8``), with the ONNX model's metadata (the IR lacks it)."""
+    from edge_daemon.build.quant.openvino import OvInt8Request, ensure_ov_int8
+    from edge_daemon.errors import ConfigError
+    from edge_daemon.model.onnxinfo import read_onnx_info
+
+    if request.onnx_path.suffix.lower() != ".onnx":
+        raise ConfigError(
+            f"engine.precision: int8 on OpenVINO quantizes an ONNX model or .pt weights, not "
+            f"{request.onnx_path.name}"
+        )
+    xml, _ = ensure_ov_int8(
+        OvInt8Request(
+            fp32=request.onnx_path,
+            model_sha256=request.model_sha256 or "unknown",
+            model_stem=request.model_stem,
+            cache_dir=request.cache_dir,
+            calibration=config.calibration,
+            camera=request.camera,
+            exclude=config.quantize.exclude,
+        ),
+        request.status,
+    )
+    meta = read_onnx_info(request.onnx_path)[0]
+    return Artifact(xml, request.imgsz, precision="int8", metadata=meta, cache_dir=cache)
 
 
 def openvino_cache_dir(config: Any, request: BuildRequest) -> Path | None:

@@ -90,16 +90,29 @@ class OnnxRuntimeEngineConfig(Strict):
     )
 
 
+class OpenVinoQuantizeConfig(Strict):
+    """How NNCF quantizes the model for OpenVINO (precision: int8)."""
+
+    exclude: Literal["head-final+attn", "head-final", "head", "none"] | list[str] = Field(
+        "head-final",
+        description="Nodes kept in float (NNCF's ignored scope): a named set or node-name prefixes. "
+        "head-final measured best here (docs/benchmarks.md, OpenVINO INT8).",
+    )
+
+
 class OpenVinoEngineConfig(Strict):
     """OpenVINO: Intel CPUs without an NVIDIA GPU (and Intel GPUs). Needs the ``openvino`` extra.
     When to pick it over ONNX Runtime: README, "Which CPU backend"; figures in docs/benchmarks.md."""
 
     backend: Literal["openvino"]
-    precision: Literal["auto", "bf16", "fp32"] = Field(
+    precision: Literal["auto", "bf16", "fp32", "int8"] = Field(
         "auto",
         description="auto: the CPU plugin's choice (bf16 on CPUs with AVX512_BF16 or AMX, else fp32); the "
-        "precision actually running is what the daemon reports.",
+        "precision actually running is what the daemon reports. int8: the model quantized by NNCF on first "
+        "boot from the camera's frames (cached; the float set's layers run in fp32).",
     )
+    calibration: CalibrationConfig = Field(default_factory=lambda: CalibrationConfig(frames=100))
+    quantize: OpenVinoQuantizeConfig = Field(default_factory=OpenVinoQuantizeConfig)
     device: Literal["CPU", "GPU", "AUTO"] = Field("CPU", description="OpenVINO device name.")
     performance_hint: Literal["LATENCY", "THROUGHPUT"] = Field(
         "THROUGHPUT",

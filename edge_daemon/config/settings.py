@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         suffix = self.model.path.suffix.lower()
         if suffix == ".xml" and self.engine.backend != "openvino":
             raise ValueError("an OpenVINO .xml model runs only with engine.backend: openvino")
+        if suffix == ".xml" and self.engine.backend == "openvino" and self.engine.precision == "int8":
+            raise ValueError(
+                "engine.precision: int8 on OpenVINO quantizes the ONNX model or .pt weights; an OpenVINO "
+                ".xml export runs as it was exported (precision: auto, bf16 or fp32)"
+            )
         return self
 
     @classmethod

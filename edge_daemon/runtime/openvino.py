@@ -4,9 +4,11 @@ Loads the daemon's ONNX model (a ``.pt`` is exported once, as for ONNX Runtime) 
 OpenVINO export (``model.path: …_openvino_model/model.xml``, metadata from the ``metadata.yaml`` beside it).
 Precision is OpenVINO's ``INFERENCE_PRECISION_HINT``: ``auto`` lets the CPU plugin pick (bf16 on CPUs with
 AVX512_BF16 or AMX, fp32 elsewhere), ``bf16`` and ``fp32`` force one; the precision reported is the one
-the compiled model says it runs, never the one asked for. Compiled blobs are cached by OpenVINO itself
-(``CACHE_DIR``) in a folder keyed like the other artifacts (model hash, input size, precision, OpenVINO
-version; :func:`edge_daemon.build.openvino_cache_dir`), so a later boot imports instead of compiling.
+the compiled model says it runs, never the one asked for. ``int8`` loads the IR NNCF quantized at build
+time (:mod:`edge_daemon.build.quant.openvino`), its float layers in fp32. Compiled blobs are cached by
+OpenVINO itself (``CACHE_DIR``) in a folder keyed like the other artifacts (model hash, input size,
+precision, OpenVINO version; :func:`edge_daemon.build.openvino_cache_dir`), so a later boot imports
+instead of compiling.
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ class OpenVinoEngine(InferenceEngine):
         props: dict[str, Any] = {"PERFORMANCE_HINT": config.performance_hint}
         if config.precision in HINTS:
             props["INFERENCE_PRECISION_HINT"] = HINTS[config.precision]
+        elif artifact.precision == "int8":  # the float set stays fp32: in bf16 it cost agreement (measured)
+            props["INFERENCE_PRECISION_HINT"] = "f32"
         if config.threads:
             props["INFERENCE_NUM_THREADS"] = config.threads
         try:
@@ -106,7 +110,7 @@ class OpenVinoEngine(InferenceEngine):
             raise EngineError(f"OpenVINO cannot compile {path.name} for {config.device}: {exc}") from None
         hint = compiled.get_property("INFERENCE_PRECISION_HINT")
         running = hint.to_string() if hasattr(hint, "to_string") else str(hint)
-        precision = REPORTED.get(running, running)
+        precision = "int8" if artifact.precision == "int8" else REPORTED.get(running, running)
         if config.precision == "bf16" and precision != "bf16":
             log.warning("openvino: bf16 asked for but this %s runs %s", config.device, precision)
         metadata = ir_metadata(path) if path.suffix.lower() == ".xml" else read_onnx_info(path)[0]

@@ -3,7 +3,8 @@
 No labeled data set exists for a product's cameras, so FP32 detections at conf >= 0.25 are the reference
 (pseudo-labels). Each INT8 variant's detections (conf >= 0.001, as for validation) are scored against
 them with pycocotools' COCOeval: mAP50, mAP50-95 and per-class AP50-95 ("agreement"). Variants: the
-configured mixed-precision INT8 and a naive all-layers INT8 (MinMax), both quantized the same way.
+configured mixed-precision INT8 and a naive all-layers INT8 (MinMax), both quantized the same way: by ONNX
+Runtime's quantizer (Q/DQ, backend onnxruntime) or NNCF (backend openvino, FP32 run by OpenVINO in fp32).
 Speed: the bare engine per precision and, optionally, the daemon's end-to-end throughput.
 """
 
@@ -32,7 +33,7 @@ from edge_daemon.build.quant.agreement import (
 )
 from edge_daemon.build.quant.cache import QdqRequest, ensure_qdq
 from edge_daemon.build.quant.search import targets_from
-from edge_daemon.config import FileCamera, OnnxRuntimeEngineConfig, Settings
+from edge_daemon.config import FileCamera, OnnxRuntimeEngineConfig, OpenVinoEngineConfig, Settings
 from edge_daemon.errors import ConfigError
 from edge_daemon.model.info import model_info
 from edge_daemon.model.preprocess import preprocess
@@ -159,9 +160,9 @@ def run_report(
     settings: Settings, frames: int = 300, naive: bool = True, end_to_end: bool = True
 ) -> QuantReport:
     """Build/load FP32 and INT8 variants, evaluate them on ``frames`` frames of the first camera."""
-    if not isinstance(settings.engine, OnnxRuntimeEngineConfig):
-        raise ConfigError("quant-report runs the ONNX Runtime backend; set engine.backend: onnxruntime")
     cfg = settings.engine
+    if not isinstance(cfg, (OnnxRuntimeEngineConfig, OpenVinoEngineConfig)):
+        raise ConfigError("quant-report runs the CPU backends; set engine.backend: onnxruntime or openvino")
     fp32_path, sha = resolve_onnx(settings.model.path, settings.model.imgsz, settings.model.cache_dir)
     base = cfg.model_copy(update={"precision": "fp32"})
     fp32 = load_engine(base, fp32_path)
@@ -191,34 +192,8 @@ def run_report(
         )
     ]
     _task_scores(variants[0], info.task, reference, reference, sizes)
-    plans: list[tuple[str, Any, Any]] = [
-        (
-            f"INT8 mixed ({cfg.quantize.exclude if isinstance(cfg.quantize.exclude, str) else 'custom'}, "
-            f"{cfg.quantize.method})",
-            cfg.quantize.exclude,
-            cfg.quantize.method,
-        ),
-    ]
-    if cfg.quantize.exclude != "head-final+attn":  # the fixed set beside what the config chose
-        plans.append(("INT8 mixed (head-final+attn, entropy)", "head-final+attn", "entropy"))
-    if naive:
-        plans.append(("INT8 naive (all layers, minmax)", "none", "minmax"))
-    for name, exclude, method in plans:
-        path, manifest = ensure_qdq(
-            QdqRequest(
-                fp32_path,
-                sha,
-                settings.model.path.stem,
-                settings.model.cache_dir,
-                cfg.calibration,
-                settings.cameras[0],
-                "cpu",
-                method,
-                exclude,
-                targets_from(cfg.quantize.search),
-            )
-        )
-        engine = load_engine(base, Artifact(path, precision="int8"))
+    for name, artifact, manifest in _int8_variants(settings, fp32_path, sha, naive):
+        engine = load_engine(cfg.model_copy(update={"precision": "int8"}), artifact)
         preds, fps = _predict(engine, inputs, info.head, pred_params)
         engine.close()
         m50, m5095, per_class = coco_agreement(reference, preds, info.names)
@@ -238,6 +213,63 @@ def run_report(
         variants[0].e2e_fps = _end_to_end(settings, "fp32", len(images))
         variants[1].e2e_fps = _end_to_end(settings, "int8", len(images))
     return QuantReport(info.model_id, len(images), fp32.info.input_hw, variants[0].detections, variants)
+
+
+def _int8_variants(
+    settings: Settings, fp32_path: Path, sha: str, naive: bool
+) -> list[tuple[str, Artifact, dict[str, Any]]]:
+    """(name, artifact, manifest) of each INT8 variant: the configured one, the fixed default set beside it
+    (ONNX Runtime) and the naive all-layers one, quantized by the backend's own route."""
+    cfg = settings.engine
+    stem, cache, camera = settings.model.path.stem, settings.model.cache_dir, settings.cameras[0]
+    out = []
+    if isinstance(cfg, OpenVinoEngineConfig):
+        from edge_daemon.build.quant.openvino import OvInt8Request, ensure_ov_int8
+        from edge_daemon.model.onnxinfo import read_onnx_info
+
+        meta = read_onnx_info(fp32_path)[0]
+        chosen = cfg.quantize.exclude
+        plans: list[tuple[str, Any, Any]] = [(f"INT8 NNCF ({_tag(chosen)})", chosen, None)]
+        if naive:
+            plans.append(("INT8 NNCF naive (all layers)", "none", None))
+        for name, exclude, _ in plans:
+            req = OvInt8Request(fp32_path, sha, stem, cache, cfg.calibration, camera, exclude)
+            xml, manifest = ensure_ov_int8(req)
+            out.append((name, Artifact(xml, precision="int8", metadata=meta), manifest))
+        return out
+    assert isinstance(cfg, OnnxRuntimeEngineConfig)
+    plans = [
+        (
+            f"INT8 mixed ({_tag(cfg.quantize.exclude)}, {cfg.quantize.method})",
+            cfg.quantize.exclude,
+            cfg.quantize.method,
+        )
+    ]
+    if cfg.quantize.exclude != "head-final+attn":  # the fixed set beside what the config chose
+        plans.append(("INT8 mixed (head-final+attn, entropy)", "head-final+attn", "entropy"))
+    if naive:
+        plans.append(("INT8 naive (all layers, minmax)", "none", "minmax"))
+    for name, exclude, method in plans:
+        path, manifest = ensure_qdq(
+            QdqRequest(
+                fp32_path,
+                sha,
+                stem,
+                cache,
+                cfg.calibration,
+                camera,
+                "cpu",
+                method,
+                exclude,
+                targets_from(cfg.quantize.search),
+            )
+        )
+        out.append((name, Artifact(path, precision="int8"), manifest))
+    return out
+
+
+def _tag(exclude: Any) -> str:
+    return exclude if isinstance(exclude, str) else "custom"
 
 
 def _end_to_end(settings: Settings, precision: str, frames: int) -> float:
