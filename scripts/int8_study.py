@@ -18,13 +18,15 @@ activations, int8 symmetric per-channel weights, QDQ, ``CalibStridedMinMax`` 8),
 
 ``floor``: OpenVINO bf16 against FP32 (the metric's noise floor); ``calib``: agreement, output distance,
 speed vs FP32, nodes in float; ``sensitivity``: the output distance with one /model.N/ block quantized;
-``bootstrap``: mAP50-95 over 30 resamples of the evaluation frames.
+``bootstrap``: mAP50-95 over 30 resamples of the evaluation frames; ``openvino``: OpenVINO INT8 quantized by
+NNCF (the daemon's ``build.quant.openvino.nncf_quantize``) per float set, its float layers in f32 or bf16.
 
     .venv/bin/python scripts/int8_study.py floor -c configs/int8-cpu.yaml
     .venv/bin/python scripts/int8_study.py calib -c configs/int8-cpu.yaml --ranges entropy minmax pct99.99 pct99.999 pct99.9 mse --float-set head-final+attn
     .venv/bin/python scripts/int8_study.py calib -c configs/int8-cpu.yaml --ranges entropy kl2048 mse --format tensorrt
     .venv/bin/python scripts/int8_study.py sensitivity -c configs/int8-cpu.yaml --ranges mse
     .venv/bin/python scripts/int8_study.py bootstrap -c configs/int8-cpu.yaml --ranges entropy mse
+    .venv/bin/python scripts/int8_study.py openvino -c configs/int8-cpu.yaml
 """  # noqa: E501
 
 from __future__ import annotations
@@ -360,11 +362,63 @@ def bootstrap(study: Study, args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def openvino_int8(study: Study, args: argparse.Namespace) -> list[Row]:
+    """OpenVINO INT8 (NNCF, the daemon's own ``nncf_quantize``) per float set, its float layers in each of
+    ``--hints``: agreement, its bootstrap, output distance, latency against OpenVINO f32 and ONNX Runtime
+    FP32 (medians of 30 single-frame runs, LATENCY hint)."""
+    import openvino as ov
+
+    from edge_daemon.build.quant.openvino import nncf_quantize
+
+    core, rng = ov.Core(), np.random.default_rng(0)
+    decode = decoder(study.info.head, study.params(PREDICTION_CONF))
+
+    def evaluate(model: Any, hint: str, name: str, **extra: Any) -> tuple[Row, float]:
+        props = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+        compiled = core.compile_model(model, "CPU", props)
+        request, preds, dists = compiled.create_infer_request(), [], []
+        for i, (tensor, meta) in enumerate(study.inputs):
+            result = request.infer({0: tensor})
+            outs = tuple(np.asarray(result[o])[0] for o in compiled.outputs)
+            preds.append(decode(outs, meta))
+            if i % 3 == 0:
+                dists.append(_distance(outs[0], study.ref_raw[i // 3], study.info.num_classes))
+        x, times = study.inputs[0][0], []
+        for i in range(33):
+            started = time.perf_counter()
+            request.infer({0: x})
+            if i >= 3:
+                times.append(time.perf_counter() - started)
+        boot = []
+        for _ in range(BOOTSTRAP):
+            idx = rng.integers(0, len(preds), len(preds))
+            with contextlib.suppress(ModelError):
+                ref, got = [study.ref[i] for i in idx], [preds[i] for i in idx]
+                boot.append(coco_agreement(ref, got, study.info.names)[1])
+        seconds = statistics.median(times)
+        row = study.score(name, preds, distance=float(np.mean(dists)), bootstrap=float(np.mean(boot)),
+                          bootstrap_std=float(np.std(boot)), ms=seconds * 1000, **extra)  # fmt: skip
+        return row, seconds
+
+    ort_s = latency(study.fp32_path, study.inputs[0][0])
+    row, f32_s = evaluate(core.read_model(str(study.fp32_path)), "f32", "openvino f32")
+    rows = [row]
+    for fset in args.float_set:
+        model, floats = nncf_quantize(study.fp32_path, study.batches, fset)
+        for hint in args.hints:
+            row, s = evaluate(model, hint, f"nncf/{fset}/{hint}", float_set=fset, float_nodes=len(floats))
+            row |= {"speed_vs_openvino_f32": f32_s / s, "speed_vs_onnxruntime_fp32": ort_s / s}
+            print(f"   {f32_s / s:.2f}x OpenVINO f32, {ort_s / s:.2f}x ONNX Runtime FP32", flush=True)
+            rows.append(row)
+    return rows
+
+
 def main() -> None:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {"floor": floor, "calib": calib, "sensitivity": sensitivity, "bootstrap": bootstrap}
+    commands["openvino"] = openvino_int8
     defaults = {"calib": ["entropy", "mse"], "sensitivity": ["mse"], "bootstrap": ["entropy", "mse"]}
     for name, func in commands.items():
         p = sub.add_parser(name, help=(func.__doc__ or "").split("\n")[0])
@@ -372,9 +426,12 @@ def main() -> None:
         p.add_argument("--frames", type=int, default=300)
         p.add_argument("--out", type=Path, default=Path(".cache/int8-study"))
         p.add_argument("--json", type=Path, help="write every row to this JSON file")
-        if name == "floor":
-            p.add_argument("--hints", nargs="+", default=["bf16"], help="OpenVINO inference precisions")
-        else:
+        if name in ("floor", "openvino"):
+            default = ["bf16"] if name == "floor" else ["f32", "bf16"]
+            p.add_argument("--hints", nargs="+", default=default, help="OpenVINO inference precisions")
+        if name == "openvino":
+            p.add_argument("--float-set", nargs="+", default=["head-final", "head-final+attn", "head"])
+        elif name != "floor":
             p.add_argument("--ranges", nargs="+", default=defaults[name])
         if name == "calib":
             p.add_argument("--float-set", nargs="+", default=["head-final+attn"])

@@ -98,18 +98,8 @@ def ensure_ov_int8(
         if status is not None:
             status(f"quantizing {req.model_stem} to INT8 (OpenVINO, NNCF)")
         started = time.monotonic()
-        model = ov.Core().read_model(str(req.fp32))
-        onnx_names = _onnx_node_names(req.fp32)
-        keep = set(excluded_nodes(onnx_names, req.exclude))
-        ignored = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_friendly_name() in keep]
         frames = list(calibration.batches(cset, (h, w), 1))
-        quantized = nncf.quantize(
-            model,
-            nncf.Dataset(frames),
-            preset=nncf.QuantizationPreset.MIXED,
-            subset_size=len(frames),
-            ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
-        )
+        quantized, excluded = nncf_quantize(req.fp32, frames, req.exclude)
         odir.mkdir(parents=True, exist_ok=True)
         tmp = odir / f".{xml.stem}.{os.getpid()}.tmpdir"
         tmp.mkdir(exist_ok=True)
@@ -126,7 +116,7 @@ def ensure_ov_int8(
             "key_digest": digest,
             "plan_sha256": _checksum(xml),
             "precision": "int8",
-            "excluded_nodes": [n for n in onnx_names if n in keep],
+            "excluded_nodes": excluded,
             "calibration": {"images": len(cset), "source": cset.source, "batches": len(frames)},
             "names": meta.get("names", ""),
             "seconds": round(time.monotonic() - started, 1),
@@ -135,6 +125,27 @@ def ensure_ov_int8(
         write_manifest(xml, data)
         log.info("OpenVINO INT8 model %s ready in %.0fs", xml.name, data["seconds"])
         return xml, {"manifest_version": 1, **data}
+
+
+def nncf_quantize(fp32: Path, frames: list[Any], exclude: ExcludeSet | list[str]) -> tuple[Any, list[str]]:
+    """NNCF's post-training quantization of the ONNX model at ``fp32`` on ``frames`` (NCHW float32 batches),
+    the float set ``exclude`` its ignored scope: (the quantized ``openvino.Model``, the ONNX nodes kept in
+    float)."""
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(fp32))
+    onnx_names = _onnx_node_names(fp32)
+    keep = set(excluded_nodes(onnx_names, exclude))
+    ignored = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_friendly_name() in keep]
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(frames),
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=len(frames),
+        ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
+    )
+    return quantized, [n for n in onnx_names if n in keep]
 
 
 def _onnx_node_names(path: Path) -> list[str]:
