@@ -134,6 +134,7 @@ def nncf_quantize(fp32: Path, frames: list[Any], exclude: ExcludeSet | list[str]
     import nncf
     import openvino as ov
 
+    nncf.set_log_level(logging.WARNING)  # its INFO lines list every op it leaves unquantized, on stdout
     model = ov.Core().read_model(str(fp32))
     onnx_names = _onnx_node_names(fp32)
     keep = set(excluded_nodes(onnx_names, exclude))
