@@ -36,21 +36,27 @@ def test_the_search_doubles_then_bisects_to_the_largest_count_held() -> None:
     assert [t.cameras for t in search(lambda n: _trial(n, False), 12)] == [1]
 
 
-def test_bench_cameras_runs_the_whole_pipeline_and_reports_the_limits(
-    tmp_path: Path, clip: Path, broker: Broker
-) -> None:
+def _config(tmp_path: Path, clip: Path, broker: Broker, device_id: str) -> Path:
+    """A bench config: the clip as the first camera, a small synthetic YOLOv8n, the test broker."""
     model = synthetic_model("yolov8n.yaml", (192, 256))
     config = tmp_path / "bench.yaml"
     config.write_text(
         yaml.safe_dump(
             {
-                "device_id": "streamsbench",
+                "device_id": device_id,
                 "cameras": [{"type": "file", "name": "cam0", "path": str(clip)}],
                 "model": {"path": str(model), "cache_dir": str(tmp_path / "cache")},
                 "mqtt": {"host": "127.0.0.1", "port": broker.port},
             }
         )
     )
+    return config
+
+
+def test_bench_cameras_runs_the_whole_pipeline_and_reports_the_limits(
+    tmp_path: Path, clip: Path, broker: Broker
+) -> None:
+    config = _config(tmp_path, clip, broker, "streamsbench")
     out = tmp_path / "streams.json"
     args = ["bench", "-c", str(config), "--cameras", "2", "--size", "320x240", "--fps", "5"]
     args += ["--warmup", "2", "--seconds", "3", "--no-ultralytics", "--json", str(out), "--workers", "2"]
@@ -84,18 +90,7 @@ def test_bench_cameras_over_rtsp_streams_from_the_real_server(
     why = rtsp.available()
     if why is not None:
         pytest.fail(f"the RTSP server cannot run: {why}")
-    model = synthetic_model("yolov8n.yaml", (192, 256))
-    config = tmp_path / "bench.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "device_id": "rtspbench",
-                "cameras": [{"type": "file", "name": "cam0", "path": str(clip)}],
-                "model": {"path": str(model), "cache_dir": str(tmp_path / "cache")},
-                "mqtt": {"host": "127.0.0.1", "port": broker.port},
-            }
-        )
-    )
+    config = _config(tmp_path, clip, broker, "rtspbench")
     out = tmp_path / "streams.json"
     args = ["bench", "-c", str(config), "--cameras", "2", "--size", "320x240", "--fps", "5", "--source"]
     args += ["rtsp", "--warmup", "3", "--seconds", "3", "--no-ultralytics", "--json", str(out)]

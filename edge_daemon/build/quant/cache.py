@@ -15,6 +15,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,19 +52,33 @@ def _runtime_tag() -> str:
     return f"onnxruntime-{onnxruntime.__version__}"
 
 
-def cached(path: Path, digest: str) -> dict[str, Any] | None:
-    """The manifest data of the Q/DQ model at ``path`` if it was made for ``digest`` and its checksum
-    holds; a file that fails either is moved aside (None)."""
+def cached(
+    path: Path, digest: str, checksum: Callable[[Path], str] = lambda p: sha256_bytes(p.read_bytes())
+) -> dict[str, Any] | None:
+    """The manifest data of the quantized model at ``path`` if it was made for ``digest`` and its
+    ``checksum`` holds; a file that fails either is moved aside (None)."""
     if not path.exists():
         return None
     manifest = read_manifest(path)
     if manifest is None or manifest.key_digest != digest:
         quarantine(path, "its manifest is missing or was written for another key")
-    elif sha256_bytes(path.read_bytes()) != manifest.plan_sha256:
-        quarantine(path, "its checksum does not match the manifest (corrupt or truncated)")
     else:
-        return manifest.data
+        try:
+            ok = checksum(path) == manifest.plan_sha256
+        except OSError:  # a part of it is missing (an IR's .bin)
+            ok = False
+        if ok:
+            return manifest.data
+        quarantine(path, "its checksum does not match the manifest (corrupt, truncated or incomplete)")
     return None
+
+
+def static_input(path: Path) -> tuple[dict[str, str], int, int]:
+    """(metadata, H, W) of an ONNX model whose input size is fixed, as quantization needs."""
+    meta, shape = read_onnx_info(path)
+    if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise ModelError(f"{path.name}: INT8 quantization needs a static input shape, got {shape}")
+    return meta, int(shape[2]), int(shape[3])
 
 
 def ensure_qdq(req: QdqRequest, status: calibration.StatusFn | None = None) -> tuple[Path, dict[str, Any]]:
@@ -72,10 +87,7 @@ def ensure_qdq(req: QdqRequest, status: calibration.StatusFn | None = None) -> t
         from edge_daemon.build.quant.auto import ensure_auto
 
         return ensure_auto(req, status)
-    meta, shape = read_onnx_info(req.fp32)
-    if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise ModelError(f"{req.fp32.name}: INT8 quantization needs a static input shape, got {shape}")
-    h, w = int(shape[2]), int(shape[3])
+    meta, h, w = static_input(req.fp32)
     qdir = req.cache_dir / "qdq"
     exclude_tag = req.exclude if isinstance(req.exclude, str) else "custom"
     with build_lock(qdir / f".{req.model_stem}-{req.model_sha256[:12]}.lock"):

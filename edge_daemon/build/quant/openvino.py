@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_daemon.build import calibration
-from edge_daemon.build.artifacts import build_lock, quarantine, sweep_stale_temp
+from edge_daemon.build.artifacts import build_lock, sweep_stale_temp
+from edge_daemon.build.quant.cache import cached, static_input
 from edge_daemon.build.quant.floatset import ExcludeSet, excluded_nodes
-from edge_daemon.errors import ConfigError, ModelError
-from edge_daemon.files import read_manifest, sha256_bytes, write_manifest
-from edge_daemon.model.onnxinfo import read_onnx_info
+from edge_daemon.errors import ConfigError
+from edge_daemon.files import sha256_bytes, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +48,6 @@ def _checksum(xml: Path) -> str:
     return hashlib.sha256(both.encode()).hexdigest()
 
 
-def _cached(xml: Path, digest: str) -> dict[str, Any] | None:
-    if not xml.exists():
-        return None
-    manifest = read_manifest(xml)
-    if manifest is None or manifest.key_digest != digest:
-        quarantine(xml, "its manifest is missing or was written for another key")
-    elif not xml.with_suffix(".bin").is_file() or _checksum(xml) != manifest.plan_sha256:
-        quarantine(xml, "its checksum does not match the manifest (corrupt, truncated or no .bin)")
-    else:
-        return manifest.data
-    return None
-
-
 def ensure_ov_int8(
     req: OvInt8Request, status: calibration.StatusFn | None = None
 ) -> tuple[Path, dict[str, Any]]:
@@ -72,10 +59,7 @@ def ensure_ov_int8(
         raise ConfigError(
             "engine.precision: int8 on OpenVINO needs NNCF (pip install 'edge-daemon[openvino]')"
         ) from None
-    meta, shape = read_onnx_info(req.fp32)
-    if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise ModelError(f"{req.fp32.name}: INT8 quantization needs a static input shape, got {shape}")
-    h, w = int(shape[2]), int(shape[3])
+    meta, h, w = static_input(req.fp32)
     odir = req.cache_dir / "openvino-int8"
     exclude_tag = req.exclude if isinstance(req.exclude, str) else "custom"
     with build_lock(odir / f".{req.model_stem}-{req.model_sha256[:12]}.lock"):
@@ -92,7 +76,7 @@ def ensure_ov_int8(
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
         xml = odir / f"{req.model_stem}-{exclude_tag}-{digest[:12]}.xml"
-        data = _cached(xml, digest)
+        data = cached(xml, digest, _checksum)
         if data is not None:
             return xml, data
         if status is not None:
