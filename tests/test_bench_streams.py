@@ -58,8 +58,10 @@ def test_bench_cameras_runs_the_whole_pipeline_and_reports_the_limits(
 ) -> None:
     config = _config(tmp_path, clip, broker, "streamsbench")
     out = tmp_path / "streams.json"
-    args = ["bench", "-c", str(config), "--cameras", "2", "--size", "320x240", "--fps", "5"]
-    args += ["--warmup", "2", "--seconds", "3", "--no-ultralytics", "--json", str(out), "--workers", "2"]
+    # 6 s at 5 FPS: 30 frames, so one frame lost to where the window falls stays within the 95 % share.
+    # --counts 1 2: both counts run whether or not this machine holds the first (no search).
+    args = ["bench", "-c", str(config), "--counts", "1", "2", "--size", "320x240", "--fps", "5"]
+    args += ["--warmup", "2", "--seconds", "6", "--no-ultralytics", "--json", str(out), "--workers", "2"]
     with subscribed(broker, "edge/streamsbench/#") as sub:
         res = run_cli(*args, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
@@ -77,7 +79,8 @@ def test_bench_cameras_runs_the_whole_pipeline_and_reports_the_limits(
         assert t["fps"] > 0 and t["cores_per_stream"] > 0
     assert report["held"] == max((t["cameras"] for t in trials if t["held"]), default=0)
     # One camera runs in this process; two in two worker processes. The decoders ran in two processes.
-    assert [t["workers"] for t in trials] == [min(t["cameras"], 2) for t in trials] and len(trials) >= 2
+    assert [t["cameras"] for t in trials] == [1, 2], "exactly the counts asked for"
+    assert [t["workers"] for t in trials] == [1, 2]
     assert report["decode_processes"] == 2
     assert "decode limit" in res.stdout and "engine limit" in res.stdout
 
@@ -93,17 +96,17 @@ def test_bench_cameras_over_rtsp_streams_from_the_real_server(
     config = _config(tmp_path, clip, broker, "rtspbench")
     out = tmp_path / "streams.json"
     args = ["bench", "-c", str(config), "--cameras", "2", "--size", "320x240", "--fps", "5", "--source"]
-    args += ["rtsp", "--warmup", "3", "--seconds", "3", "--no-ultralytics", "--json", str(out)]
+    args += ["rtsp", "--warmup", "3", "--seconds", "6", "--no-ultralytics", "--json", str(out)]
     with subscribed(broker, "edge/rtspbench/#") as sub:
         res = run_cli(*args, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
         assert sub.wait_for(lambda m: any("/cam0/detections" in t for t, _, _ in m), timeout=10)
     report = json.loads(out.read_text())
     assert report["source"] == "rtsp" and "from rtsp" in res.stdout
-    # The served stream: the bench's clip repeated to outlast a trial (3 + 3 + 30 s), packets copied.
-    served = tmp_path / "cache" / "streams" / f"{clip.stem}-320x240-5-h264-loop36s.mp4"
+    # The served stream: the bench's clip repeated to outlast a trial (3 + 6 + 30 s), packets copied.
+    served = tmp_path / "cache" / "streams" / f"{clip.stem}-320x240-5-h264-loop39s.mp4"
     cap = cv2.VideoCapture(str(served))
-    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) >= 36 * 5 and cap.get(cv2.CAP_PROP_FPS) == 5
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) >= 39 * 5 and cap.get(cv2.CAP_PROP_FPS) == 5
     cap.release()
     # The live stream arrived at its rate and went through; held or not by the same rule as files (this
     # 2-core machine is too slow to promise the latency).

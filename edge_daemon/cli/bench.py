@@ -26,7 +26,7 @@ def command(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     setup_logging(args.log_level or "WARNING")
-    if args.cameras is not None:
+    if args.cameras is not None or args.counts:
         from edge_daemon.tools.streams import run_streams_bench
 
         if args.workers is not None:
@@ -34,7 +34,7 @@ def command(args: argparse.Namespace) -> int:
             settings = settings.model_copy(update={"service": service})
         streams = run_streams_bench(
             settings,
-            args.cameras,
+            args.cameras or 0,
             codec=args.codec,
             size=args.size,
             fps=args.fps,
@@ -43,6 +43,7 @@ def command(args: argparse.Namespace) -> int:
             ultralytics=not args.no_ultralytics,
             mqtt=not args.no_mqtt,
             source=args.source,
+            counts=args.counts,
         )
         sys.stdout.write(streams.table() + "\n")
         if args.json:
@@ -81,6 +82,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "cameras[0]'s clip), beside the decode-only and bare-engine limits and Ultralytics",
     )
     s.add_argument("--cameras", type=int, metavar="N", help="the most cameras to try")
+    s.add_argument(
+        "--counts", type=int, nargs="+", metavar="N", help="try exactly these camera counts (no search)"
+    )
     s.add_argument("--codec", choices=["h264", "h265"], default="h264")
     s.add_argument(
         "--source",

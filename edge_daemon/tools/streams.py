@@ -388,8 +388,13 @@ def run_streams_bench(
     ultralytics: bool = True,
     mqtt: bool = True,
     source: str = "file",
+    counts: list[int] | None = None,
 ) -> StreamsReport:
-    if max_cameras < 1:
+    """The streams report: the largest count held, found by :func:`search` up to ``max_cameras``, or
+    exactly the camera ``counts`` given (each tried once, in order), beside the limits."""
+    if counts:
+        max_cameras = max(counts)
+    if max_cameras < 1 or (counts and min(counts) < 1):
         raise ConfigError("bench: --cameras must be >= 1")
     if source not in ("file", "rtsp"):
         raise ConfigError(f"bench: --source must be file or rtsp, not {source!r}")
@@ -417,9 +422,11 @@ def run_streams_bench(
         source=source,
     )
     try:
-        report.trials = search(
-            lambda n: trial(settings, model, clip, n, fps, warmup_s, seconds, mqtt, url=url), max_cameras
-        )
+
+        def run(n: int) -> Trial:
+            return trial(settings, model, clip, n, fps, warmup_s, seconds, mqtt, url=url)
+
+        report.trials = [run(n) for n in counts] if counts else search(run, max_cameras)
         if server is not None:
             server.kill()
         report.decoder = report.trials[0].decode
