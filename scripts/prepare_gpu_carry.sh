@@ -16,10 +16,14 @@
 # then (call 2, carry [".gpuassets"], PYTHONPATH=/tmp/site:$PWD):
 #   python3 scripts/bench_wait.py -c .gpuassets/streams.yaml --cameras 24 32 40 --workers 8
 #   python3 -m edge_daemon bench -c .gpuassets/streams.yaml --cameras 64 --workers 8 --no-ultralytics
+# Or, in one call without MQTT (the working tree counts too: it fits 64 MiB without the H.265 clip), carry
+# [".whlmin", ".gpuassets/yolov8s-world-384x672-fp16.torchscript", ".gpuassets/streams.yaml",
+#  ".gpuassets/vtest.avi", ".gpuassets/cache/streams/vtest-1920x1080-30-h264.mp4"], install .whlmin/*.whl, and
+#   python3 scripts/bench_wait.py -c .gpuassets/streams.yaml --cameras 24 32 --workers 8 --no-mqtt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-for d in /.whl/ /.gpudeb/ /.gpuassets/; do grep -qxF "$d" .git/info/exclude 2>/dev/null || echo "$d" >> .git/info/exclude; done
+for d in /.whl/ /.whlmin/ /.gpudeb/ /.gpuassets/; do grep -qxF "$d" .git/info/exclude 2>/dev/null || echo "$d" >> .git/info/exclude; done
 
 rm -rf .whl && mkdir .whl
 plat=(--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
@@ -62,4 +66,12 @@ printf 'placeholder: the clips are in cache/streams\n' > .gpuassets/vtest.avi
 sed -e 's#path: .assets/vtest.avi#path: .gpuassets/vtest.avi#' \
     -e 's#path: .assets/yolov8s-world.pt#path: .gpuassets/yolov8s-world-384x672-fp16.torchscript#' \
     -e 's#cache_dir: .cache/edge-daemon#cache_dir: .gpuassets/cache#' configs/gpu-streams.yaml > .gpuassets/streams.yaml
-du -sh .whl .gpudeb .gpuassets
+# .whlmin/: what the streams bench needs (no Ultralytics, py-spy or aiohttp), small enough to travel with
+# .gpuassets' model and H.264 clip in one call (see the note at the top)
+rm -rf .whlmin && mkdir .whlmin
+for f in .whl/*.whl; do
+  case $(basename "$f") in py_spy*|aiohttp*|aiohappyeyeballs*|aiosignal*|frozenlist*|multidict*|propcache*|yarl*|ultralytics*) ;;
+    *) cp "$f" .whlmin/ ;;
+  esac
+done
+du -sh .whl .whlmin .gpudeb .gpuassets
