@@ -60,17 +60,16 @@ def prepare(config: Any, request: BuildRequest, refused: str | None = None) -> t
 
 
 def _openvino_int8(config: Any, request: BuildRequest, cache: Path | None) -> Artifact:
-    """The NNCF-quantized IR (OpenVINO ``int8``), with the ONNX model's metadata (the IR lacks it)."""
+    """The NNCF-quantized IR (OpenVINO ``int8``)."""
     from edge_daemon.build.quant.openvino import OvInt8Request, ensure_ov_int8
     from edge_daemon.errors import ConfigError
-    from edge_daemon.model.onnxinfo import read_onnx_info
 
     if request.onnx_path.suffix.lower() != ".onnx":
         raise ConfigError(
             f"engine.precision: int8 on OpenVINO quantizes an ONNX model or .pt weights, not "
             f"{request.onnx_path.name}"
         )
-    xml, _ = ensure_ov_int8(
+    artifact, _ = ensure_ov_int8(
         OvInt8Request(
             fp32=request.onnx_path,
             model_sha256=request.model_sha256 or "unknown",
@@ -81,9 +80,10 @@ def _openvino_int8(config: Any, request: BuildRequest, cache: Path | None) -> Ar
             exclude=config.quantize.exclude,
         ),
         request.status,
+        request.imgsz,
+        cache,
     )
-    meta = read_onnx_info(request.onnx_path)[0]
-    return Artifact(xml, request.imgsz, precision="int8", metadata=meta, cache_dir=cache)
+    return artifact
 
 
 def openvino_cache_dir(config: Any, request: BuildRequest) -> Path | None:

@@ -225,20 +225,16 @@ def _int8_variants(
     out = []
     if isinstance(cfg, OpenVinoEngineConfig):
         from edge_daemon.build.quant.openvino import OvInt8Request, ensure_ov_int8
-        from edge_daemon.model.onnxinfo import read_onnx_info
 
-        meta = read_onnx_info(fp32_path)[0]
-        chosen = cfg.quantize.exclude
-        plans: list[tuple[str, Any, Any]] = [(f"INT8 NNCF ({_tag(chosen)})", chosen, None)]
+        sets: list[tuple[str, Any]] = [(f"INT8 NNCF ({_tag(cfg.quantize.exclude)})", cfg.quantize.exclude)]
         if naive:
-            plans.append(("INT8 NNCF naive (all layers)", "none", None))
-        for name, exclude, _ in plans:
+            sets.append(("INT8 NNCF naive (all layers)", "none"))
+        for name, exclude in sets:
             req = OvInt8Request(fp32_path, sha, stem, cache, cfg.calibration, camera, exclude)
-            xml, manifest = ensure_ov_int8(req)
-            out.append((name, Artifact(xml, precision="int8", metadata=meta), manifest))
+            out.append((name, *ensure_ov_int8(req)))
         return out
     assert isinstance(cfg, OnnxRuntimeEngineConfig)
-    plans = [
+    plans: list[tuple[str, Any, Any]] = [
         (
             f"INT8 mixed ({_tag(cfg.quantize.exclude)}, {cfg.quantize.method})",
             cfg.quantize.exclude,

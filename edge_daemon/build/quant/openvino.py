@@ -27,6 +27,7 @@ from edge_daemon.build.quant.cache import cached, static_input
 from edge_daemon.build.quant.floatset import ExcludeSet, excluded_nodes
 from edge_daemon.errors import ConfigError
 from edge_daemon.files import sha256_bytes, write_manifest
+from edge_daemon.runtime.base import Artifact
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,14 @@ def _checksum(xml: Path) -> str:
 
 
 def ensure_ov_int8(
-    req: OvInt8Request, status: calibration.StatusFn | None = None
-) -> tuple[Path, dict[str, Any]]:
-    """The INT8 IR for ``req``: from the cache, or quantized now (first boot). Returns (xml, manifest)."""
+    req: OvInt8Request,
+    status: calibration.StatusFn | None = None,
+    imgsz: tuple[int, int] | None = None,
+    cache_dir: Path | None = None,
+) -> tuple[Artifact, dict[str, Any]]:
+    """The INT8 IR for ``req``, from the cache or quantized now (first boot), as the artifact OpenVINO loads
+    (with the ONNX model's metadata, which the IR lacks; ``imgsz`` and ``cache_dir`` for its compiled
+    blobs as for any OpenVINO model), and its manifest."""
     try:
         import nncf
         import openvino as ov
@@ -76,9 +82,10 @@ def ensure_ov_int8(
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
         xml = odir / f"{req.model_stem}-{exclude_tag}-{digest[:12]}.xml"
+        artifact = Artifact(xml, imgsz, precision="int8", metadata=meta, cache_dir=cache_dir)
         data = cached(xml, digest, _checksum)
         if data is not None:
-            return xml, data
+            return artifact, data
         if status is not None:
             status(f"quantizing {req.model_stem} to INT8 (OpenVINO, NNCF)")
         started = time.monotonic()
@@ -108,7 +115,7 @@ def ensure_ov_int8(
         }
         write_manifest(xml, data)
         log.info("OpenVINO INT8 model %s ready in %.0fs", xml.name, data["seconds"])
-        return xml, {"manifest_version": 1, **data}
+        return artifact, {"manifest_version": 1, **data}
 
 
 def nncf_quantize(fp32: Path, frames: list[Any], exclude: ExcludeSet | list[str]) -> tuple[Any, list[str]]:
