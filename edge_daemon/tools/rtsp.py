@@ -4,9 +4,12 @@ gst-rtsp-server in the system Python) for ``edge-daemon bench --source rtsp`` an
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
+
+from edge_daemon.errors import ConfigError
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # the interpreter that has Debian's (or JetPack's) PyGObject
 SCRIPT = Path(__file__).with_name("rtsp_server.py")
@@ -62,3 +65,20 @@ class RtspServer:
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
         self.proc = None
+
+
+def serve_clip(clip: Path, codec: str, seconds: float) -> RtspServer:
+    """An RTSP server for ``bench --source rtsp``, started: ``clip`` repeated to last
+    ``seconds`` (made once beside it), a media per camera from the start, as separate cameras send."""
+    from edge_daemon.tools.clips import loop_clip
+
+    why = available()
+    if why is not None:
+        raise ConfigError(f"bench --source rtsp: GStreamer's RTSP server cannot run here: {why}")
+    served = loop_clip(clip, clip.with_name(f"{clip.stem}-loop{int(seconds)}s.mp4"), seconds)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = RtspServer(port, (codec, served), per_client=True)
+    server.start()
+    return server

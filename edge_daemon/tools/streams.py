@@ -24,6 +24,7 @@ included. With ``service.workers`` (``--workers``) > 1 the cameras run in that m
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -43,6 +44,8 @@ from edge_daemon.publish.base import NullPublisher, Publisher
 from edge_daemon.publish.mqtt import MqttPublisher
 from edge_daemon.tools.bench import machine_description
 from edge_daemon.tools.decode_limit import DECODE_PROCESSES, decode_limit
+from edge_daemon.tools.limits import engine_limit, ultralytics_rates
+from edge_daemon.tools.rtsp import serve_clip
 
 log = logging.getLogger(__name__)
 
@@ -265,85 +268,6 @@ def search(run: Any, max_cameras: int) -> list[Trial]:
     return trials
 
 
-def engine_limit(engine: Any, seconds: float = 3.0) -> tuple[int, float]:
-    """(batch, images per second) of the bare engine at its largest batch: ``enqueue`` on device buffers
-    for a GPU engine, ``infer`` on a ready tensor (batch 1) otherwise."""
-    h, w = engine.info.input_hw
-    io = engine.device_io()
-    if io is None:
-        tensor = np.zeros((1, 3, h, w), np.float32)
-        for _ in range(3):
-            engine.infer(tensor)
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            engine.infer(tensor)
-            n += 1
-        return 1, n / (time.perf_counter() - t0)
-    from edge_daemon.gpu import cuda
-
-    batch = engine.info.max_batch
-    itemsize = 2 if io.input_dtype == "float16" else 4
-    stream = cuda.Stream()
-    dev_in = cuda.DeviceBuffer(batch * 3 * h * w * itemsize)
-    outs = [cuda.DeviceBuffer(int(np.prod(shape)) * 4) for shape in io.output_shapes]
-    try:
-        for _ in range(5):
-            engine.enqueue(dev_in.ptr, [o.ptr for o in outs], batch, stream.handle)
-        stream.synchronize()
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            engine.enqueue(dev_in.ptr, [o.ptr for o in outs], batch, stream.handle)
-            stream.synchronize()
-            n += 1
-        return batch, n * batch / (time.perf_counter() - t0)
-    finally:
-        for out in outs:
-            out.close()
-        dev_in.close()
-        stream.close()
-
-
-def ultralytics_rates(
-    settings: Settings, model: Any, clip: Path, fps: int, max_cameras: int
-) -> dict[int, float]:
-    """Ultralytics' batched predict on N frames of the clip, N = 1, 2, 4... while it keeps up with N
-    streams (and up to ``max_cameras``): images per second at each N."""
-    import cv2
-
-    try:
-        from ultralytics import YOLO
-    except ImportError:
-        raise ConfigError(
-            "bench: the Ultralytics comparison needs the export extra; or pass --no-ultralytics"
-        ) from None
-    info = model.engine.info
-    device = getattr(settings.engine, "device_index", None)
-    gpu = info.backend in ("torch", "tensorrt")
-    yolo = YOLO(str(settings.model.path if gpu else model.onnx_path), task=model.info.task)
-    cap = cv2.VideoCapture(str(clip))
-    frames = [cap.read()[1] for _ in range(min(max_cameras, 64))]
-    cap.release()
-    kwargs: dict[str, Any] = {"verbose": False, "imgsz": list(info.input_hw), "conf": settings.detect.conf}
-    if gpu:
-        kwargs.update(device=device or 0, half=info.precision in ("fp16", "int8"))
-    rates: dict[int, float] = {}
-    n = 1
-    while n <= min(max_cameras, len(frames)):
-        batch = frames[:n]
-        for _ in range(3):
-            yolo.predict(batch, **kwargs)
-        k, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < 3.0:
-            yolo.predict(batch, **kwargs)
-            k += 1
-        rates[n] = round(k * n / (time.perf_counter() - t0), 1)
-        log.warning("bench: ultralytics predict, batch %d: %.0f FPS", n, rates[n])
-        if rates[n] < n * fps:
-            break
-        n *= 2
-    return rates
-
-
 def _broker_reachable(settings: Settings) -> None:
     """A bench whose broker is down would measure the connect timeout, not the streams: say so first."""
     import socket
@@ -355,26 +279,6 @@ def _broker_reachable(settings: Settings) -> None:
             f"bench: no MQTT broker at {settings.mqtt.host}:{settings.mqtt.port} ({exc}); start one, or "
             "pass --no-mqtt"
         ) from None
-
-
-def rtsp_server(clip: Path, codec: str, seconds: float) -> Any:
-    """The bench's RTSP server (:mod:`edge_daemon.tools.rtsp`), started: ``clip`` repeated to last
-    ``seconds`` (made once beside it), a media per camera from the start, as separate cameras send."""
-    import socket
-
-    from edge_daemon.tools import rtsp
-    from edge_daemon.tools.clips import loop_clip
-
-    why = rtsp.available()
-    if why is not None:
-        raise ConfigError(f"bench --source rtsp: GStreamer's RTSP server cannot run here: {why}")
-    served = loop_clip(clip, clip.with_name(f"{clip.stem}-loop{int(seconds)}s.mp4"), seconds)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = rtsp.RtspServer(port, (codec, served), per_client=True)
-    server.start()
-    return server
 
 
 def run_streams_bench(
@@ -405,30 +309,26 @@ def run_streams_bench(
     if batch is not None:
         engine_cfg = settings.engine.model_copy(update={"max_batch": min(64, max(max_cameras, batch))})
         settings = settings.model_copy(update={"engine": engine_cfg})
-    # RTSP: every trial's cameras connect anew; the served clip outlasts a trial and its connecting.
-    server = rtsp_server(clip, codec, warmup_s + seconds + 30) if source == "rtsp" else None
-    url = server.url if server is not None else None
-    try:
+    with contextlib.ExitStack() as stack:
+        url = None
+        if source == "rtsp":  # every trial's cameras connect anew: the served clip outlasts a trial
+            server = serve_clip(clip, codec, warmup_s + seconds + 30)
+            stack.callback(server.kill)
+            url = server.url
         model = load_model(_cameras(settings, clip, 1))
-    except BaseException:
-        if server is not None:
-            server.kill()
-        raise
-    report = StreamsReport(
-        machine=machine_description(),
-        model=f"{model.info.model_id} ({model.engine.info.backend} {model.engine.info.precision})",
-        clip=clip.name,
-        fps=fps,
-        source=source,
-    )
-    try:
+        stack.callback(model.engine.close)
+        report = StreamsReport(
+            machine=machine_description(),
+            model=f"{model.info.model_id} ({model.engine.info.backend} {model.engine.info.precision})",
+            clip=clip.name,
+            fps=fps,
+            source=source,
+        )
 
         def run(n: int) -> Trial:
             return trial(settings, model, clip, n, fps, warmup_s, seconds, mqtt, url=url)
 
         report.trials = [run(n) for n in counts] if counts else search(run, max_cameras)
-        if server is not None:
-            server.kill()
         report.decoder = report.trials[0].decode
         log.warning("bench: decode limit (%s)", report.decoder)
         streams = min(max_cameras, 32)
@@ -440,8 +340,4 @@ def run_streams_bench(
         report.engine_limit_fps = round(rate, 1)
         if ultralytics:
             report.ultralytics_fps = ultralytics_rates(settings, model, clip, fps, max_cameras)
-    finally:
-        model.engine.close()
-        if server is not None:
-            server.kill()
     return report
