@@ -280,14 +280,31 @@ def raw_outputs(model: Any, inputs: Inputs) -> list[Array]:
 
 
 def latency(path: Path, x: Array, runs: int = 30) -> float:
-    """Median seconds per run on one frame, after 3 untimed runs."""
-    sess, times = session(path), []
+    """Median seconds per ONNX Runtime run of the model at ``path`` on one frame."""
+    sess = session(path)
+    return median_seconds(lambda: sess.run(None, {sess.get_inputs()[0].name: x}), runs)
+
+
+def median_seconds(run: Any, runs: int = 30) -> float:
+    """Median seconds of ``run()``, after 3 untimed calls."""
+    times = []
     for i in range(runs + 3):
         started = time.perf_counter()
-        sess.run(None, {sess.get_inputs()[0].name: x})
+        run()
         if i >= 3:
             times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def resampled(study: Study, preds: list[Detections], rng: Any) -> list[float]:
+    """mAP50-95 against FP32 over ``BOOTSTRAP`` resamples (with replacement) of the evaluation frames."""
+    vals = []
+    for _ in range(BOOTSTRAP):
+        idx = rng.integers(0, len(preds), len(preds))
+        with contextlib.suppress(ModelError):  # a draw without any FP32 detection: nothing to score
+            ref, got = [study.ref[i] for i in idx], [preds[i] for i in idx]
+            vals.append(coco_agreement(ref, got, study.info.names)[1])
+    return vals
 
 
 def floor(study: Study, args: argparse.Namespace) -> list[Row]:
@@ -347,12 +364,7 @@ def bootstrap(study: Study, args: argparse.Namespace) -> list[Row]:
     for kind in args.ranges:
         preds = study.predict(study.quantized(kind, args.float_set)[0])
         full = coco_agreement(study.ref, preds, study.info.names)[1]
-        vals = []
-        for _ in range(BOOTSTRAP):
-            idx = rng.integers(0, len(preds), len(preds))
-            with contextlib.suppress(ModelError):  # a draw without any FP32 detection: nothing to score
-                ref, got = [study.ref[i] for i in idx], [preds[i] for i in idx]
-                vals.append(coco_agreement(ref, got, study.info.names)[1])
+        vals = resampled(study, preds, rng)
         lo, hi = (float(v) for v in np.percentile(vals, [5, 95]))
         row = {"variant": kind, "ranges": kind, "float_set": args.float_set, "map50_95": full}
         row |= {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "p5": lo, "p95": hi}
@@ -383,19 +395,9 @@ def openvino_int8(study: Study, args: argparse.Namespace) -> list[Row]:
             preds.append(decode(outs, meta))
             if i % 3 == 0:
                 dists.append(_distance(outs[0], study.ref_raw[i // 3], study.info.num_classes))
-        x, times = study.inputs[0][0], []
-        for i in range(33):
-            started = time.perf_counter()
-            request.infer({0: x})
-            if i >= 3:
-                times.append(time.perf_counter() - started)
-        boot = []
-        for _ in range(BOOTSTRAP):
-            idx = rng.integers(0, len(preds), len(preds))
-            with contextlib.suppress(ModelError):
-                ref, got = [study.ref[i] for i in idx], [preds[i] for i in idx]
-                boot.append(coco_agreement(ref, got, study.info.names)[1])
-        seconds = statistics.median(times)
+        x = study.inputs[0][0]
+        seconds = median_seconds(lambda: request.infer({0: x}))
+        boot = resampled(study, preds, rng)
         row = study.score(name, preds, distance=float(np.mean(dists)), bootstrap=float(np.mean(boot)),
                           bootstrap_std=float(np.std(boot)), ms=seconds * 1000, **extra)  # fmt: skip
         return row, seconds
