@@ -15,6 +15,7 @@ import pytest
 from edge_daemon.camera import Backoff, CameraReader, DropPolicy, DropQueue, QueueClosed, open_source
 from edge_daemon.camera.gstreamer import csi_pipeline, element_names, rtsp_hw_pipeline
 from edge_daemon.camera.opencv import with_credentials
+from edge_daemon.camera.pacing import SLACK_FRAMES, Pacer
 from edge_daemon.config import CsiCamera, FileCamera, UrlCamera, V4L2Camera
 from edge_daemon.errors import CameraError
 from edge_daemon.logs import redact_url
@@ -59,6 +60,76 @@ def test_realtime_pacing_follows_native_fps(clip: Path) -> None:
     elapsed = time.monotonic() - t0
     assert len(frames) == 12
     assert elapsed >= 11 / 10 * 0.9, "vtest.avi is 10 fps: 12 frames take about 1.1 s when paced"
+
+
+class _FakeTime:
+    """A clock the test moves: ``sleep`` advances it, ``stall`` is a reader held up."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_a_late_reader_catches_up_like_a_camera_buffering_frames() -> None:
+    """A camera keeps capturing while its reader is late; the paced file gets the frames it missed back
+    to back, so a brief stall costs no frames (the old pacing restarted its clock: 10 frames took 12
+    periods after a 2-period stall, and the streams bench counted that as a camera short of 30 FPS)."""
+    t = _FakeTime()
+    pacer = Pacer(t.clock, t.sleep)
+    pacer.start(10.0)
+    start = t.now
+    for i in range(10):
+        if i == 3:
+            t.now += 0.2  # the reader is held up for two frame periods
+        pacer.wait()
+    assert t.now - start == pytest.approx(1.0), "ten frames in ten periods, the stall made up"
+    assert len(t.slept) == 8, "no sleep for the two frames caught up on"
+
+
+def test_a_reader_later_than_a_camera_buffers_loses_those_frames() -> None:
+    t = _FakeTime()
+    pacer = Pacer(t.clock, t.sleep)
+    pacer.start(10.0)
+    start = t.now
+    pacer.wait()
+    t.now += (SLACK_FRAMES + 2) * 0.1  # beyond the camera's buffers: the clock moves on
+    pacer.wait()
+    pacer.wait()
+    assert t.now - start == pytest.approx(0.1 + (SLACK_FRAMES + 2) * 0.1 + 0.1)
+
+
+def test_pacing_off_without_a_rate() -> None:
+    t = _FakeTime()
+    pacer = Pacer(t.clock, t.sleep)
+    for fps in (None, 0.0, 5000.0):  # not real time, unknown, implausible
+        pacer.start(fps)
+        pacer.wait()
+    assert not t.slept
+
+
+def test_a_paced_file_source_makes_up_a_stall(clip: Path) -> None:
+    """The OpenCV file source on the real clip (10 FPS): twelve frames in 1.2 s of its clock although the
+    reader stalled 0.25 s after the third."""
+    t = _FakeTime()
+    source = open_source(FileCamera(type="file", path=clip, realtime=True))
+    source.pacer = Pacer(t.clock, t.sleep)  # type: ignore[attr-defined]
+    source.open()
+    try:
+        start = t.now
+        for i in range(12):
+            assert source.read() is not None
+            if i == 2:
+                t.now += 0.25
+        assert t.now - start == pytest.approx(1.2)
+    finally:
+        source.close()
 
 
 def test_drop_latest_keeps_newest_and_counts() -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_daemon.camera.base import FrameSource
+from edge_daemon.camera.pacing import Pacer
 from edge_daemon.colour import DEFAULT, from_names
 from edge_daemon.errors import CameraError
 from edge_daemon.types import Nv12Picture
@@ -144,8 +144,7 @@ class NvdecSource(FrameSource):
         self._dec: Any = None
         self._pending: deque[Any] = deque()
         self._colour = DEFAULT
-        self._period = 0.0
-        self._next_due = 0.0
+        self.pacer = Pacer()
 
     @property
     def _fallen_back(self) -> bool:
@@ -193,9 +192,8 @@ class NvdecSource(FrameSource):
             int(_call(demux, "Height") or 0) or None,
         )
         fps = float(_call(demux, "FrameRate") or 0)
-        self._period = 1.0 / fps if self.realtime and 0 < fps < 1000 else 0.0
+        self.pacer.start(fps if self.realtime else None)
         self.media_fps = fps if self.file and not self.realtime and 0 < fps < 1000 else None
-        self._next_due = time.monotonic()
 
     def read(self) -> npt.NDArray[np.uint8] | Nv12Picture | None:
         if self._fallen_back:
@@ -217,7 +215,7 @@ class NvdecSource(FrameSource):
         except BaseException:
             buf.release()
             raise
-        self._pace()
+        self.pacer.wait()
         return Nv12Picture(width, height, self._colour, device=buf)
 
     def probe(self) -> None:
@@ -254,16 +252,6 @@ class NvdecSource(FrameSource):
                 raise CameraError(f"no frame from {self.description} (stream ended)")
             self._pending.extend(self._dec.Decode(packet))
         return self._pending.popleft()
-
-    def _pace(self) -> None:
-        if not self._period:
-            return
-        self._next_due += self._period
-        delay = self._next_due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        else:
-            self._next_due = time.monotonic()
 
     def close(self) -> None:
         if self._fallen_back:

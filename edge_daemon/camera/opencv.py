@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import cv2
@@ -10,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_daemon.camera.base import FrameSource
+from edge_daemon.camera.pacing import Pacer
 from edge_daemon.errors import CameraError
 
 
@@ -41,8 +41,7 @@ class OpenCVSource(FrameSource):
         self.realtime = realtime
         self.props = props or {}
         self._cap: Any = None
-        self._period = 0.0
-        self._next_due = 0.0
+        self.pacer = Pacer()
 
     def open(self) -> None:
         self.close()
@@ -53,9 +52,8 @@ class OpenCVSource(FrameSource):
         for prop, value in self.props.items():
             cap.set(prop, value)
         fps = cap.get(cv2.CAP_PROP_FPS)
-        self._period = 1.0 / fps if self.realtime and fps and 0 < fps < 1000 else 0.0
+        self.pacer.start(fps if self.realtime else None)
         self.media_fps = fps if self.file and not self.realtime and fps and 0 < fps < 1000 else None
-        self._next_due = time.monotonic()
         self._cap = cap
 
     def read(self) -> npt.NDArray[np.uint8] | None:
@@ -76,13 +74,7 @@ class OpenCVSource(FrameSource):
             if self.finite:
                 return None
             raise CameraError(f"no frame from {self.description} (read failed or timed out)")
-        if self._period:
-            self._next_due += self._period
-            delay = self._next_due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                self._next_due = time.monotonic()  # running late: don't try to catch up in a burst
+        self.pacer.wait()
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         return np.ascontiguousarray(image, dtype=np.uint8)
