@@ -82,6 +82,9 @@ _CURRENT = threading.local()
 WAIT_POLICIES = ("auto", "spin", "yield", "block")
 
 
+_EVENT_FLAGS: dict[str, int] = {}  # "flags": what new events are created with (set_wait); default below
+
+
 def _schedule_flags() -> dict[str, int]:
     flags = (
         cudart.cudaDeviceScheduleAuto,
@@ -96,9 +99,12 @@ def set_wait(index: int, policy: str) -> None:
     """How host threads of this process wait for GPU ``index`` (``cudaSetDeviceFlags``' scheduling bits;
     its other flags are kept): "block" sleeps on a synchronisation primitive until the work is done,
     "spin" polls on the core, "yield" polls and yields, "auto" is CUDA's heuristic. Since CUDA 12 the
-    flags of an already initialised device are overwritten, so the order against other CUDA users does
-    not matter. Applies to every wait of the device's primary context (events, streams, the engine's and
-    the decoder's own synchronisation)."""
+    flags of an already initialised device are overwritten. The flags govern stream and device
+    synchronisation (the engine's and the decoder's own waits); an event's wait follows the event's own
+    flag instead: ``cudaEventSynchronize`` busy-waits unless the event was created with
+    ``cudaEventBlockingSync`` (CUDA runtime API, cudaEventSynchronize; measured on the H100: a "block"
+    process still spun a whole core on a plain event), so under "block" the :class:`Event` s created
+    after this call carry that flag. Call it once per process before the pipeline makes its events."""
     flags = _schedule_flags()
     if policy not in flags:
         raise ValueError(f"wait policy {policy!r}: expected one of {', '.join(WAIT_POLICIES)}")
@@ -106,6 +112,8 @@ def set_wait(index: int, policy: str) -> None:
     current = int(check(cudart.cudaGetDeviceFlags(), "cudaGetDeviceFlags"))
     mask = int(cudart.cudaDeviceScheduleMask)
     check(cudart.cudaSetDeviceFlags((current & ~mask) | flags[policy]), "cudaSetDeviceFlags")
+    blocking = int(cudart.cudaEventBlockingSync) if policy == "block" else 0
+    _EVENT_FLAGS["flags"] = int(cudart.cudaEventDisableTiming) | blocking
 
 
 def wait_policy(index: int) -> str:
@@ -159,12 +167,12 @@ class Stream:
 
 
 class Event:
-    """An owned CUDA event (timing disabled): ``record`` on a stream, then ``synchronize`` or ``query``."""
+    """An owned CUDA event (timing disabled): ``record`` on a stream, then ``synchronize`` or ``query``.
+    Under ``gpu.wait: block`` (:func:`set_wait`) its ``synchronize`` sleeps rather than spins."""
 
     def __init__(self) -> None:
-        self._event: Any = check(
-            cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "cudaEventCreate"
-        )
+        flags = _EVENT_FLAGS.get("flags", int(cudart.cudaEventDisableTiming))
+        self._event: Any = check(cudart.cudaEventCreateWithFlags(flags), "cudaEventCreate")
 
     def record(self, stream: Stream) -> None:
         check(cudart.cudaEventRecord(self._event, stream.raw), "cudaEventRecord")
