@@ -19,7 +19,8 @@ def main() -> None:
     from edge_daemon.app import load_model
     from edge_daemon.config import load_settings
     from edge_daemon.logs import setup_logging
-    from edge_daemon.tools.streams import _cameras, stream_clip, trial
+    from edge_daemon.tools.clips import lasting
+    from edge_daemon.tools.streams import TRIAL_MARGIN_S, _cameras, stream_clip, trial
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-c", "--config", type=Path, required=True)
@@ -38,6 +39,7 @@ def main() -> None:
     engine = base.engine.model_copy(update={"max_batch": max(args.cameras)})
     base = base.model_copy(update={"service": service, "engine": engine})
     clip = stream_clip(base, args.codec, (1920, 1080), 30)
+    clip = lasting(clip, 4.0 + args.seconds + TRIAL_MARGIN_S)  # no camera loops inside a trial
     rows = []
     for r in range(args.rounds):
         for n in args.cameras:

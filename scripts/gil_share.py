@@ -50,7 +50,8 @@ def main() -> None:
     from edge_daemon.app import load_model
     from edge_daemon.config import load_settings
     from edge_daemon.logs import setup_logging
-    from edge_daemon.tools.streams import _cameras, stream_clip, trial
+    from edge_daemon.tools.clips import lasting
+    from edge_daemon.tools.streams import TRIAL_MARGIN_S, _cameras, stream_clip, trial
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-c", "--config", type=Path, required=True)
@@ -66,6 +67,7 @@ def main() -> None:
     engine = settings.engine.model_copy(update={"max_batch": args.cameras})
     settings = settings.model_copy(update={"service": service, "engine": engine})
     clip = stream_clip(settings, args.codec, (1920, 1080), 30)
+    clip = lasting(clip, 4.0 + args.seconds + TRIAL_MARGIN_S)  # no camera loops inside a trial
     model = load_model(_cameras(settings, clip, 1))
     seen: list[dict[str, Any]] = []
     t = trial(settings, model, clip, args.cameras, 30, 4.0, args.seconds, True,

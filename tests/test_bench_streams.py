@@ -68,6 +68,12 @@ def test_bench_cameras_runs_the_whole_pipeline_and_reports_the_limits(
         report = json.loads(out.read_text())
         assert sub.wait_for(lambda m: any("/cam0/" in t for t, _, _ in m), timeout=10)
     assert report["clip"] == f"{clip.stem}-320x240-5-h264.mp4" and report["fps"] == 5
+    # The cameras play the clip repeated to outlast a trial (2 + 6 + 30 s): like live cameras, none reaches
+    # the end of its file and starts again (a new demuxer, every camera at once) inside the window.
+    assert report["played"] == f"{clip.stem}-320x240-5-h264-loop38s.mp4"
+    played = cv2.VideoCapture(str(tmp_path / "cache" / "streams" / report["played"]))
+    assert played.get(cv2.CAP_PROP_FRAME_COUNT) >= 38 * 5 and played.get(cv2.CAP_PROP_FPS) == 5
+    played.release()
     assert report["decoder"] == "cpu" and report["decode_limit_fps"] > 5 and report["engine_limit_fps"] > 0
     trials = report["trials"]
     assert trials[0]["cameras"] == 1 and [t["cameras"] for t in trials] == sorted(

@@ -70,11 +70,11 @@ def make_clip(
 def loop_clip(src: Path, dst: Path, seconds: float) -> Path:
     """``src`` repeated (packets copied, not re-encoded) until it lasts at least ``seconds``, into ``dst``:
     the stream an RTSP server plays to a camera for a whole bench trial. Made once; written next to
-    ``dst`` first, then renamed."""
-    import av
-
+    ``dst`` first, then renamed. A clip already made is used where PyAV is absent (the GPU machine)."""
     if dst.is_file():
         return dst
+    import av
+
     tmp = dst.with_name(dst.name + ".part")
     with av.open(str(src)) as inp:
         ins = inp.streams.video[0]
@@ -96,3 +96,11 @@ def loop_clip(src: Path, dst: Path, seconds: float) -> Path:
                     out.mux(packet)
     tmp.replace(dst)
     return dst
+
+
+def lasting(clip: Path, seconds: float) -> Path:
+    """``clip`` repeated to last ``seconds``, made once beside it: what a bench camera plays (from a file,
+    or from the RTSP server), so that no camera reaches the end of its clip and starts it again inside a
+    trial. A live camera never does, and a looping file reopens its demuxer, all cameras at the same
+    moment since they start together."""
+    return loop_clip(clip, clip.with_name(f"{clip.stem}-loop{int(seconds)}s.mp4"), seconds)

@@ -70,12 +70,12 @@ class RtspServer:
 def serve_clip(clip: Path, codec: str, seconds: float) -> RtspServer:
     """An RTSP server for ``bench --source rtsp``, started: ``clip`` repeated to last
     ``seconds`` (made once beside it), a media per camera from the start, as separate cameras send."""
-    from edge_daemon.tools.clips import loop_clip
+    from edge_daemon.tools.clips import lasting
 
     why = available()
     if why is not None:
         raise ConfigError(f"bench --source rtsp: GStreamer's RTSP server cannot run here: {why}")
-    served = loop_clip(clip, clip.with_name(f"{clip.stem}-loop{int(seconds)}s.mp4"), seconds)
+    served = lasting(clip, seconds)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])

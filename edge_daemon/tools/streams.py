@@ -43,6 +43,7 @@ from edge_daemon.errors import ConfigError
 from edge_daemon.publish.base import NullPublisher, Publisher
 from edge_daemon.publish.mqtt import MqttPublisher
 from edge_daemon.tools.bench import machine_description
+from edge_daemon.tools.clips import lasting
 from edge_daemon.tools.decode_limit import DECODE_PROCESSES, decode_limit
 from edge_daemon.tools.limits import engine_limit, ultralytics_rates
 from edge_daemon.tools.rtsp import serve_clip
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 
 P99_LIMIT_MS = 100.0
 CAPTURE_SHARE = 0.95
+TRIAL_MARGIN_S = 30.0  # how much longer than warm-up + window the cameras' clip lasts (their start-up)
 FIRST_FRAME_S = 60.0  # the longest a trial waits for every camera's first frame before its warm-up
 
 
@@ -76,6 +78,7 @@ class StreamsReport:
     model: str
     clip: str
     fps: int
+    played: str = ""  # what the cameras play: the clip repeated to outlast a trial (files and RTSP alike)
     source: str = "file"  # the cameras: "file" (the looped clip, paced) or "rtsp" (the bench's server)
     decoder: str = ""
     decode_limit_fps: float = 0.0
@@ -311,8 +314,9 @@ def run_streams_bench(
         settings = settings.model_copy(update={"engine": engine_cfg})
     with contextlib.ExitStack() as stack:
         url = None
-        if source == "rtsp":  # every trial's cameras connect anew: the served clip outlasts a trial
-            server = serve_clip(clip, codec, warmup_s + seconds + 30)
+        played = lasting(clip, warmup_s + seconds + TRIAL_MARGIN_S)  # every trial's cameras start anew
+        if source == "rtsp":
+            server = serve_clip(clip, codec, warmup_s + seconds + TRIAL_MARGIN_S)
             stack.callback(server.kill)
             url = server.url
         model = load_model(_cameras(settings, clip, 1))
@@ -322,11 +326,12 @@ def run_streams_bench(
             model=f"{model.info.model_id} ({model.engine.info.backend} {model.engine.info.precision})",
             clip=clip.name,
             fps=fps,
+            played=played.name,
             source=source,
         )
 
         def run(n: int) -> Trial:
-            return trial(settings, model, clip, n, fps, warmup_s, seconds, mqtt, url=url)
+            return trial(settings, model, played, n, fps, warmup_s, seconds, mqtt, url=url)
 
         report.trials = [run(n) for n in counts] if counts else search(run, max_cameras)
         report.decoder = report.trials[0].decode
