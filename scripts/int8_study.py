@@ -374,6 +374,29 @@ def bootstrap(study: Study, args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def ov_evaluate(study: Study, model: Any, hint: str, name: str, rng: Any, **extra: Any) -> tuple[Row, float]:
+    """An OpenVINO model (IR or ONNX) on the evaluation frames: agreement, its bootstrap, output distance and
+    the median latency of single-frame runs (LATENCY hint, float layers in ``hint`` precision)."""
+    import openvino as ov
+
+    decode = decoder(study.info.head, study.params(PREDICTION_CONF))
+    props = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+    compiled = ov.Core().compile_model(model, "CPU", props)
+    request, preds, dists = compiled.create_infer_request(), [], []
+    for i, (tensor, meta) in enumerate(study.inputs):
+        result = request.infer({0: tensor})
+        outs = tuple(np.asarray(result[o])[0] for o in compiled.outputs)
+        preds.append(decode(outs, meta))
+        if i % 3 == 0:
+            dists.append(_distance(outs[0], study.ref_raw[i // 3], study.info.num_classes))
+    x = study.inputs[0][0]
+    seconds = median_seconds(lambda: request.infer({0: x}))
+    boot = resampled(study, preds, rng)
+    row = study.score(name, preds, distance=float(np.mean(dists)), bootstrap=float(np.mean(boot)),
+                      bootstrap_std=float(np.std(boot)), ms=seconds * 1000, **extra)  # fmt: skip
+    return row, seconds
+
+
 def openvino_int8(study: Study, args: argparse.Namespace) -> list[Row]:
     """OpenVINO INT8 (NNCF, the daemon's own ``nncf_quantize``) per float set, its float layers in each of
     ``--hints``: agreement, its bootstrap, output distance, latency against OpenVINO f32 and ONNX Runtime
@@ -383,24 +406,9 @@ def openvino_int8(study: Study, args: argparse.Namespace) -> list[Row]:
     from edge_daemon.build.quant.openvino import nncf_quantize
 
     core, rng = ov.Core(), np.random.default_rng(0)
-    decode = decoder(study.info.head, study.params(PREDICTION_CONF))
 
     def evaluate(model: Any, hint: str, name: str, **extra: Any) -> tuple[Row, float]:
-        props = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
-        compiled = core.compile_model(model, "CPU", props)
-        request, preds, dists = compiled.create_infer_request(), [], []
-        for i, (tensor, meta) in enumerate(study.inputs):
-            result = request.infer({0: tensor})
-            outs = tuple(np.asarray(result[o])[0] for o in compiled.outputs)
-            preds.append(decode(outs, meta))
-            if i % 3 == 0:
-                dists.append(_distance(outs[0], study.ref_raw[i // 3], study.info.num_classes))
-        x = study.inputs[0][0]
-        seconds = median_seconds(lambda: request.infer({0: x}))
-        boot = resampled(study, preds, rng)
-        row = study.score(name, preds, distance=float(np.mean(dists)), bootstrap=float(np.mean(boot)),
-                          bootstrap_std=float(np.std(boot)), ms=seconds * 1000, **extra)  # fmt: skip
-        return row, seconds
+        return ov_evaluate(study, model, hint, name, rng, **extra)
 
     ort_s = latency(study.fp32_path, study.inputs[0][0])
     row, f32_s = evaluate(core.read_model(str(study.fp32_path)), "f32", "openvino f32")
