@@ -292,6 +292,12 @@ def test_quant_report_cli_writes_table_json_and_png(tmp_path, world_onnx, clip) 
     fp32, mixed, naive = report["variants"]
     assert fp32["precision"] == "fp32" and mixed["precision"] == naive["precision"] == "int8"
     assert mixed["map50_95"] > 0.6 > naive["map50_95"], "mixed precision keeps what naive INT8 loses"
+    # Beside the class average, each class's FP32 boxes and the average weighted by them
+    boxes = report["reference_boxes"]
+    assert sum(boxes.values()) == fp32["detections"] and set(mixed["per_class"]) == set(boxes)
+    weighted = sum(mixed["per_class"][c] * n for c, n in boxes.items()) / sum(boxes.values())
+    assert mixed["map50_95_by_boxes"] == pytest.approx(weighted) and fp32["map50_95_by_boxes"] == 1.0
+    assert "by boxes" in res.stdout
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out_png.stat().st_size > 10_000
 
 

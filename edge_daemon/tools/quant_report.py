@@ -27,9 +27,11 @@ from edge_daemon.build.export import resolve_onnx
 from edge_daemon.build.quant.agreement import (
     PREDICTION_CONF,
     REFERENCE_CONF,
+    by_boxes,
     coco_agreement,
     keypoint_agreement,
     mask_agreement,
+    reference_boxes,
 )
 from edge_daemon.build.quant.cache import QdqRequest, ensure_qdq
 from edge_daemon.build.quant.search import targets_from
@@ -52,6 +54,7 @@ class VariantResult:
     map50: float | None = None
     map50_95: float | None = None
     per_class: dict[str, float] = field(default_factory=dict)
+    map50_95_by_boxes: float | None = None  # per-class AP weighted by FP32's boxes (not the class average)
     bare_fps: float = 0.0
     e2e_fps: float | None = None
     detections: int = 0
@@ -66,6 +69,7 @@ class QuantReport:
     input_hw: tuple[int, int]
     reference_detections: int
     variants: list[VariantResult]
+    reference_boxes: dict[str, int] = field(default_factory=dict)  # FP32 boxes per class
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +78,7 @@ class QuantReport:
             "input_hw": list(self.input_hw),
             "reference": f"FP32 detections at conf >= {REFERENCE_CONF} (pseudo-labels)",
             "reference_detections": self.reference_detections,
+            "reference_boxes": self.reference_boxes,
             "variants": [v.__dict__ for v in self.variants],
         }
 
@@ -83,7 +88,7 @@ class QuantReport:
             f"model {self.model}, {self.frames} frames at {self.input_hw[0]}x{self.input_hw[1]}, "
             f"reference: {self.reference_detections} FP32 detections (conf >= {REFERENCE_CONF})",
             "",
-            f"{'variant':<40}{'mAP50':>8}{'mAP50-95':>10}{'bare FPS':>10}{'x FP32':>8}"
+            f"{'variant':<40}{'mAP50':>8}{'mAP50-95':>10}{'by boxes':>10}{'bare FPS':>10}{'x FP32':>8}"
             f"{'e2e FPS':>9}{'x FP32':>8}"
             + (f"{'mask mAP':>10}" if fp32.mask_map50_95 is not None else "")
             + (f"{'OKS mAP':>10}" if fp32.oks_map50_95 is not None else ""),
@@ -95,16 +100,20 @@ class QuantReport:
 
             e2e_ratio = v.e2e_fps / fp32.e2e_fps if v.e2e_fps and fp32.e2e_fps else None
             lines.append(
-                f"{v.name:<40}{f(v.map50):>8}{f(v.map50_95):>10}{v.bare_fps:>10.1f}"
+                f"{v.name:<40}{f(v.map50):>8}{f(v.map50_95):>10}{f(v.map50_95_by_boxes):>10}{v.bare_fps:>10.1f}"
                 f"{v.bare_fps / fp32.bare_fps:>8.2f}{f(v.e2e_fps, '{:.1f}'):>9}{f(e2e_ratio, '{:.2f}'):>8}"
                 + (f"{f(v.mask_map50_95):>10}" if fp32.mask_map50_95 is not None else "")
                 + (f"{f(v.oks_map50_95):>10}" if fp32.oks_map50_95 is not None else "")
             )
         mixed = self.variants[1] if len(self.variants) > 1 else None
         if mixed is not None and mixed.per_class:
-            lines += ["", f"per-class agreement (AP50-95 vs FP32), {mixed.name}:"]
+            lines += ["", f"per-class agreement (AP50-95 vs FP32), {mixed.name}, and FP32's boxes:"]
             for label, ap in sorted(mixed.per_class.items(), key=lambda kv: -kv[1]):
-                lines.append(f"  {label:<20}{ap:.3f}")
+                lines.append(f"  {label:<20}{ap:.3f}{self.reference_boxes.get(label, 0):>8}")
+            lines.append(
+                "mAP50-95 is the class average (the target's measure): a class of one FP32 box counts as "
+                "much as one of thousands; 'by boxes' weighs each class by its FP32 boxes."
+            )
         return "\n".join(lines)
 
 
@@ -181,6 +190,7 @@ def run_report(
     )
     reference, fp32_fps = _predict(fp32, inputs, info.head, ref_params)
     fp32.close()
+    boxes = reference_boxes(reference, info.names)
     variants = [
         VariantResult(
             "FP32 (reference)",
@@ -188,6 +198,7 @@ def run_report(
             bare_fps=fp32_fps,
             map50=1.0,
             map50_95=1.0,
+            map50_95_by_boxes=1.0,
             detections=sum(len(d) for d in reference),
         )
     ]
@@ -204,6 +215,7 @@ def run_report(
             m50,
             m5095,
             per_class,
+            by_boxes(per_class, boxes),
             fps,
             detections=sum(len(d) for d in preds),
         )
@@ -212,7 +224,9 @@ def run_report(
     if end_to_end:
         variants[0].e2e_fps = _end_to_end(settings, "fp32", len(images))
         variants[1].e2e_fps = _end_to_end(settings, "int8", len(images))
-    return QuantReport(info.model_id, len(images), fp32.info.input_hw, variants[0].detections, variants)
+    return QuantReport(
+        info.model_id, len(images), fp32.info.input_hw, variants[0].detections, variants, boxes
+    )
 
 
 def _int8_variants(

@@ -67,6 +67,21 @@ def coco_agreement(
     return float(ev.stats[1]), float(ev.stats[0]), per_class
 
 
+def reference_boxes(reference: list[Detections], names: dict[int, str]) -> dict[str, int]:
+    """FP32 boxes per class over the frames: how much each class's AP in the class average rests on."""
+    ids, counts = np.unique(
+        np.concatenate([d.class_id for d in reference] or [np.zeros(0, int)]), return_counts=True
+    )
+    return {names.get(int(c), str(int(c))): int(n) for c, n in zip(ids, counts, strict=True)}
+
+
+def by_boxes(per_class: dict[str, float], boxes: dict[str, int]) -> float:
+    """Per-class AP weighted by each class's FP32 boxes (the class average weighs a class of one box as
+    much as one of thousands)."""
+    total = sum(boxes.get(c, 0) for c in per_class)
+    return sum(ap * boxes.get(c, 0) for c, ap in per_class.items()) / total if total else 0.0
+
+
 def _evaluate(
     images: list[dict[str, Any]],
     annotations: list[dict[str, Any]],
