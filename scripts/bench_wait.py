@@ -60,8 +60,9 @@ def main() -> None:
                     f"{t.why}",
                     flush=True,
                 )
-    if args.json:
-        args.json.write_text(json.dumps({"workers": args.workers, "trials": rows}, indent=2) + "\n")
+                if args.json:  # after every trial: a run cut short by a time limit keeps what it measured
+                    report = {"workers": args.workers, "trials": rows}
+                    args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
