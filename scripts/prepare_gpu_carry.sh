@@ -16,10 +16,12 @@
 # then (call 2, carry [".gpuassets"], PYTHONPATH=/tmp/site:$PWD):
 #   python3 scripts/bench_wait.py -c .gpuassets/streams.yaml --cameras 24 32 40 --workers 8
 #   python3 -m edge_daemon bench -c .gpuassets/streams.yaml --cameras 64 --workers 8 --no-ultralytics
-# Or, in one call without MQTT (the working tree counts too: it fits 64 MiB without the H.265 clip), carry
-# [".whlmin", ".gpuassets/yolov8s-world-384x672-fp16.torchscript", ".gpuassets/streams.yaml",
-#  ".gpuassets/vtest.avi", ".gpuassets/cache/streams/vtest-1920x1080-30-h264.mp4"], install .whlmin/*.whl, and
-#   python3 scripts/bench_wait.py -c .gpuassets/streams.yaml --cameras 24 32 --workers 8 --no-mqtt
+# Or without MQTT in two calls while the machine stays warm (it goes back after 30 s idle; the working tree
+# counts against each call's 64 MiB): first carry [".gpuassets/cache"] (the clips, and the clips repeated
+# to outlast a trial, which the bench's cameras play) with a short command such as `ls .gpuassets/cache`,
+# then carry [".whlmin", ".gpuassets/yolov8s-world-384x672-fp16.torchscript", ".gpuassets/streams.yaml",
+# ".gpuassets/vtest.avi"] (62 MiB with the tree), install .whlmin/*.whl, and
+#   python3 scripts/bench_wait.py -c .gpuassets/streams.yaml --cameras 24 32 --policies block --workers 8 --no-mqtt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -50,7 +52,8 @@ import torch
 
 from edge_daemon.build.export import resolve_torchscript
 from edge_daemon.config import load_settings
-from edge_daemon.tools.streams import stream_clip
+from edge_daemon.tools.clips import lasting
+from edge_daemon.tools.streams import TRIAL_MARGIN_S, stream_clip
 
 src, _ = resolve_torchscript(Path(".assets/yolov8s-world.pt"), (384, 672), Path(".cache/edge-daemon"))
 extra = {"config.txt": ""}
@@ -59,18 +62,19 @@ torch.jit.save(module.half(), ".gpuassets/yolov8s-world-384x672-fp16.torchscript
 settings = load_settings(Path("configs/gpu-streams.yaml"))
 settings = settings.model_copy(update={"model": settings.model.model_copy(update={"cache_dir": Path(".gpuassets/cache")})})
 for codec in ("h264", "h265"):
-    print(stream_clip(settings, codec, (1920, 1080), 30))
+    clip = stream_clip(settings, codec, (1920, 1080), 30)
+    print(clip, lasting(clip, 4.0 + 8.0 + TRIAL_MARGIN_S))  # what the cameras play at the default 4 + 8 s
 PY
 # The bench names its clips after the first camera's file; it reads that file only to make missing clips.
 printf 'placeholder: the clips are in cache/streams\n' > .gpuassets/vtest.avi
 sed -e 's#path: .assets/vtest.avi#path: .gpuassets/vtest.avi#' \
     -e 's#path: .assets/yolov8s-world.pt#path: .gpuassets/yolov8s-world-384x672-fp16.torchscript#' \
     -e 's#cache_dir: .cache/edge-daemon#cache_dir: .gpuassets/cache#' configs/gpu-streams.yaml > .gpuassets/streams.yaml
-# .whlmin/: what the streams bench needs (no Ultralytics, py-spy or aiohttp), small enough to travel with
-# .gpuassets' model and H.264 clip in one call (see the note at the top)
+# .whlmin/: what the streams bench needs, with py-spy for profiling (no Ultralytics or aiohttp), small
+# enough to travel with .gpuassets' model in one call (see the note at the top)
 rm -rf .whlmin && mkdir .whlmin
 for f in .whl/*.whl; do
-  case $(basename "$f") in py_spy*|aiohttp*|aiohappyeyeballs*|aiosignal*|frozenlist*|multidict*|propcache*|yarl*|ultralytics*) ;;
+  case $(basename "$f") in aiohttp*|aiohappyeyeballs*|aiosignal*|frozenlist*|multidict*|propcache*|yarl*|ultralytics*) ;;
     *) cp "$f" .whlmin/ ;;
   esac
 done
