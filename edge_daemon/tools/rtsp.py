@@ -67,18 +67,15 @@ class RtspServer:
         self.proc = None
 
 
-def serve_clip(clip: Path, codec: str, seconds: float) -> RtspServer:
-    """An RTSP server for ``bench --source rtsp``, started: ``clip`` repeated to last
-    ``seconds`` (made once beside it), a media per camera from the start, as separate cameras send."""
-    from edge_daemon.tools.clips import lasting
-
+def serve_clip(clip: Path, codec: str) -> RtspServer:
+    """An RTSP server for ``bench --source rtsp``, started: ``clip`` (the bench's, already long enough to
+    outlast a trial) to every camera, a media per camera from the start, as separate cameras send."""
     why = available()
     if why is not None:
         raise ConfigError(f"bench --source rtsp: GStreamer's RTSP server cannot run here: {why}")
-    served = lasting(clip, seconds)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    server = RtspServer(port, (codec, served), per_client=True)
+    server = RtspServer(port, (codec, clip), per_client=True)
     server.start()
     return server

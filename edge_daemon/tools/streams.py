@@ -316,7 +316,7 @@ def run_streams_bench(
         url = None
         played = lasting(clip, warmup_s + seconds + TRIAL_MARGIN_S)  # every trial's cameras start anew
         if source == "rtsp":
-            server = serve_clip(clip, codec, warmup_s + seconds + TRIAL_MARGIN_S)
+            server = serve_clip(played, codec)
             stack.callback(server.kill)
             url = server.url
         model = load_model(_cameras(settings, clip, 1))
