@@ -10,38 +10,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edge_daemon.build.export import resolve_onnx
-from edge_daemon.build.quant.agreement import PREDICTION_CONF, REFERENCE_CONF, _evaluate
+from edge_daemon.build.quant.agreement import PREDICTION_CONF, REFERENCE_CONF, _evaluate, box_lists
 from edge_daemon.config import load_settings
 from edge_daemon.model.info import model_info
 from edge_daemon.model.preprocess import preprocess
 from edge_daemon.model.tasks import DecodeParams, fit
 from edge_daemon.runtime import load_engine
 from edge_daemon.tools.quant_report import _frames, _int8_variants, _predict
-from edge_daemon.types import Detections
-
-
-def coco_lists(ref: list[Detections], preds: list[Detections]) -> tuple[list[Any], list[Any], list[Any]]:
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
-    for i, (r, p) in enumerate(zip(ref, preds, strict=True)):
-        images.append({"id": i})
-        for (x1, y1, x2, y2), c in zip(r.xyxy.tolist(), r.class_id.tolist(), strict=True):
-            box = [x1, y1, x2 - x1, y2 - y1]
-            annotations.append(
-                {"id": len(annotations) + 1, "image_id": i, "category_id": c, "bbox": box,
-                 "area": box[2] * box[3], "iscrowd": 0}
-            )  # fmt: skip
-        for (x1, y1, x2, y2), c, s in zip(
-            p.xyxy.tolist(), p.class_id.tolist(), p.confidence.tolist(), strict=True
-        ):
-            results.append({"image_id": i, "category_id": c, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s})
-    return images, annotations, results
 
 
 def main() -> None:
@@ -63,7 +42,7 @@ def main() -> None:
     params = DecodeParams(info.num_classes, conf=PREDICTION_CONF, iou=s.detect.iou)
     preds, _ = _predict(int8, inputs, info.head, params)
     int8.close()
-    images, annotations, results = coco_lists(ref, preds)
+    images, annotations, results = box_lists(ref, preds)
     ev = _evaluate(images, annotations, results, "bbox")
     precision = ev.eval["precision"]  # [IoU thresholds, recall, categories, area, maxDets]
     print(f"{name}, {len(inputs)} frames:")

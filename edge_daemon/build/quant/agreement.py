@@ -23,11 +23,11 @@ REFERENCE_CONF = 0.25
 PREDICTION_CONF = 0.001
 
 
-def coco_agreement(
-    reference: list[Detections], predicted: list[Detections], names: dict[int, str]
-) -> tuple[float, float, dict[str, float]]:
-    """(mAP50, mAP50-95, per-class AP50-95) of ``predicted`` against ``reference`` (pycocotools COCOeval)."""
-
+def box_lists(
+    reference: list[Detections], predicted: list[Detections]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """COCO's (images, annotations, results) for boxes: ``reference`` as the annotations, ``predicted``
+    as the scored results, frame by frame."""
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
@@ -51,6 +51,14 @@ def coco_agreement(
             results.append(
                 {"image_id": i, "category_id": cls, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": conf}
             )
+    return images, annotations, results
+
+
+def coco_agreement(
+    reference: list[Detections], predicted: list[Detections], names: dict[int, str]
+) -> tuple[float, float, dict[str, float]]:
+    """(mAP50, mAP50-95, per-class AP50-95) of ``predicted`` against ``reference`` (pycocotools COCOeval)."""
+    images, annotations, results = box_lists(reference, predicted)
     if not annotations:
         raise ModelError("agreement: FP32 found nothing on these frames; nothing to compare against")
     ev = _evaluate(images, annotations, results, "bbox")
