@@ -82,9 +82,6 @@ _CURRENT = threading.local()
 WAIT_POLICIES = ("auto", "spin", "yield", "block")
 
 
-_EVENT_FLAGS: dict[str, int] = {}  # "flags": what new events are created with (set_wait); default below
-
-
 def _schedule_flags() -> dict[str, int]:
     flags = (
         cudart.cudaDeviceScheduleAuto,
@@ -104,7 +101,8 @@ def set_wait(index: int, policy: str) -> None:
     flag instead: ``cudaEventSynchronize`` busy-waits unless the event was created with
     ``cudaEventBlockingSync`` (CUDA runtime API, cudaEventSynchronize; measured on the H100: a "block"
     process still spun a whole core on a plain event), so under "block" the :class:`Event` s created
-    after this call carry that flag. Call it once per process before the pipeline makes its events."""
+    after this call carry that flag (they read the device's flags). Call it once per process before the
+    pipeline makes its events."""
     flags = _schedule_flags()
     if policy not in flags:
         raise ValueError(f"wait policy {policy!r}: expected one of {', '.join(WAIT_POLICIES)}")
@@ -112,16 +110,19 @@ def set_wait(index: int, policy: str) -> None:
     current = int(check(cudart.cudaGetDeviceFlags(), "cudaGetDeviceFlags"))
     mask = int(cudart.cudaDeviceScheduleMask)
     check(cudart.cudaSetDeviceFlags((current & ~mask) | flags[policy]), "cudaSetDeviceFlags")
-    blocking = int(cudart.cudaEventBlockingSync) if policy == "block" else 0
-    _EVENT_FLAGS["flags"] = int(cudart.cudaEventDisableTiming) | blocking
 
 
 def wait_policy(index: int) -> str:
     """The scheduling policy GPU ``index`` has in this process (see :func:`set_wait`)."""
     set_device(index)
-    flags = int(check(cudart.cudaGetDeviceFlags(), "cudaGetDeviceFlags"))
-    current = flags & int(cudart.cudaDeviceScheduleMask)
+    current = _schedule()
     return next((name for name, bits in _schedule_flags().items() if bits == current), str(current))
+
+
+def _schedule() -> int:
+    """The scheduling bits of the calling thread's current device."""
+    flags = int(check(cudart.cudaGetDeviceFlags(), "cudaGetDeviceFlags"))
+    return flags & int(cudart.cudaDeviceScheduleMask)
 
 
 def set_device(index: int) -> None:
@@ -171,7 +172,9 @@ class Event:
     Under ``gpu.wait: block`` (:func:`set_wait`) its ``synchronize`` sleeps rather than spins."""
 
     def __init__(self) -> None:
-        flags = _EVENT_FLAGS.get("flags", int(cudart.cudaEventDisableTiming))
+        flags = int(cudart.cudaEventDisableTiming)
+        if _schedule() == int(cudart.cudaDeviceScheduleBlockingSync):  # gpu.wait: block
+            flags |= int(cudart.cudaEventBlockingSync)
         self._event: Any = check(cudart.cudaEventCreateWithFlags(flags), "cudaEventCreate")
 
     def record(self, stream: Stream) -> None:
