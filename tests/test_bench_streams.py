@@ -83,6 +83,9 @@ def test_bench_cameras_runs_the_whole_pipeline_and_reports_the_limits(
         ok = t["dropped"] == 0 and t["capture_min_fps"] >= CAPTURE_SHARE * 5 and t["p99_ms"] < P99_LIMIT_MS
         assert t["held"] == ok and (t["why"] == "") == ok, t
         assert t["fps"] > 0 and t["cores_per_stream"] > 0
+        # Where the CPU went, by kind of thread, every process: the camera readers always among them.
+        assert "camera" in t["cpu_by_thread"] and "publish" in t["cpu_by_thread"], t["cpu_by_thread"]
+        assert sum(t["cpu_by_thread"].values()) <= t["cores_per_stream"] * 1.2 + 0.01
     assert report["held"] == max((t["cameras"] for t in trials if t["held"]), default=0)
     # One camera runs in this process; two in two worker processes. The decoders ran in two processes.
     assert [t["cameras"] for t in trials] == [1, 2], "exactly the counts asked for"

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_daemon.analytics.snapshots import SnapshotStore, render
+from edge_daemon.threads import thread
 from edge_daemon.types import Nv12Picture
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class SnapshotDrawer:
                 self._jobs.popitem(last=False)
                 self.skipped += 1
             if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
+                self._thread = thread(self._run, "snapshots")
                 self._thread.start()
             self._cond.notify_all()
         return self.store.relative(job.camera, job.name)

@@ -15,6 +15,7 @@ from typing import Any
 
 from edge_daemon.config import Settings
 from edge_daemon.errors import EdgeError, EngineError
+from edge_daemon.threads import thread
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class RelayPublisher:
             stop.set()
             go.set()
 
-        threading.Thread(target=loop, name="orders", daemon=True).start()
+        thread(loop, "orders").start()
 
 
 class Reporter:
@@ -94,7 +95,7 @@ class Reporter:
         self._relay, self._pipeline, self._period = relay, pipeline, period_s
         self._sent = {"published": 0, "batches": 0}
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="reporter", daemon=True)
+        self._thread = thread(self._loop, "reporter")
         self._thread.start()
 
     def report(self) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from edge_daemon.errors import EngineError
 from edge_daemon.pipeline.health import PipelineStats, camera_status, stats_line
 from edge_daemon.pipeline.supervise import supervise
 from edge_daemon.publish.payload import new_run_id
+from edge_daemon.threads import thread
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class WorkerGroup:
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self._failed = threading.Event()
-        self._relay = threading.Thread(target=self._relay_loop, name="relay", daemon=True)
+        self._relay = thread(self._relay_loop, "relay")
 
     # ------------------------------------------------------------------------------------ start and stop
 

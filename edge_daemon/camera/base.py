@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_daemon.errors import CameraError
+from edge_daemon.threads import thread
 from edge_daemon.types import Frame, Nv12Picture
 
 log = logging.getLogger(__name__)
@@ -234,7 +235,7 @@ class CameraReader:
         self._clock = clock
         self._buffers = buffers
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"camera-{name}", daemon=True)
+        self._thread = thread(self._run, f"camera-{name}")
 
     def start(self) -> None:
         self._thread.start()

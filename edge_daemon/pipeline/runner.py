@@ -53,6 +53,7 @@ from edge_daemon.pipeline.supervise import supervise
 from edge_daemon.publish.base import Publisher
 from edge_daemon.publish.payload import ModelTag, new_run_id
 from edge_daemon.runtime import InferenceEngine
+from edge_daemon.threads import thread
 from edge_daemon.types import Detections, Frame
 
 __all__ = ["CameraPlan", "Pipeline", "PipelineStats", "ResultHook"]
@@ -156,8 +157,8 @@ class Pipeline:
             controls,
         )
         self._workers = [
-            threading.Thread(target=self._guard(self._infer_loop), name="inference", daemon=True),
-            threading.Thread(target=self._guard(self._publish_loop), name="publish", daemon=True),
+            thread(self._guard(self._infer_loop), "inference"),
+            thread(self._guard(self._publish_loop), "publish"),
         ]
 
     # ------------------------------------------------------------------------------------ lifecycle

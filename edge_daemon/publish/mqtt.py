@@ -45,6 +45,7 @@ from edge_daemon.publish.client import make_client
 from edge_daemon.publish.outbox import Outbox
 from edge_daemon.publish.payload import status_topic
 from edge_daemon.publish.subscriptions import Handler, Subscriptions
+from edge_daemon.threads import thread
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class MqttPublisher:
         except (OSError, ValueError) as exc:
             raise PublishError(f"mqtt: cannot connect to {self.host}:{self.port}: {exc}") from None
         if self.outbox is not None:
-            self._ack_thread = threading.Thread(target=self._forget_acked, name="mqtt-outbox", daemon=True)
+            self._ack_thread = thread(self._forget_acked, "mqtt-outbox")
             self._ack_thread.start()
         self.client.loop_start()
         if not self._connected.wait(self.connect_timeout):

@@ -17,9 +17,9 @@ from edge_daemon.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def engine_limit(engine: Any, seconds: float = 3.0) -> tuple[int, float]:
-    """(batch, images per second) of the bare engine at its largest batch: ``enqueue`` on device buffers
-    for a GPU engine, ``infer`` on a ready tensor (batch 1) otherwise."""
+def engine_limit(engine: Any, seconds: float = 3.0, batch: int | None = None) -> tuple[int, float]:
+    """(batch, images per second) of the bare engine at ``batch`` (None: its largest): ``enqueue`` on
+    device buffers for a GPU engine, ``infer`` on a ready tensor (batch 1) otherwise."""
     h, w = engine.info.input_hw
     io = engine.device_io()
     if io is None:
@@ -33,7 +33,7 @@ def engine_limit(engine: Any, seconds: float = 3.0) -> tuple[int, float]:
         return 1, n / (time.perf_counter() - t0)
     from edge_daemon.gpu import cuda
 
-    batch = engine.info.max_batch
+    batch = min(batch or engine.info.max_batch, engine.info.max_batch)
     itemsize = 2 if io.input_dtype == "float16" else 4
     stream = cuda.Stream()
     dev_in = cuda.DeviceBuffer(batch * 3 * h * w * itemsize)

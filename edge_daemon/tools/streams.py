@@ -42,6 +42,7 @@ from edge_daemon.config import FileCamera, Settings, UrlCamera
 from edge_daemon.errors import ConfigError
 from edge_daemon.publish.base import NullPublisher, Publisher
 from edge_daemon.publish.mqtt import MqttPublisher
+from edge_daemon.threads import cpu_by_thread
 from edge_daemon.tools.bench import machine_description
 from edge_daemon.tools.clips import lasting
 from edge_daemon.tools.decode_limit import DECODE_PROCESSES, decode_limit
@@ -70,6 +71,8 @@ class Trial:
     decode: str = ""  # what decoded (the daemon's info: "nvdec", "cpu", ...)
     workers: int = 1  # processes the cameras ran in
     why: str = ""
+    # cores per stream by kind of thread (edge_daemon.threads.kind), every process; the largest first
+    cpu_by_thread: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,6 +133,9 @@ class StreamsReport:
                 f"{t.capture_min_fps:>9.1f}{t.p50_ms:>8.1f}{t.p99_ms:>8.1f}{t.max_ms:>8.1f}"
                 f"{t.cores_per_stream:>10.3f}  {t.why}"
             )
+            if t.cpu_by_thread:
+                top = ", ".join(f"{k} {v:.3f}" for k, v in list(t.cpu_by_thread.items())[:8])
+                lines.append(f"{'':>8}cores per stream by thread: {top}")
         lines.append(f"held: {self.held} streams ({d['held_vs_limit']} of min(decode, engine) limit)")
         if self.ultralytics_fps:
             rates = ", ".join(f"batch {n}: {fps:.0f} FPS" for n, fps in sorted(self.ultralytics_fps.items()))
@@ -214,12 +220,13 @@ def trial(settings: Settings, model: Any, clip: Path, n: int, fps: int, warmup_s
             break
         time.sleep(0.1)
     time.sleep(warmup_s)
-    base = counters()
+    pids = [os.getpid(), *pipeline.pids()] if workers > 1 else [os.getpid()]
+    base, base_threads = counters(), cpu_by_thread(pids)
     if probe is None:
         time.sleep(seconds)
     else:
-        probe([os.getpid(), *pipeline.pids()] if workers > 1 else [os.getpid()], seconds)
-    end = counters()
+        probe(pids, seconds)
+    end, end_threads = counters(), cpu_by_thread(pids)
     stop.set()
     runner.join(60)
     if pipeline.error is not None:
@@ -241,6 +248,7 @@ def trial(settings: Settings, model: Any, clip: Path, n: int, fps: int, warmup_s
         cores_per_stream=round(cpu / wall / n, 4),
         decode=str(next(iter(((publisher.info or {}).get("decode") or {"": "?"}).values()))),
         workers=workers,
+        cpu_by_thread=_per_stream(base_threads, end_threads, wall * n),
     )
     why = []
     if t.dropped:
@@ -252,6 +260,13 @@ def trial(settings: Settings, model: Any, clip: Path, n: int, fps: int, warmup_s
     t.held, t.why = not why, "; ".join(why)
     log.warning("bench: %d cameras: %s", n, "held" if t.held else f"not held ({t.why})")
     return t
+
+
+def _per_stream(base: dict[str, float], end: dict[str, float], stream_seconds: float) -> dict[str, float]:
+    """Cores per stream by kind of thread over the window, the largest first, those under 0.001 left out
+    (a thread that started in the window counts from its start)."""
+    used = {k: (v - base.get(k, 0.0)) / stream_seconds for k, v in end.items()}
+    return {k: round(v, 4) for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v >= 0.001}
 
 
 def search(run: Any, max_cameras: int) -> list[Trial]:

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_daemon.analytics.snapshots import draw_box, scaled_copy
+from edge_daemon.threads import thread
 from edge_daemon.types import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class LiveView:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._encode_loop, name="live-view", daemon=True)
+        self._thread = thread(self._encode_loop, "live-view")
         self._thread.start()
 
     def offer(self, frame: Frame, dets: Detections) -> None:

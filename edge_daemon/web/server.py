@@ -21,12 +21,12 @@ import contextlib
 import functools
 import json
 import logging
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from edge_daemon.threads import thread
 from edge_daemon.web.live import LiveView
 from edge_daemon.web.metrics import CONTENT_TYPE, registry_for, render
 from edge_daemon.web.page import status_page
@@ -59,7 +59,7 @@ class WebServer:
         self.url = f"http://{config.host}:{config.port}"
         self._registry = registry_for(state)
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="http", daemon=True)
+        self._thread = thread(self._loop.run_forever, "http")
         self._runner: web.AppRunner | None = None
         self._frames: dict[str, asyncio.Condition] = {}
         self.streams = 0
