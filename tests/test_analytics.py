@@ -655,3 +655,38 @@ def test_the_drawer_keeps_the_newest_per_object_and_skips_the_oldest_when_full(t
     assert drawer.errors == {"cam0": 1} and len(drawer.take("cam0")) == 1 and drawer.take("cam0") == []
     drawer.close()
     assert drawer._thread is not None and not drawer._thread.is_alive()
+
+
+@pytest.mark.parametrize(("min_gain", "kept"), [(0.0, 10), (0.1, 2)])
+def test_a_frame_is_kept_for_a_snapshot_only_when_it_is_enough_better(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, min_gain: float, kept: int
+) -> None:
+    """An object whose confidence creeps up 0.50, 0.51 ... 0.60 (tracked from 0.51): every frame is a new
+    best. Each kept frame is a copy of the picture (a download from the GPU) and a picture to draw, so only
+    one that scores ``min_gain`` more than the one kept replaces it (0.51, then 0.57 >= 1.1 x 0.51); 0
+    keeps every better frame (0.51 ... 0.60)."""
+    from edge_daemon.analytics import camera as camera_module
+
+    copies: list[int] = []
+    real_keep = camera_module._keep
+
+    def counted(frame: Frame) -> Frame:
+        copies.append(frame.seq)
+        return real_keep(frame)
+
+    monkeypatch.setattr(camera_module, "_keep", counted)
+    store = SnapshotStore(tmp_path, 10 * 1024 * 1024, 3600)
+    cfg = CameraAnalytics(tracking=TrackingConfig(min_frames=1, activation_conf=0.45, high_conf=0.45))
+    pacing = AnalyticsConfig(update_interval_s=100.0, snapshots={"min_gain": min_gain})
+    analyzer = CameraAnalyzer("cam0", "ab" * 8, cfg, pacing, PublishConfig(), NAMES, store)
+    image = np.full((H, W, 3), 90, np.uint8)
+    for i in range(11):
+        frame = Frame("cam0", i, image, 1e9 + i / 10, i / 10)
+        analyzer.process(frame, dets((box_at(150), 0.50 + i / 100, 0)), i / 10)
+    out = analyzer.finish()
+    ends = [ref for e, ref in out.events if e.type == "end"]
+    assert len(ends) == 1 and ends[0] is not None
+    assert len(copies) == kept, copies
+    # The end's snapshot is the frame kept last: the best one, or the last one enough better.
+    assert ends[0].confidence == pytest.approx(0.60 if min_gain == 0 else 0.57)
+    analyzer.close()

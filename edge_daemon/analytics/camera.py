@@ -103,6 +103,7 @@ class CameraAnalyzer:
         self.scene: Scene | None = None
         self.events = 0
         self._candidates: dict[int, _Candidate] = {}
+        self._kept: dict[int, float] = {}  # the score of the frame last kept for each object's snapshot
         self._refs: dict[int, SnapshotRef] = {}
         self._last: tuple[float, float, int] = (0.0, 0.0, 0)  # t, at, seq of the last frame
         self.frame_wh: tuple[int, int] | None = None
@@ -160,13 +161,19 @@ class CameraAnalyzer:
         out = Outcome(dets, self.filter.due(t, dets, wh))
         if self.drawer is not None:
             copy: Frame | None = None  # one copy of the frame for all who improved on it
+            gain = 1.0 + self._analytics.snapshots.min_gain
             for s in seen:
                 obj = self.scene.objects.get(s.track_id)
-                if obj is not None and obj.best_changed:
-                    copy = _keep(frame) if copy is None else copy
-                    self._candidates[s.track_id] = _Candidate(
-                        copy, s.box, s.confidence, frame.seq, frame.captured_at
-                    )
+                if obj is None or not obj.best_changed:
+                    continue
+                kept = self._kept.get(s.track_id)
+                if kept is not None and obj.best_score < kept * gain:
+                    continue  # better, but not by enough to copy the frame and draw it again
+                copy = _keep(frame) if copy is None else copy
+                self._candidates[s.track_id] = _Candidate(
+                    copy, s.box, s.confidence, frame.seq, frame.captured_at
+                )
+                self._kept[s.track_id] = obj.best_score
         self._emit(events, out)
         return out
 
@@ -210,6 +217,7 @@ class CameraAnalyzer:
             if event.type == "end":
                 ended.append(tid)
                 self._candidates.pop(tid, None)
+                self._kept.pop(tid, None)
                 self._refs.pop(tid, None)
         if self.tracker is not None and ended:
             self.tracker.forget(ended)

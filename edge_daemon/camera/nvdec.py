@@ -52,7 +52,7 @@ class DeviceNv12:
         from edge_daemon.gpu import cuda
 
         out = np.empty((self.height * 3 // 2, self.width), np.uint8)
-        with self.pool.stream() as stream:
+        with self.pool.stream("download") as stream:
             return cuda.download(self.y_ptr, out, stream)
 
     def release(self) -> None:
@@ -70,20 +70,24 @@ class NvdecPool:
         self._all: list[DeviceNv12] = []
         self._cond = threading.Condition()
         self._size: tuple[int, int] | None = None
-        self._stream: Any = None
-        self._stream_lock = threading.Lock()
+        self._streams: dict[str, tuple[threading.Lock, list[Any]]] = {
+            role: (threading.Lock(), []) for role in ("copy", "download")
+        }
 
     @contextlib.contextmanager
-    def stream(self) -> Iterator[Any]:
-        """The pool's own non-blocking CUDA stream (made on first use), held by one thread at a time: the
-        camera thread's copies out of the decoder and, rarely, downloads from other threads."""
+    def stream(self, role: str = "copy") -> Iterator[Any]:
+        """One of the pool's own non-blocking CUDA streams (made on first use), held by one thread at a
+        time: ``copy``, the camera thread's copies out of the decoder; ``download``, snapshot copies brought
+        to the host from the publish thread, on a stream of their own so that a 3 MB download never holds
+        up the camera's next frame (the buffer was filled and synchronised before its frame went on)."""
         from edge_daemon.gpu import cuda
 
-        with self._stream_lock:
+        lock, made = self._streams[role]
+        with lock:
             cuda.init_context(self.gpu)  # the calling thread's current device
-            if self._stream is None:
-                self._stream = cuda.Stream()
-            yield self._stream
+            if not made:
+                made.append(cuda.Stream())
+            yield made[0]
 
     def acquire(self, width: int, height: int, timeout: float) -> DeviceNv12 | None:
         with self._cond:

@@ -227,6 +227,13 @@ class SnapshotConfig(Strict):
     dir: Path = Path(".cache/edge-daemon/snapshots")
     quality: int = Field(85, ge=10, le=100, description="JPEG quality.")
     max_width: int = Field(1280, ge=64, le=8192, description="Larger frames are scaled down to this width.")
+    min_gain: float = Field(
+        0.1,
+        ge=0,
+        le=10,
+        description="A better frame replaces the one kept for an object's snapshot only when it scores this "
+        "much more (0.1: 10 %): each kept frame is a copy (from the GPU, a download) and a picture to draw.",
+    )
     max_bytes: int = Field(
         512 * 1024 * 1024, ge=1024 * 1024, description="Disk bound; oldest files go first."
     )
