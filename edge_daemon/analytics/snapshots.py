@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge_daemon.colour import nv12_to_bgr, scale_nv12
+from edge_daemon.colour import nv12_to_bgr_scaled
 from edge_daemon.types import Nv12Picture
 
 log = logging.getLogger(__name__)
@@ -28,10 +28,9 @@ def scaled_copy(
     image: npt.NDArray[np.uint8] | Nv12Picture, max_width: int
 ) -> tuple[npt.NDArray[np.uint8], float]:
     """A BGR copy of ``image`` to draw on, scaled down to ``max_width`` (never up), and the scale. An NV12
-    picture is scaled before it is converted (a fraction of the work at 1080p)."""
+    picture is scaled as it is converted (:func:`~edge_daemon.colour.nv12_to_bgr_scaled`)."""
     if isinstance(image, Nv12Picture):
-        nv12, scale = scale_nv12(image.to_host(), max_width)
-        return nv12_to_bgr(nv12, image.colour), scale
+        return nv12_to_bgr_scaled(image.to_host(), image.colour, max_width)
     scale = min(1.0, max_width / image.shape[1])
     if scale < 1:
         resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
