@@ -12,6 +12,7 @@ Self-contained (no conftest): ``python -m pytest --noconftest -m gpu tests/test_
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,83 @@ def test_the_pipeline_on_nvdec_frames_finds_what_it_finds_on_cpu_decoded_ones(tm
         matched, total = matched + m, total + t
     # The two paths differ in colour conversion only (OpenCV: BT.601 fast path; ours: the declared BT.709).
     assert total > 300 and matched / total >= 0.9, (matched, total)
+
+
+class _Collect:
+    """A publisher that keeps every detections message (camera, seq) -> [(label, confidence, box)]."""
+
+    def __init__(self) -> None:
+        from edge_daemon.publish.base import NullPublisher
+
+        self._null = NullPublisher()
+        self.info: dict[str, Any] | None = None
+        self.found: dict[tuple[str, int], list[tuple[str, float, tuple[float, ...]]]] = {}
+
+    def publish_detections(self, camera: str, payload: bytes) -> None:
+        m = json.loads(payload)
+        self.found[(m["camera"], m["seq"])] = [
+            (d["label"], d["confidence"], tuple(d["box"].values())) for d in m["detections"]
+        ]
+
+    def publish_detections_many(self, messages: Any) -> None:
+        for camera, payload in messages:
+            self.publish_detections(camera, payload)
+
+    def __getattr__(self, name: str) -> Any:  # events, health, state...: as the null publisher
+        return getattr(self._null, name)
+
+
+def test_a_shared_engine_finds_what_one_process_finds(tmp_path: Path) -> None:
+    """service.shared_engine on the GPU: two workers (NVDEC, the CUDA stage) hand their batches to one
+    torch engine in a process of its own through page-locked shared memory; every frame's detections
+    match those of one process running the same engine itself (fp16: batches of other sizes may move a
+    confidence or a box a little)."""
+    pytest.importorskip("PyNvVideoCodec", reason="PyNvVideoCodec not installed")
+    from edge_daemon.app import build_pipeline, load_model
+    from edge_daemon.app.workers import WorkerGroup
+    from edge_daemon.config import Settings
+
+    model_path = find_asset("yolov8s-world-384x672-fp16.torchscript")
+    cams = [{"type": "file", "name": f"cam{i}", "path": str(_clip("h264")), "drop_policy": "block",
+             "max_frames": 40, "decode": "nvdec"} for i in range(4)]  # fmt: skip
+    settings = Settings(
+        device_id="shared",
+        cameras=cams,
+        model={"path": str(model_path), "imgsz": [384, 672], "cache_dir": str(tmp_path)},
+        engine={
+            "backend": "torch",
+            "precision": "fp16",
+            "device_index": 0,
+            "cuda_graphs": True,
+            "max_batch": 4,
+        },
+        gpu={"preprocess": "gpu"},
+        analytics={"snapshots": {"dir": str(tmp_path / "snapshots")}},
+        http={"enabled": False},
+    )
+    alone = _Collect()
+    model = load_model(settings)
+    try:
+        pipeline = build_pipeline(settings, model, alone)
+        pipeline.run(threading.Event())
+        assert pipeline.error is None
+    finally:
+        model.engine.close()
+    service = settings.service.model_copy(update={"workers": 2, "shared_engine": True})
+    group = WorkerGroup(settings.model_copy(update={"service": service}))
+    group.load(threading.Event())
+    shared = _Collect()
+    group.attach(shared)
+    group.run(threading.Event())
+    assert group.error is None, group.error
+    assert shared.info is not None and shared.info["shared_engine"] is True
+    assert set(shared.info["decode"].values()) == {"nvdec"}
+    assert len(alone.found) == len(shared.found) == 160 and alone.found.keys() == shared.found.keys()
+    boxes = matched = 0
+    for key, want in alone.found.items():
+        got = shared.found[key]
+        boxes += len(want)
+        for label, conf, box in want:
+            near = [g for g in got if g[0] == label and abs(g[1] - conf) < 0.02]
+            matched += any(max(abs(a - b) for a, b in zip(g[2], box, strict=True)) < 2.0 for g in near)
+    assert boxes > 500 and matched >= 0.98 * boxes, (matched, boxes)

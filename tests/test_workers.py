@@ -93,6 +93,16 @@ def test_workers_publish_what_one_process_publishes(broker: Broker, clip: Path, 
     health = json.loads(sub.on("edge/workers/health")[-1])
     assert health["workers"] == 2 and health["published"] == 24
     assert {n: c["frames"] for n, c in health["cameras"].items()} == {"cam0": 10, "cam1": 6, "cam2": 8}
+    # service.shared_engine: one engine in a process of its own runs both workers' frames, through the
+    # shared memory each worker hands it: the same detections again.
+    with subscribed(broker, "edge/workers/#") as sub:
+        shared = Settings(**_settings(broker, clip, world_onnx, frames, shared_engine=True))
+        stats = run_daemon(shared, threading.Event())
+        assert sub.wait_for(lambda msgs: (msgs[-1][0], msgs[-1][1]) == ("edge/workers/status", b"offline"))
+    assert stats.published == 24 and stats.captured == {"cam0": 10, "cam1": 6, "cam2": 8}
+    assert _detections(sub.messages) == expected, "the same detections through the shared engine"
+    info = [json.loads(p) for t, p, _ in sub.messages if t == "edge/workers/info"][-1]
+    assert info["workers"] == 2 and info["shared_engine"] is True
 
 
 def test_a_control_reaches_the_camera_in_its_worker(broker: Broker, clip: Path, world_onnx: Path) -> None:
@@ -147,12 +157,37 @@ def test_a_worker_that_dies_stops_the_group_with_an_error(
     assert not any(w.process.is_alive() for w in group._workers), "the other worker was stopped"
 
 
-def test_a_worker_that_cannot_load_fails_the_daemon_with_its_error(
-    broker: Broker, clip: Path, tmp_path: Path
+def test_when_the_shared_engine_dies_the_group_stops_with_an_error(
+    broker: Broker, clip: Path, world_onnx: Path
 ) -> None:
+    cams: dict[str, int | None] = {"cam0": None, "cam1": None}
+    settings = Settings(**_settings(broker, clip, world_onnx, cams, shared_engine=True))
+    group = WorkerGroup(settings)
+    stop = threading.Event()
+    group.load(stop)
+    group.attach(MqttPublisher.from_config(settings.mqtt, settings.device_id))
+    runner = threading.Thread(target=group.run, args=(stop, 5.0))
+    with subscribed(broker, "edge/workers/#") as sub:
+        runner.start()
+        assert sub.wait_for(lambda m: len(sub.on("cam1/detections")) >= 2, timeout=120)
+        assert group._engine is not None and group._engine.process.pid is not None
+        os.kill(group._engine.process.pid, signal.SIGKILL)
+        runner.join(60)
+        assert not runner.is_alive(), "the group stopped by itself"
+        assert sub.wait_for(lambda msgs: (msgs[-1][0], msgs[-1][1]) == ("edge/workers/status", b"offline"))
+    assert isinstance(group.error, EngineError) and "the engine process has gone" in str(group.error)
+    assert not any(w.process.is_alive() for w in group._workers), "every worker stopped"
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_worker_that_cannot_load_fails_the_daemon_with_its_error(
+    broker: Broker, clip: Path, tmp_path: Path, shared: bool
+) -> None:
+    """A model that cannot load: the first worker's error (or the engine process's, with a shared engine)
+    stops the daemon with the model error's exit code."""
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
-    settings = Settings(**_settings(broker, clip, bad, {"cam0": 3, "cam1": 3}))
+    settings = Settings(**_settings(broker, clip, bad, {"cam0": 3, "cam1": 3}, shared_engine=shared))
     with pytest.raises(ModelError) as info:
         run_daemon(settings, threading.Event())
     assert info.value.exit_code == 65

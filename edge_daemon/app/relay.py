@@ -145,8 +145,16 @@ def portable(exc: BaseException | None) -> BaseException | None:
         return EngineError(f"{type(exc).__name__}: {exc}")
 
 
-def worker_main(settings: Settings, index: int, conn: Connection, run_id: str, level: str) -> None:
-    """A worker process: load, build, wait for ``go``, run its cameras until told to stop."""
+def worker_main(
+    settings: Settings,
+    index: int,
+    conn: Connection,
+    run_id: str,
+    level: str,
+    engine: Connection | None = None,
+) -> None:
+    """A worker process: load (or, with ``engine``, attach to the engine process), build, wait for ``go``,
+    run its cameras until told to stop."""
     from edge_daemon.app.boot import load_model
     from edge_daemon.app.daemon import build_pipeline
     from edge_daemon.logs import setup_logging
@@ -159,7 +167,12 @@ def worker_main(settings: Settings, index: int, conn: Connection, run_id: str, l
     reporter: Reporter | None = None
     model = pipeline = None
     try:
-        model = load_model(settings)
+        if engine is not None:
+            from edge_daemon.app.engine_server import remote_model
+
+            model = remote_model(settings, engine)
+        else:
+            model = load_model(settings)
         pipeline = build_pipeline(settings, model, publisher=relay, run=run_id)
         about = {"names": model.info.names, "tag": model.tag, "fallback": model.fallback}
         relay.send("model", {**about, "info": pipeline.info()})

@@ -36,6 +36,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from edge_daemon.app.engine_server import serve
 from edge_daemon.app.relay import COUNTERS, worker_main
 from edge_daemon.config import Settings
 from edge_daemon.controls import Controls
@@ -43,7 +44,7 @@ from edge_daemon.errors import EngineError
 from edge_daemon.pipeline.health import PipelineStats, camera_status, stats_line
 from edge_daemon.pipeline.supervise import supervise
 from edge_daemon.publish.payload import new_run_id
-from edge_daemon.threads import thread
+from edge_daemon.threads import cpu_by_thread, thread
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class WorkerGroup:
         self.controls = Controls([c.name for c in settings.cameras], settings.detect.conf)
         self._level = log_level or logging.getLevelName(logging.getLogger().getEffectiveLevel())
         self._workers: list[_Worker] = []
+        self._engine: _Worker | None = None  # the engine process (service.shared_engine)
         self._lock = threading.Lock()
         self._failed = threading.Event()
         self._relay = thread(self._relay_loop, "relay")
@@ -98,16 +100,27 @@ class WorkerGroup:
         """Start the workers; return once every one has loaded its engine: the first worker's ``about``
         (``names``, ``tag``, ``fallback``, ``info``). Raises a worker's error, or if ``stop`` is set."""
         ctx = mp.get_context("spawn")
-        for i, cams in enumerate(groups(list(self.settings.cameras), self.settings.service.workers)):
+        dealt = groups(list(self.settings.cameras), self.settings.service.workers)
+        engines: list[Any] = [None] * len(dealt)
+        if self.settings.service.shared_engine and len(dealt) > 1:
+            pipes = [ctx.Pipe() for _ in dealt]  # (engine process's end, worker's end)
+            engines = [there for _, there in pipes]
+            here, there = ctx.Pipe()
+            serving = (self.settings, there, [end for end, _ in pipes], self._level)
+            self._engine = _Worker(-1, [], ctx.Process(target=serve, args=serving, name="edge-engine"), here)
+        for i, cams in enumerate(dealt):
             here, there = ctx.Pipe()
             cfg = self.settings.model_copy(update={"cameras": cams})
-            process = ctx.Process(
-                target=worker_main, args=(cfg, i, there, self.run_id, self._level), name=f"edge-worker-{i}"
-            )
+            args = (cfg, i, there, self.run_id, self._level, engines[i])
+            process = ctx.Process(target=worker_main, args=args, name=f"edge-worker-{i}")
             self._workers.append(_Worker(i, [c.name for c in cams], process, here))
         try:
-            self._start([self._workers[0]], stop)  # alone: a first boot builds (and caches) once
-            self._start(self._workers[1:], stop)
+            if self._engine is not None:  # loads (a first boot builds) once; the workers attach to it
+                self._start([self._engine], stop)
+                self._start(self._workers, stop)
+            else:
+                self._start([self._workers[0]], stop)  # alone: a first boot builds (and caches) once
+                self._start(self._workers[1:], stop)
         except BaseException:
             self.shutdown(5.0)
             raise
@@ -144,7 +157,14 @@ class WorkerGroup:
         for w in self._workers:
             decode.update(((w.about or {}).get("info") or {}).get("decode", {}))
         cameras = [c.name for c in self.settings.cameras]
-        return {**first, "cameras": cameras, "decode": decode, "workers": len(self._workers)}
+        shared = self._engine is not None
+        return {
+            **first,
+            "cameras": cameras,
+            "decode": decode,
+            "workers": len(self._workers),
+            "shared_engine": shared,
+        }
 
     def run(self, stop: threading.Event, drain_timeout_s: float = 10.0) -> PipelineStats:
         """Like :meth:`Pipeline.run`: until ``stop`` is set, a worker fails, or every camera ended."""
@@ -174,6 +194,8 @@ class WorkerGroup:
                 log.warning("worker %d did not stop in time: killing it", w.index)
                 w.process.kill()
                 w.process.join(5.0)
+        if self._engine is not None:
+            self._stop_engine(deadline)
         if self._relay.is_alive():
             self._relay.join(max(0.1, deadline - time.monotonic()))
         self.stats.finished = time.monotonic()
@@ -190,6 +212,22 @@ class WorkerGroup:
                 log.exception("cannot publish the final health message")
             self.publisher.close(timeout=max(1.0, deadline - time.monotonic()))
             self.log_stats()
+
+    def _stop_engine(self, deadline: float) -> None:
+        """The engine process ends once every worker has gone; its end says whether it failed."""
+        e = self._engine
+        assert e is not None
+        if e.process.pid is None:
+            return
+        self._drain_pipe(e, deadline)
+        e.process.join(max(0.1, deadline - time.monotonic()))
+        if e.process.is_alive():
+            self.abandoned.append("engine process")
+            log.warning("the engine process did not stop in time: killing it")
+            e.process.kill()
+            e.process.join(5.0)
+        if e.error is not None and self.error is None:
+            self.error = e.error
 
     def _drain_pipe(self, w: _Worker, deadline: float) -> None:
         while not w.ended and time.monotonic() < deadline:
@@ -327,13 +365,18 @@ class WorkerGroup:
         return health
 
     def pids(self) -> list[int]:
-        """The worker processes' ids (profilers)."""
-        return [w.process.pid for w in self._workers if w.process.pid is not None]
+        """The worker processes' ids, and the engine process's (profilers)."""
+        every = [*self._workers, *([self._engine] if self._engine is not None else [])]
+        return [w.process.pid for w in every if w.process.pid is not None]
 
     def cpu_seconds(self) -> float:
-        """Host CPU seconds used so far: this process and what the workers last reported."""
+        """Host CPU seconds used so far: this process, what the workers last reported, and the engine
+        process's (read from /proc: it sends no reports)."""
         t = os.times()
-        return t.user + t.system + float(sum(w.report.get("cpu_s", 0.0) for w in self._workers))
+        engine = 0.0
+        if self._engine is not None and self._engine.process.pid is not None:
+            engine = sum(cpu_by_thread([self._engine.process.pid]).values())
+        return t.user + t.system + engine + float(sum(w.report.get("cpu_s", 0.0) for w in self._workers))
 
     def log_stats(self) -> str:
         dropped = sum(c.get("dropped_by_policy", 0) for c in self._cameras().values())

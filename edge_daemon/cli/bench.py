@@ -29,9 +29,11 @@ def command(args: argparse.Namespace) -> int:
     if args.cameras is not None or args.counts:
         from edge_daemon.tools.streams import run_streams_bench
 
-        if args.workers is not None:
-            service = settings.service.model_copy(update={"workers": args.workers})
-            settings = settings.model_copy(update={"service": service})
+        update: dict[str, object] = {"workers": args.workers} if args.workers is not None else {}
+        if args.shared_engine:
+            update["shared_engine"] = True
+        if update:
+            settings = settings.model_copy(update={"service": settings.service.model_copy(update=update)})
         streams = run_streams_bench(
             settings,
             args.cameras or 0,
@@ -99,5 +101,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument("--seconds", type=float, default=8.0, help="seconds measured per count (8)")
     s.add_argument(
         "--workers", type=int, metavar="K", help="camera groups in K worker processes (service.workers)"
+    )
+    s.add_argument(
+        "--shared-engine",
+        action="store_true",
+        help="the workers share one engine in a process of its own (service.shared_engine)",
     )
     p.set_defaults(func=command)

@@ -18,6 +18,12 @@ class ServiceConfig(Strict):
         "context and an engine in GPU memory: keep 1 on a Jetson unless `edge-daemon bench --cameras` "
         "says otherwise. Not with http.live_view (the frames stay in the workers).",
     )
+    shared_engine: bool = Field(
+        False,
+        description="With workers > 1: one engine, in a process of its own, runs every worker's frames "
+        "(one batch across all cameras, one copy of the model in GPU memory) instead of an engine per "
+        "worker; the frames go to it through shared memory (edge_daemon/app/engine_server.py).",
+    )
     stuck_batch_s: float = Field(
         30.0,
         gt=0,

@@ -286,3 +286,32 @@ def download(src_ptr: int, out: npt.NDArray[Any], stream: Stream) -> npt.NDArray
     )
     stream.synchronize()
     return out
+
+
+_KINDS = {
+    "htod": "cudaMemcpyHostToDevice",
+    "dtoh": "cudaMemcpyDeviceToHost",
+    "dtod": "cudaMemcpyDeviceToDevice",
+}
+
+
+def copy_ptr_async(dst_ptr: int, src_ptr: int, nbytes: int, kind: str, stream_handle: int) -> None:
+    """``nbytes`` from ``src_ptr`` to ``dst_ptr`` (``kind``: htod, dtoh, dtod; host memory page-locked) on
+    the stream whose raw handle is ``stream_handle`` (an engine's ``enqueue`` gets one), without waiting."""
+    direction = getattr(cudart.cudaMemcpyKind, _KINDS[kind])
+    stream = cudart.cudaStream_t(stream_handle)
+    check(cudart.cudaMemcpyAsync(dst_ptr, src_ptr, nbytes, direction, stream), f"cudaMemcpyAsync({kind})")
+
+
+def synchronize_handle(stream_handle: int) -> None:
+    """Wait for the stream whose raw handle is ``stream_handle``."""
+    check(cudart.cudaStreamSynchronize(cudart.cudaStream_t(stream_handle)), "cudaStreamSynchronize")
+
+
+def host_register(address: int, nbytes: int) -> None:
+    """Page-lock ``nbytes`` of host memory at ``address`` (shared memory too) for DMA on CUDA streams."""
+    check(cudart.cudaHostRegister(address, nbytes, cudart.cudaHostRegisterPortable), "cudaHostRegister")
+
+
+def host_unregister(address: int) -> None:
+    check(cudart.cudaHostUnregister(address), "cudaHostUnregister")

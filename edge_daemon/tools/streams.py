@@ -189,7 +189,7 @@ def trial(settings: Settings, model: Any, clip: Path, n: int, fps: int, warmup_s
     workers = min(n, cfg.service.workers)
     if workers > 1:  # camera groups in worker processes, each with its engine batching its own cameras
         batch = getattr(cfg.engine, "max_batch", None)
-        if batch is not None:
+        if batch is not None and not cfg.service.shared_engine:  # (a shared one batches them all)
             engine = cfg.engine.model_copy(update={"max_batch": -(-n // workers)})
             cfg = cfg.model_copy(update={"engine": engine})
         pipeline = WorkerGroup(cfg)

@@ -1,0 +1,374 @@
+"""One engine for every worker process (``service.shared_engine``): one batch across all cameras.
+
+With ``service.workers`` > 1 each worker otherwise loads its own copy of the engine, which batches only its
+own cameras, and the copies share the GPU by time slices between their CUDA contexts. Measured on the lent
+H100 (docs/benchmarks.md): 8 engines at batch 8 ran 2,329 images/s together where one engine at batch 64
+ran 3,404, and at batch 4, 1,851 against 3,106 at batch 32. Here one process (:func:`serve`) loads the
+engine once and runs it for every worker: whatever the workers have sent while the last batch ran goes
+into the next one, so the batch grows with the load.
+
+A worker keeps its whole pipeline (decode, the CUDA stage's pre-processing, post-processing, analytics)
+and runs a :class:`RemoteEngine` in place of the engine: its batch goes into a block of shared memory
+(an anonymous ``memfd`` it created and handed over the pipe with its descriptor, so ``/dev/shm``'s size
+does not matter), one message says how many images, the engine process copies them into its own batch,
+runs it and writes each worker's outputs back into that worker's block, and one message says done. On a
+GPU the block is page-locked in both processes (``cudaHostRegister``): the copies in and out are DMA on
+CUDA streams, about 1.5 MB an image each way, no CPU copy. On the CPU (ONNX Runtime, OpenVINO) the same
+block is read and written as arrays.
+
+Messages on each worker's pipe (pickled tuples): engine process -> worker ``("engine", Bundle)`` once
+loaded, ``("done", ms)`` or ``("error", text)`` per batch; worker -> engine process ``("attach", batch)``
+followed by the block's descriptor, ``("run", n)`` per batch. To the main process: ``("model", about)``
+once loaded, ``("end", error, None)`` last (as a worker ends, without a report). The engine process ends
+when every worker has gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import mmap
+import os
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import recv_handle, send_handle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_daemon.config import Settings
+from edge_daemon.errors import ConfigError, EngineError
+from edge_daemon.publish.payload import ModelTag
+from edge_daemon.runtime import Artifact, DeviceIO, EngineInfo, InferenceEngine, Outputs
+from edge_daemon.types import ModelInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What a worker needs to stand in for the engine: the engine's own description and the model's."""
+
+    info: EngineInfo
+    io: DeviceIO | None
+    model: ModelInfo
+    tag: ModelTag
+    model_path: Path
+    artifact: Artifact
+    fallback: str | None
+    device_index: int | None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a block of ``batch`` images keeps its input and each output (byte offsets and sizes)."""
+
+    batch: int
+    input_dtype: str
+    input_bytes: int  # per image
+    output_shapes: tuple[tuple[int, ...], ...]  # per image
+
+    @classmethod
+    def of(cls, bundle: Bundle, batch: int) -> Layout:
+        h, w = bundle.info.input_hw
+        dtype = bundle.io.input_dtype if bundle.io is not None else "float32"
+        shapes = []
+        for name, shape in zip(bundle.info.output_names, bundle.info.output_shapes, strict=True):
+            if any(d is None for d in shape):
+                raise ConfigError(f"service.shared_engine: output {name} has a dynamic shape {shape}")
+            shapes.append(tuple(int(d) for d in shape if d is not None))
+        return cls(batch, dtype, 3 * h * w * np.dtype(dtype).itemsize, tuple(shapes))
+
+    @property
+    def output_bytes(self) -> list[int]:
+        return [int(np.prod(s)) * 4 for s in self.output_shapes]
+
+    @property
+    def nbytes(self) -> int:
+        return self.batch * (self.input_bytes + sum(self.output_bytes))
+
+    def output_offset(self, i: int) -> int:
+        return self.batch * (self.input_bytes + sum(self.output_bytes[:i]))
+
+
+class Block:
+    """A shared memory block (memfd) laid out by ``layout``, mapped here; page-locked for the GPU on
+    :meth:`pin`. Made by the worker (:meth:`create`), opened by the engine process from the descriptor."""
+
+    def __init__(self, fd: int, layout: Layout) -> None:
+        self.fd, self.layout = fd, layout
+        self.map = mmap.mmap(fd, layout.nbytes)
+        self._anchor = ctypes.c_char.from_buffer(self.map)
+        self.address = ctypes.addressof(self._anchor)
+        self.pinned = False
+
+    @classmethod
+    def create(cls, layout: Layout) -> Block:
+        fd = os.memfd_create("edge-daemon-engine", os.MFD_CLOEXEC)
+        os.ftruncate(fd, layout.nbytes)
+        return cls(fd, layout)
+
+    def input(self, n: int) -> npt.NDArray[Any]:
+        """The first ``n`` images of the input, flat."""
+        count = n * self.layout.input_bytes // np.dtype(self.layout.input_dtype).itemsize
+        return np.frombuffer(self.map, self.layout.input_dtype, count)
+
+    def output(self, i: int, n: int) -> npt.NDArray[np.float32]:
+        shape = self.layout.output_shapes[i]
+        count = n * int(np.prod(shape))
+        flat = np.frombuffer(self.map, np.float32, count, self.layout.output_offset(i))
+        return flat.reshape(n, *shape)
+
+    def pin(self) -> None:
+        from edge_daemon.gpu import cuda
+
+        cuda.host_register(self.address, self.layout.nbytes)
+        self.pinned = True
+
+    def close(self) -> None:
+        if self.pinned:
+            from edge_daemon.gpu import cuda
+
+            with contextlib.suppress(cuda.CudaError):
+                cuda.host_unregister(self.address)
+            self.pinned = False
+        del self._anchor
+        with contextlib.suppress(BufferError):
+            self.map.close()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+class RemoteEngine(InferenceEngine):
+    """The engine of the engine process, as a worker's pipeline sees it: at most ``batch`` images a call
+    (the worker's cameras), on device buffers where the engine runs on a GPU, else on the host."""
+
+    def __init__(self, conn: Connection, bundle: Bundle, batch: int) -> None:
+        self._conn = conn
+        self.bundle = bundle
+        self.layout = Layout.of(bundle, max(1, min(batch, bundle.info.max_batch)))
+        self.info = replace(bundle.info, max_batch=self.layout.batch)
+        self._io = None
+        if bundle.io is not None:
+            shapes = tuple((self.layout.batch, *s[1:]) for s in bundle.io.output_shapes)
+            self._io = DeviceIO(bundle.io.input_dtype, shapes)
+        self.block = Block.create(self.layout)
+        self._closed = False
+        try:
+            if self._io is not None:
+                self.block.pin()
+            conn.send(("attach", self.layout.batch))
+            send_handle(conn, self.block.fd, os.getpid())  # (the pid matters on Windows only)
+        except BaseException:
+            self.block.close()
+            raise
+
+    def device_io(self) -> DeviceIO | None:
+        return self._io
+
+    def _call(self, n: int) -> float:
+        try:
+            self._conn.send(("run", n))
+            reply = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            raise EngineError(f"the engine process has gone ({type(exc).__name__})") from None
+        if reply[0] != "done":
+            raise EngineError(f"the engine process: {reply[1]}")
+        return float(reply[1])
+
+    def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
+        self.check_input(batch)
+        n = batch.shape[0]
+        np.copyto(self.block.input(n), batch.reshape(-1), casting="same_kind")
+        self._call(n)
+        return tuple(self.block.output(i, n).copy() for i in range(len(self.layout.output_shapes)))
+
+    def enqueue(self, input_ptr: int, output_ptrs: Sequence[int], batch: int, stream_handle: int) -> None:
+        from edge_daemon.gpu import cuda
+
+        self.check_batch(batch)
+        cuda.copy_ptr_async(
+            self.block.address, input_ptr, batch * self.layout.input_bytes, "dtoh", stream_handle
+        )
+        cuda.synchronize_handle(stream_handle)  # the images are in the block before the engine reads them
+        self._call(batch)
+        for i, ptr in enumerate(output_ptrs):
+            src = self.block.address + self.layout.output_offset(i)
+            cuda.copy_ptr_async(ptr, src, batch * self.layout.output_bytes[i], "htod", stream_handle)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError, ValueError):
+            self._conn.close()
+        self.block.close()
+
+
+def serve(settings: Settings, main: Connection, workers: list[Connection], level: str) -> None:
+    """The engine process: load the engine once, answer every worker until all have gone."""
+    from edge_daemon.app.boot import load_model
+    from edge_daemon.logs import setup_logging
+
+    os.environ.pop("NOTIFY_SOCKET", None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process stops the workers; they stop this one
+    setup_logging(level)
+    error: BaseException | None = None
+    engine: InferenceEngine | None = None
+    try:
+        model = load_model(settings)
+        engine = model.engine
+        device = getattr(settings.engine, "device_index", None) if engine.device_io() is not None else None
+        bundle = Bundle(engine.info, engine.device_io(), model.info, model.tag, model.onnx_path,
+                        replace(model.artifact, memory=None), model.fallback, device)  # fmt: skip
+        main.send(("model", {"names": model.info.names, "tag": model.tag, "fallback": model.fallback}))
+        for conn in workers:
+            conn.send(("engine", bundle))
+        _Server(engine, bundle, workers).loop()
+    except BaseException as exc:
+        log.exception("the engine process failed")
+        error = exc
+        for conn in workers:
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        from edge_daemon.app.relay import portable
+
+        with contextlib.suppress(OSError, ValueError):
+            main.send(("end", portable(error), None))
+        if engine is not None:
+            engine.close()
+
+
+class _Server:
+    """The engine process's loop: collect the workers' batches, run them as one, answer each."""
+
+    def __init__(self, engine: InferenceEngine, bundle: Bundle, conns: list[Connection]) -> None:
+        self.engine, self.bundle = engine, bundle
+        self.blocks: dict[Connection, Block] = {}
+        self.live = list(conns)
+        self.batches = self.images = 0
+        self.io = engine.device_io()
+        if self.io is not None:
+            from edge_daemon.gpu import cuda
+
+            cuda.init_context(bundle.device_index or 0)
+            one = Layout.of(bundle, 1)
+            self.stream = cuda.Stream()
+            self.input = cuda.DeviceBuffer(bundle.info.max_batch * one.input_bytes)
+            self.outputs = [cuda.DeviceBuffer(bundle.info.max_batch * b) for b in one.output_bytes]
+            engine.prepare_device(self.input.ptr, [[o.ptr for o in self.outputs]], self.stream.handle)
+
+    def loop(self) -> None:
+        try:
+            while self.live:
+                pending: list[tuple[Connection, int]] = []
+                for conn in wait(self.live, timeout=1.0):
+                    assert isinstance(conn, Connection)
+                    try:
+                        message = conn.recv()
+                    except (EOFError, OSError):
+                        self._drop(conn)
+                        continue
+                    if message[0] == "attach":
+                        layout = Layout.of(self.bundle, message[1])
+                        block = Block(recv_handle(conn), layout)
+                        if self.io is not None:
+                            block.pin()
+                        self.blocks[conn] = block
+                    elif message[0] == "run":
+                        pending.append((conn, int(message[1])))
+                while pending:  # as many of the waiting batches as fit in one (a worker's always fits)
+                    take, total = [pending.pop(0)], 0
+                    while pending and take[0][1] + total + pending[0][1] <= self.bundle.info.max_batch:
+                        total += pending[0][1]
+                        take.append(pending.pop(0))
+                    self._run(take, take[0][1] + total)
+        finally:
+            for conn in list(self.blocks):
+                self._drop(conn)
+            if self.io is not None:
+                for buf in (self.input, *self.outputs):
+                    buf.close()
+                self.stream.close()
+
+    def _drop(self, conn: Connection) -> None:
+        if conn in self.live:
+            self.live.remove(conn)
+        block = self.blocks.pop(conn, None)
+        if block is not None:
+            block.close()
+
+    def _run(self, take: list[tuple[Connection, int]], total: int) -> None:
+        t0 = time.perf_counter()
+        try:
+            if self.io is not None:
+                self._run_device(take, total)
+            else:
+                self._run_host(take, total)
+        except Exception as exc:
+            log.exception("batch of %d failed in the engine", total)
+            for conn, _ in take:
+                with contextlib.suppress(OSError, ValueError):
+                    conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            return
+        ms = (time.perf_counter() - t0) * 1000.0
+        self.batches += 1
+        self.images += total
+        for conn, _ in take:
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(("done", ms))
+
+    def _run_device(self, take: list[tuple[Connection, int]], total: int) -> None:
+        from edge_daemon.gpu import cuda
+
+        one = Layout.of(self.bundle, 1)
+        handle, offset = self.stream.handle, 0
+        for conn, n in take:
+            dst = self.input.ptr + offset * one.input_bytes
+            cuda.copy_ptr_async(dst, self.blocks[conn].address, n * one.input_bytes, "htod", handle)
+            offset += n
+        self.engine.enqueue(self.input.ptr, [o.ptr for o in self.outputs], total, handle)
+        offset = 0
+        for conn, n in take:
+            block = self.blocks[conn]
+            for i, size in enumerate(one.output_bytes):
+                dst = block.address + block.layout.output_offset(i)
+                cuda.copy_ptr_async(dst, self.outputs[i].ptr + offset * size, n * size, "dtoh", handle)
+            offset += n
+        self.stream.synchronize()
+
+    def _run_host(self, take: list[tuple[Connection, int]], total: int) -> None:
+        h, w = self.bundle.info.input_hw
+        batch = np.concatenate([self.blocks[c].input(n).reshape(n, 3, h, w) for c, n in take])
+        outputs = self.engine.run(batch)
+        offset = 0
+        for conn, n in take:
+            for i, out in enumerate(outputs):
+                self.blocks[conn].output(i, n)[...] = out[offset : offset + n]
+            offset += n
+
+
+def remote_model(settings: Settings, conn: Connection) -> Any:
+    """A worker's :class:`~edge_daemon.app.boot.LoadedModel` whose engine is the engine process's: waits
+    until that process has loaded it (or failed)."""
+    from edge_daemon.app.boot import LoadedModel
+
+    message = conn.recv()
+    if message[0] != "engine":
+        raise EngineError(f"the engine process failed: {message[1]}")
+    bundle: Bundle = message[1]
+    if bundle.device_index is not None:
+        from edge_daemon.gpu import cuda
+
+        cuda.init_context(bundle.device_index)
+        with contextlib.suppress(cuda.CudaError):  # as load_model does: an optimisation, not fatal
+            cuda.set_wait(bundle.device_index, settings.gpu.wait)
+    engine = RemoteEngine(conn, bundle, len(settings.cameras))
+    return LoadedModel(engine, bundle.model, bundle.tag, bundle.model_path, bundle.artifact, bundle.fallback)
