@@ -11,6 +11,7 @@ from typing import Any
 
 from edge_daemon.analytics import CameraAnalyzer, MotionGate, SnapshotDrawer, SnapshotStore
 from edge_daemon.app.boot import LoadedModel, load_model
+from edge_daemon.app.engine_server import RemoteEngine
 from edge_daemon.camera import Backoff, DropPolicy, hardware_source, open_source
 from edge_daemon.config import Settings
 from edge_daemon.controls import Controls
@@ -79,11 +80,16 @@ def make_stage(settings: Settings, model: LoadedModel) -> Stage:
         )
     from edge_daemon.pipeline.cuda_stage import GpuStage
 
+    stage_cls = GpuStage
+    if isinstance(engine, RemoteEngine):  # the engine process's: batches go to it through shared memory
+        from edge_daemon.app.shared_stage import SharedEngineStage
+
+        stage_cls = SharedEngineStage
     queued = sum(cam.queue_size for cam in settings.cameras)
     slots = max(3, queued + len(settings.cameras) + settings.gpu.in_flight * engine.info.max_batch)
     mapped = {"auto": None, "on": True, "off": False}[settings.gpu.mapped_frames]
     try:
-        return GpuStage(
+        return stage_cls(
             engine,
             device_index=getattr(settings.engine, "device_index", 0) or 0,
             frame_slots=slots,

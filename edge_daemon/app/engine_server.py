@@ -32,7 +32,6 @@ import mmap
 import os
 import signal
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import recv_handle, send_handle
@@ -67,15 +66,17 @@ class Bundle:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a block of ``batch`` images keeps its input and each output (byte offsets and sizes)."""
+    """A block of ``slots`` batches of up to ``batch`` images: where each slot keeps its input and each of
+    its outputs (byte offsets; sizes per image)."""
 
     batch: int
+    slots: int
     input_dtype: str
     input_bytes: int  # per image
     output_shapes: tuple[tuple[int, ...], ...]  # per image
 
     @classmethod
-    def of(cls, bundle: Bundle, batch: int) -> Layout:
+    def of(cls, bundle: Bundle, batch: int, slots: int = 1) -> Layout:
         h, w = bundle.info.input_hw
         dtype = bundle.io.input_dtype if bundle.io is not None else "float32"
         shapes = []
@@ -83,18 +84,25 @@ class Layout:
             if any(d is None for d in shape):
                 raise ConfigError(f"service.shared_engine: output {name} has a dynamic shape {shape}")
             shapes.append(tuple(int(d) for d in shape if d is not None))
-        return cls(batch, dtype, 3 * h * w * np.dtype(dtype).itemsize, tuple(shapes))
+        return cls(batch, slots, dtype, 3 * h * w * np.dtype(dtype).itemsize, tuple(shapes))
 
     @property
     def output_bytes(self) -> list[int]:
         return [int(np.prod(s)) * 4 for s in self.output_shapes]
 
     @property
-    def nbytes(self) -> int:
+    def slot_bytes(self) -> int:
         return self.batch * (self.input_bytes + sum(self.output_bytes))
 
-    def output_offset(self, i: int) -> int:
-        return self.batch * (self.input_bytes + sum(self.output_bytes[:i]))
+    @property
+    def nbytes(self) -> int:
+        return self.slots * self.slot_bytes
+
+    def input_offset(self, slot: int) -> int:
+        return slot * self.slot_bytes
+
+    def output_offset(self, slot: int, i: int) -> int:
+        return slot * self.slot_bytes + self.batch * (self.input_bytes + sum(self.output_bytes[:i]))
 
 
 class Block:
@@ -114,15 +122,16 @@ class Block:
         os.ftruncate(fd, layout.nbytes)
         return cls(fd, layout)
 
-    def input(self, n: int) -> npt.NDArray[Any]:
-        """The first ``n`` images of the input, flat."""
+    def input(self, slot: int, n: int) -> npt.NDArray[Any]:
+        """The first ``n`` images of a slot's input, flat."""
         count = n * self.layout.input_bytes // np.dtype(self.layout.input_dtype).itemsize
-        return np.frombuffer(self.map, self.layout.input_dtype, count)
+        return np.frombuffer(self.map, self.layout.input_dtype, count, self.layout.input_offset(slot))
 
-    def output(self, i: int, n: int) -> npt.NDArray[np.float32]:
+    def output(self, slot: int, i: int, n: int) -> npt.NDArray[np.float32]:
+        """Output ``i`` of a slot's first ``n`` images."""
         shape = self.layout.output_shapes[i]
         count = n * int(np.prod(shape))
-        flat = np.frombuffer(self.map, np.float32, count, self.layout.output_offset(i))
+        flat = np.frombuffer(self.map, np.float32, count, self.layout.output_offset(slot, i))
         return flat.reshape(n, *shape)
 
     def pin(self) -> None:
@@ -147,23 +156,26 @@ class Block:
 
 class RemoteEngine(InferenceEngine):
     """The engine of the engine process, as a worker's pipeline sees it: at most ``batch`` images a call
-    (the worker's cameras), on device buffers where the engine runs on a GPU, else on the host."""
+    (the worker's cameras). :meth:`run` (host arrays, the CPU stage) waits for its batch; on a GPU the
+    :class:`SharedEngineStage` sends a batch from slot ``k`` of the block (:meth:`send`) and its publish
+    thread waits for it (:meth:`wait`), so up to ``slots`` batches of the worker are in flight."""
 
-    def __init__(self, conn: Connection, bundle: Bundle, batch: int) -> None:
+    def __init__(self, conn: Connection, bundle: Bundle, batch: int, slots: int = 2) -> None:
         self._conn = conn
         self.bundle = bundle
-        self.layout = Layout.of(bundle, max(1, min(batch, bundle.info.max_batch)))
+        self.layout = Layout.of(bundle, max(1, min(batch, bundle.info.max_batch)), slots)
         self.info = replace(bundle.info, max_batch=self.layout.batch)
         self._io = None
         if bundle.io is not None:
             shapes = tuple((self.layout.batch, *s[1:]) for s in bundle.io.output_shapes)
             self._io = DeviceIO(bundle.io.input_dtype, shapes)
         self.block = Block.create(self.layout)
+        self._replies: dict[int, tuple[Any, ...]] = {}
         self._closed = False
         try:
             if self._io is not None:
                 self.block.pin()
-            conn.send(("attach", self.layout.batch))
+            conn.send(("attach", self.layout.batch, slots))
             send_handle(conn, self.block.fd, os.getpid())  # (the pid matters on Windows only)
         except BaseException:
             self.block.close()
@@ -172,35 +184,34 @@ class RemoteEngine(InferenceEngine):
     def device_io(self) -> DeviceIO | None:
         return self._io
 
-    def _call(self, n: int) -> float:
+    def send(self, slot: int, n: int) -> None:
+        """Run the ``n`` images in ``slot``'s input (the inference thread)."""
         try:
-            self._conn.send(("run", n))
-            reply = self._conn.recv()
-        except (EOFError, OSError) as exc:
+            self._conn.send(("run", slot, n))
+        except (OSError, ValueError) as exc:
             raise EngineError(f"the engine process has gone ({type(exc).__name__})") from None
+
+    def wait(self, slot: int) -> float:
+        """Until ``slot``'s outputs are in the block (the publish thread); the engine process's
+        milliseconds on the batch it went in."""
+        while slot not in self._replies:
+            try:
+                reply = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                raise EngineError(f"the engine process has gone ({type(exc).__name__})") from None
+            self._replies[reply[1]] = reply
+        reply = self._replies.pop(slot)
         if reply[0] != "done":
-            raise EngineError(f"the engine process: {reply[1]}")
-        return float(reply[1])
+            raise EngineError(f"the engine process: {reply[2]}")
+        return float(reply[2])
 
     def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
         self.check_input(batch)
         n = batch.shape[0]
-        np.copyto(self.block.input(n), batch.reshape(-1), casting="same_kind")
-        self._call(n)
-        return tuple(self.block.output(i, n).copy() for i in range(len(self.layout.output_shapes)))
-
-    def enqueue(self, input_ptr: int, output_ptrs: Sequence[int], batch: int, stream_handle: int) -> None:
-        from edge_daemon.gpu import cuda
-
-        self.check_batch(batch)
-        cuda.copy_ptr_async(
-            self.block.address, input_ptr, batch * self.layout.input_bytes, "dtoh", stream_handle
-        )
-        cuda.synchronize_handle(stream_handle)  # the images are in the block before the engine reads them
-        self._call(batch)
-        for i, ptr in enumerate(output_ptrs):
-            src = self.block.address + self.layout.output_offset(i)
-            cuda.copy_ptr_async(ptr, src, batch * self.layout.output_bytes[i], "htod", stream_handle)
+        np.copyto(self.block.input(0, n), batch.reshape(-1), casting="same_kind")
+        self.send(0, n)
+        self.wait(0)
+        return tuple(self.block.output(0, i, n).copy() for i in range(len(self.layout.output_shapes)))
 
     def close(self) -> None:
         if self._closed:
@@ -268,7 +279,7 @@ class _Server:
     def loop(self) -> None:
         try:
             while self.live:
-                pending: list[tuple[Connection, int]] = []
+                pending: list[tuple[Connection, int, int]] = []  # (worker, slot, images)
                 for conn in wait(self.live, timeout=1.0):
                     assert isinstance(conn, Connection)
                     try:
@@ -277,19 +288,20 @@ class _Server:
                         self._drop(conn)
                         continue
                     if message[0] == "attach":
-                        layout = Layout.of(self.bundle, message[1])
+                        layout = Layout.of(self.bundle, message[1], message[2])
                         block = Block(recv_handle(conn), layout)
                         if self.io is not None:
                             block.pin()
                         self.blocks[conn] = block
                     elif message[0] == "run":
-                        pending.append((conn, int(message[1])))
+                        pending.append((conn, int(message[1]), int(message[2])))
                 while pending:  # as many of the waiting batches as fit in one (a worker's always fits)
-                    take, total = [pending.pop(0)], 0
-                    while pending and take[0][1] + total + pending[0][1] <= self.bundle.info.max_batch:
-                        total += pending[0][1]
+                    take = [pending.pop(0)]
+                    total = take[0][2]
+                    while pending and total + pending[0][2] <= self.bundle.info.max_batch:
+                        total += pending[0][2]
                         take.append(pending.pop(0))
-                    self._run(take, take[0][1] + total)
+                    self._run(take, total)
         finally:
             for conn in list(self.blocks):
                 self._drop(conn)
@@ -305,7 +317,7 @@ class _Server:
         if block is not None:
             block.close()
 
-    def _run(self, take: list[tuple[Connection, int]], total: int) -> None:
+    def _run(self, take: list[tuple[Connection, int, int]], total: int) -> None:
         t0 = time.perf_counter()
         try:
             if self.io is not None:
@@ -314,44 +326,46 @@ class _Server:
                 self._run_host(take, total)
         except Exception as exc:
             log.exception("batch of %d failed in the engine", total)
-            for conn, _ in take:
+            for conn, slot, _ in take:
                 with contextlib.suppress(OSError, ValueError):
-                    conn.send(("error", f"{type(exc).__name__}: {exc}"))
+                    conn.send(("error", slot, f"{type(exc).__name__}: {exc}"))
             return
         ms = (time.perf_counter() - t0) * 1000.0
         self.batches += 1
         self.images += total
-        for conn, _ in take:
+        for conn, slot, _ in take:
             with contextlib.suppress(OSError, ValueError):
-                conn.send(("done", ms))
+                conn.send(("done", slot, ms))
 
-    def _run_device(self, take: list[tuple[Connection, int]], total: int) -> None:
+    def _run_device(self, take: list[tuple[Connection, int, int]], total: int) -> None:
         from edge_daemon.gpu import cuda
 
         one = Layout.of(self.bundle, 1)
         handle, offset = self.stream.handle, 0
-        for conn, n in take:
+        for conn, slot, n in take:
+            block = self.blocks[conn]
             dst = self.input.ptr + offset * one.input_bytes
-            cuda.copy_ptr_async(dst, self.blocks[conn].address, n * one.input_bytes, "htod", handle)
+            src = block.address + block.layout.input_offset(slot)
+            cuda.copy_ptr_async(dst, src, n * one.input_bytes, "htod", handle)
             offset += n
         self.engine.enqueue(self.input.ptr, [o.ptr for o in self.outputs], total, handle)
         offset = 0
-        for conn, n in take:
+        for conn, slot, n in take:
             block = self.blocks[conn]
             for i, size in enumerate(one.output_bytes):
-                dst = block.address + block.layout.output_offset(i)
+                dst = block.address + block.layout.output_offset(slot, i)
                 cuda.copy_ptr_async(dst, self.outputs[i].ptr + offset * size, n * size, "dtoh", handle)
             offset += n
         self.stream.synchronize()
 
-    def _run_host(self, take: list[tuple[Connection, int]], total: int) -> None:
+    def _run_host(self, take: list[tuple[Connection, int, int]], total: int) -> None:
         h, w = self.bundle.info.input_hw
-        batch = np.concatenate([self.blocks[c].input(n).reshape(n, 3, h, w) for c, n in take])
-        outputs = self.engine.run(batch)
+        inputs = [self.blocks[c].input(slot, n).reshape(n, 3, h, w) for c, slot, n in take]
+        outputs = self.engine.run(np.concatenate(inputs).astype(np.float32, copy=False))
         offset = 0
-        for conn, n in take:
+        for conn, slot, n in take:
             for i, out in enumerate(outputs):
-                self.blocks[conn].output(i, n)[...] = out[offset : offset + n]
+                self.blocks[conn].output(slot, i, n)[...] = out[offset : offset + n]
             offset += n
 
 
@@ -362,7 +376,7 @@ def remote_model(settings: Settings, conn: Connection) -> Any:
 
     message = conn.recv()
     if message[0] != "engine":
-        raise EngineError(f"the engine process failed: {message[1]}")
+        raise EngineError(f"the engine process failed: {message[-1]}")
     bundle: Bundle = message[1]
     if bundle.device_index is not None:
         from edge_daemon.gpu import cuda
@@ -370,5 +384,5 @@ def remote_model(settings: Settings, conn: Connection) -> Any:
         cuda.init_context(bundle.device_index)
         with contextlib.suppress(cuda.CudaError):  # as load_model does: an optimisation, not fatal
             cuda.set_wait(bundle.device_index, settings.gpu.wait)
-    engine = RemoteEngine(conn, bundle, len(settings.cameras))
+    engine = RemoteEngine(conn, bundle, len(settings.cameras), settings.gpu.in_flight)
     return LoadedModel(engine, bundle.model, bundle.tag, bundle.model_path, bundle.artifact, bundle.fallback)
