@@ -238,7 +238,8 @@ def test_the_pipeline_on_nvdec_frames_finds_what_it_finds_on_cpu_decoded_ones(tm
 
 
 class _Collect:
-    """A publisher that keeps every detections message (camera, seq) -> [(label, confidence, box)]."""
+    """A publisher that keeps every detections message (camera, seq) -> [(label, confidence, box)]; the
+    rest (events, states, health) as the null publisher."""
 
     def __init__(self) -> None:
         from edge_daemon.publish.base import NullPublisher
@@ -247,15 +248,13 @@ class _Collect:
         self.info: dict[str, Any] | None = None
         self.found: dict[tuple[str, int], list[tuple[str, float, tuple[float, ...]]]] = {}
 
-    def publish_detections(self, camera: str, payload: bytes) -> None:
-        m = json.loads(payload)
-        self.found[(m["camera"], m["seq"])] = [
-            (d["label"], d["confidence"], tuple(d["box"].values())) for d in m["detections"]
-        ]
-
-    def publish_detections_many(self, messages: Any) -> None:
-        for camera, payload in messages:
-            self.publish_detections(camera, payload)
+    def publish_many(self, messages: Any) -> None:  # (path, payload): detections go out this way
+        for path, payload in messages:
+            if path.endswith("/detections"):
+                m = json.loads(payload)
+                self.found[(m["camera"], m["seq"])] = [
+                    (d["label"], d["confidence"], tuple(d["box"].values())) for d in m["detections"]
+                ]
 
     def __getattr__(self, name: str) -> Any:  # events, health, state...: as the null publisher
         return getattr(self._null, name)
@@ -287,6 +286,7 @@ def test_a_shared_engine_finds_what_one_process_finds(tmp_path: Path) -> None:
         },
         gpu={"preprocess": "gpu"},
         analytics={"snapshots": {"dir": str(tmp_path / "snapshots")}},
+        publish={"detections": "all"},  # every frame's message, whatever moved
         http={"enabled": False},
     )
     alone = _Collect()

@@ -69,6 +69,10 @@ class _Worker:
     error: BaseException | None = None
     send_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def label(self) -> str:
+        return "the engine process" if self.index < 0 else f"worker {self.index}"
+
     def send(self, *message: Any) -> None:
         # A worker that has gone cannot be told anything: its end (or its death) is seen by the relay.
         with self.send_lock, contextlib.suppress(OSError, ValueError):
@@ -140,10 +144,10 @@ class WorkerGroup:
                         w.about = message[1]
                     elif message[0] == "end":
                         w.ended = True
-                        raise message[1] or EngineError(f"worker {w.index} ended while loading")
+                        raise message[1] or EngineError(f"{w.label} ended while loading")
                 elif not w.process.is_alive():
                     w.ended = True
-                    raise EngineError(f"worker {w.index} exited while loading (code {w.process.exitcode})")
+                    raise EngineError(f"{w.label} exited while loading (code {w.process.exitcode})")
 
     def attach(self, publisher: Any) -> None:
         """The publisher every worker's messages go through (this process's MQTT connection)."""
