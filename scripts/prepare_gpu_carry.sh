@@ -16,12 +16,19 @@
 # then (call 2, carry [".gpuassets"], PYTHONPATH=/tmp/site:$PWD):
 #   python3 scripts/bench_wait.py -c .gpuassets/streams.yaml --cameras 24 32 40 --workers 8
 #   python3 -m edge_daemon bench -c .gpuassets/streams.yaml --cameras 64 --workers 8 --no-ultralytics
-# Or without MQTT in two calls while the machine stays warm (it goes back after 30 s idle; the working tree
-# counts against each call's 64 MiB): first carry [".gpuassets/cache"] (the clips, and the clips repeated
-# to outlast a trial, which the bench's cameras play) with a short command such as `ls .gpuassets/cache`,
-# then carry [".whlmin", ".gpuassets/yolov8s-world-384x672-fp16.torchscript", ".gpuassets/streams.yaml",
-# ".gpuassets/vtest.avi"] (62 MiB with the tree), install .whlmin/*.whl, and
-#   python3 scripts/bench_wait.py -c .gpuassets/streams.yaml --cameras 24 32 --policies block --workers 8 --no-mqtt
+# Everything in ONE call (what the last session did; a later call to a warm machine does not find what an
+# earlier one installed in the work tree): .gpuship/ holds the wheels unpacked, pruned and xz-packed
+# (site.tar.xz, 7 MB: PyNvVideoCodec without its sources, samples and CUDA 12.1 build) and the broker
+# (mosq.tar.xz); with the model, the H.264 clips and the real demo clip it is 62 MiB:
+#   carry [".gpuship", ".gpuassets/yolov8s-world-384x672-fp16.torchscript", ".gpuassets/streams.yaml",
+#          ".gpuassets/one.yaml", ".gpuassets/vtest.avi", ".gpuassets/real",
+#          ".gpuassets/cache/streams/vtest-1920x1080-30-h264-loop42s.mp4",
+#          ".gpuassets/cache/streams/vtest-1920x1080-30-h264.mp4"]
+#   mkdir -p /tmp/site /tmp/mq && tar xJf .gpuship/site.tar.xz -C /tmp/site && tar xJf .gpuship/mosq.tar.xz -C /tmp/mq
+#   export PYTHONPATH=/tmp/site:$PWD; LD_LIBRARY_PATH=/tmp/mq/lib setsid /tmp/mq/mosquitto -p 1883 -d
+#   python3 -m edge_daemon bench -c .gpuassets/streams.yaml --cameras 64 --counts 32 48 --no-ultralytics
+#   python3 -m edge_daemon bench -c .gpuassets/one.yaml --frames 400 --rounds 3 --no-ultralytics
+# (the GPU tests want the 10 s clip as .gpuassets/streams-1080p-h264.mp4: copy it there first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -78,4 +85,18 @@ for f in .whl/*.whl; do
     *) cp "$f" .whlmin/ ;;
   esac
 done
-du -sh .whl .whlmin .gpudeb .gpuassets
+# .gpuship/: the same wheels unpacked (no py-spy) and pruned, and the broker, each as one xz archive
+rm -rf .gpuship /tmp/gpusite && mkdir -p .gpuship /tmp/gpusite
+for f in .whlmin/*.whl; do case $(basename "$f") in py_spy*) ;; *) unzip -o -q "$f" -d /tmp/gpusite ;; esac; done
+(cd /tmp/gpusite && rm -rf pynvvideocodec-*.data samples benchmarks PyNvVideoCodec/PyNvVideoCodec_121* \
+   PyNvVideoCodec/libavformat.so PyNvVideoCodec/libavformat.so.*.*.* PyNvVideoCodec/libavutil.so \
+   PyNvVideoCodec/libavutil.so.*.*.*)
+tar cJf .gpuship/site.tar.xz -C /tmp/gpusite . && tar cJf .gpuship/mosq.tar.xz -C .gpudeb .
+grep -qxF /.gpuship/ .git/info/exclude || echo /.gpuship/ >> .git/info/exclude
+# the real demo clip and a one-camera config for `edge-daemon bench` (daemon vs bare, CPU decode)
+mkdir -p .gpuassets/real && cp .assets/vtest.avi .gpuassets/real/vtest.avi
+sed -e 's#path: .assets/vtest.avi#path: .gpuassets/real/vtest.avi#' \
+    -e 's#path: .assets/yolov8s-world.pt#path: .gpuassets/yolov8s-world-384x672-fp16.torchscript#' \
+    -e 's#imgsz: \[448, 576\]#imgsz: [384, 672]#' -e 's#    drop_policy: block#    drop_policy: block\n    decode: cpu#' \
+    -e 's#cache_dir: .cache/edge-daemon#cache_dir: .gpuassets/cache#' configs/gpu-torch.yaml > .gpuassets/one.yaml
+du -sh .whl .whlmin .gpudeb .gpuship .gpuassets
