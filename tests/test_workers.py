@@ -3,6 +3,7 @@ mosquitto, real ONNX Runtime and the demo clip."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -191,3 +192,35 @@ def test_a_worker_that_cannot_load_fails_the_daemon_with_its_error(
     with pytest.raises(ModelError) as info:
         run_daemon(settings, threading.Event())
     assert info.value.exit_code == 65
+
+
+def test_the_shared_block_layout_keeps_slots_and_outputs_apart_and_refuses_dynamic_outputs() -> None:
+    from pathlib import Path as P
+
+    from edge_daemon.app.engine_server import Bundle, Layout
+    from edge_daemon.errors import ConfigError as CE
+    from edge_daemon.publish.payload import ModelTag
+    from edge_daemon.runtime import Artifact, DeviceIO, EngineInfo
+    from edge_daemon.types import ModelInfo
+
+    info = EngineInfo("torch", "fp16", "images", (32, 64), 8, output_names=("a", "b"),
+                      output_shapes=((84, 42), (32, 8, 16)))  # fmt: skip
+    model = ModelInfo("m", "detect", {0: "person"}, 32, (32, 64), "0" * 64)
+    tag = ModelTag("m", "fp16", "torch", (32, 64), "detect")
+    io = DeviceIO("float16", ((8, 84, 42), (8, 32, 8, 16)))
+    bundle = Bundle(info, io, model, tag, P("m.torchscript"), Artifact(P("m.torchscript")), None, 0)
+    layout = Layout.of(bundle, 3, slots=2)
+    assert layout.input_bytes == 3 * 32 * 64 * 2 and layout.output_bytes == [84 * 42 * 4, 32 * 8 * 16 * 4]
+    regions = []
+    for slot in range(2):
+        regions.append((layout.input_offset(slot), 3 * layout.input_bytes))
+        regions += [(layout.output_offset(slot, i), 3 * b) for i, b in enumerate(layout.output_bytes)]
+    regions.sort()
+    assert regions[0][0] == 0 and regions[-1][0] + regions[-1][1] == layout.nbytes
+    assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(regions)), "no gap, no overlap"
+    dynamic = Bundle(
+        EngineInfo("onnxruntime", "fp32", "images", (32, 64), 1, output_shapes=((84, None),)),
+        None, model, tag, P("m.onnx"), Artifact(P("m.onnx")), None, None,
+    )  # fmt: skip
+    with pytest.raises(CE, match=r"service\.shared_engine: output output0 has a dynamic shape"):
+        Layout.of(dynamic, 1)

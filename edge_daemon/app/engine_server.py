@@ -8,19 +8,20 @@ engine once and runs it for every worker: whatever the workers have sent while t
 into the next one, so the batch grows with the load.
 
 A worker keeps its whole pipeline (decode, the CUDA stage's pre-processing, post-processing, analytics)
-and runs a :class:`RemoteEngine` in place of the engine: its batch goes into a block of shared memory
-(an anonymous ``memfd`` it created and handed over the pipe with its descriptor, so ``/dev/shm``'s size
-does not matter), one message says how many images, the engine process copies them into its own batch,
-runs it and writes each worker's outputs back into that worker's block, and one message says done. On a
-GPU the block is page-locked in both processes (``cudaHostRegister``): the copies in and out are DMA on
-CUDA streams, about 1.5 MB an image each way, no CPU copy. On the CPU (ONNX Runtime, OpenVINO) the same
-block is read and written as arrays.
+and runs a :class:`RemoteEngine` in place of the engine. It makes a block of shared memory (an anonymous
+``memfd``, its descriptor handed over the pipe, so ``/dev/shm``'s size does not matter) with a slot for
+each batch it may have in flight. On a GPU the block is page-locked in both processes
+(``cudaHostRegister``) and every copy is DMA on a CUDA stream: the worker's stage
+(:mod:`edge_daemon.app.shared_stage`) copies its pre-processed batch into a slot, the engine process copies
+every waiting worker's slot into one batch, runs it and copies each worker's outputs into its slot, and
+the worker's publish thread reads them there. On the CPU (ONNX Runtime, OpenVINO) the same block is read
+and written as arrays, one batch at a time (:meth:`RemoteEngine.run`).
 
 Messages on each worker's pipe (pickled tuples): engine process -> worker ``("engine", Bundle)`` once
-loaded, ``("done", ms)`` or ``("error", text)`` per batch; worker -> engine process ``("attach", batch)``
-followed by the block's descriptor, ``("run", n)`` per batch. To the main process: ``("model", about)``
-once loaded, ``("end", error, None)`` last (as a worker ends, without a report). The engine process ends
-when every worker has gone.
+loaded, then ``("done", slot, ms)`` or ``("error", slot, text)`` per batch; worker -> engine process
+``("attach", batch, slots)`` followed by the block's descriptor, then ``("run", slot, n)`` per batch. To
+the main process: ``("model", about)`` once loaded, ``("end", error, None)`` last (as a worker ends,
+without a report). The engine process ends when every worker has gone.
 """
 
 from __future__ import annotations
@@ -157,8 +158,9 @@ class Block:
 class RemoteEngine(InferenceEngine):
     """The engine of the engine process, as a worker's pipeline sees it: at most ``batch`` images a call
     (the worker's cameras). :meth:`run` (host arrays, the CPU stage) waits for its batch; on a GPU the
-    :class:`SharedEngineStage` sends a batch from slot ``k`` of the block (:meth:`send`) and its publish
-    thread waits for it (:meth:`wait`), so up to ``slots`` batches of the worker are in flight."""
+    :class:`~edge_daemon.app.shared_stage.SharedEngineStage` sends a batch from slot ``k`` of the block
+    (:meth:`send`) and its publish thread waits for it (:meth:`wait`), so up to ``slots`` batches of the
+    worker are in flight."""
 
     def __init__(self, conn: Connection, bundle: Bundle, batch: int, slots: int = 2) -> None:
         self._conn = conn
@@ -199,6 +201,8 @@ class RemoteEngine(InferenceEngine):
                 reply = self._conn.recv()
             except (EOFError, OSError) as exc:
                 raise EngineError(f"the engine process has gone ({type(exc).__name__})") from None
+            if reply[0] == "error" and len(reply) == 2:  # the engine process itself failed
+                raise EngineError(f"the engine process failed: {reply[1]}")
             self._replies[reply[1]] = reply
         reply = self._replies.pop(slot)
         if reply[0] != "done":
