@@ -172,6 +172,8 @@ def test_when_the_shared_engine_dies_the_group_stops_with_an_error(
         runner.start()
         assert sub.wait_for(lambda m: len(sub.on("cam1/detections")) >= 2, timeout=120)
         assert group._engine is not None and group._engine.process.pid is not None
+        comm = [Path(f"/proc/{pid}/comm").read_text().strip() for pid in group.pids()]
+        assert comm == ["edge-worker-0", "edge-worker-1", "edge-engine"], "named for ps and top"
         os.kill(group._engine.process.pid, signal.SIGKILL)
         runner.join(60)
         assert not runner.is_alive(), "the group stopped by itself"

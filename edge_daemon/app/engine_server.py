@@ -46,6 +46,7 @@ from edge_daemon.config import Settings
 from edge_daemon.errors import ConfigError, EngineError
 from edge_daemon.publish.payload import ModelTag
 from edge_daemon.runtime import Artifact, DeviceIO, EngineInfo, InferenceEngine, Outputs
+from edge_daemon.threads import set_os_name
 from edge_daemon.types import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -231,6 +232,7 @@ def serve(settings: Settings, main: Connection, workers: list[Connection], level
     from edge_daemon.app.boot import load_model
     from edge_daemon.logs import setup_logging
 
+    set_os_name("edge-engine")
     os.environ.pop("NOTIFY_SOCKET", None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process stops the workers; they stop this one
     setup_logging(level)

@@ -15,7 +15,7 @@ from typing import Any
 
 from edge_daemon.config import Settings
 from edge_daemon.errors import EdgeError, EngineError
-from edge_daemon.threads import thread
+from edge_daemon.threads import set_os_name, thread
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,7 @@ def worker_main(
     from edge_daemon.app.daemon import build_pipeline
     from edge_daemon.logs import setup_logging
 
+    set_os_name(f"edge-worker-{index}")  # ps, top and the bench's CPU per thread tell the processes apart
     os.environ.pop("NOTIFY_SOCKET", None)  # only the main process speaks to systemd
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches us too: the main one drains
     setup_logging(level)
