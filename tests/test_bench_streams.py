@@ -53,8 +53,9 @@ def _config(tmp_path: Path, clip: Path, broker: Broker, device_id: str) -> Path:
     return config
 
 
+@pytest.mark.parametrize("shared", [False, True])
 def test_bench_cameras_runs_the_whole_pipeline_and_reports_the_limits(
-    tmp_path: Path, clip: Path, broker: Broker
+    tmp_path: Path, clip: Path, broker: Broker, shared: bool
 ) -> None:
     config = _config(tmp_path, clip, broker, "streamsbench")
     out = tmp_path / "streams.json"
@@ -62,6 +63,7 @@ def test_bench_cameras_runs_the_whole_pipeline_and_reports_the_limits(
     # --counts 1 2: both counts run whether or not this machine holds the first (no search).
     args = ["bench", "-c", str(config), "--counts", "1", "2", "--size", "320x240", "--fps", "5"]
     args += ["--warmup", "2", "--seconds", "6", "--no-ultralytics", "--json", str(out), "--workers", "2"]
+    args += ["--shared-engine"] if shared else []
     with subscribed(broker, "edge/streamsbench/#") as sub:
         res = run_cli(*args, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
@@ -90,6 +92,10 @@ def test_bench_cameras_runs_the_whole_pipeline_and_reports_the_limits(
     # One camera runs in this process; two in two worker processes. The decoders ran in two processes.
     assert [t["cameras"] for t in trials] == [1, 2], "exactly the counts asked for"
     assert [t["workers"] for t in trials] == [1, 2]
+    # The two workers' engines ran in the workers, or the one shared engine in its own process (whose
+    # threads, ONNX Runtime's among them, carry its name).
+    threads = trials[1]["cpu_by_thread"]
+    assert ("edge-engine" in threads) == shared and (shared or "edge-worker" in threads), threads
     assert report["decode_processes"] == 2
     assert "decode limit" in res.stdout and "engine limit" in res.stdout
 
