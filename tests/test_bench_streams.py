@@ -10,7 +10,7 @@ import cv2
 import pytest
 import yaml
 
-from edge_daemon.tools.streams import CAPTURE_SHARE, P99_LIMIT_MS, Trial, search
+from edge_daemon.tools.streams import CAPTURE_SHARE, P99_LIMIT_MS, Trial, _slowest, search
 from tests.conftest import Broker, free_port, run_cli, subscribed
 from tests.helpers import rtsp
 from tests.helpers.synthetic import synthetic_model
@@ -34,6 +34,21 @@ def test_the_search_doubles_then_bisects_to_the_largest_count_held() -> None:
     # Every count held up to the cap: the cap is reached, not passed.
     assert max(t.cameras for t in search(lambda n: _trial(n, True), 12)) <= 12
     assert [t.cameras for t in search(lambda n: _trial(n, False), 12)] == [1]
+
+
+def test_a_trial_reports_the_slowest_frames_of_its_window_with_their_parts() -> None:
+    slow = [
+        (9.0, 900.0, 1.0, 898.0, 1.0),  # before the window
+        (10.5, 150.0, 100.0, 20.0, 30.0),
+        (11.0, 400.0, 2.0, 8.0, 390.0),
+        (12.0, 120.0, 1.0, 109.0, 10.0),
+        (12.5, 101.0, 1.0, 1.0, 99.0),
+        (20.0, 999.0, 1.0, 1.0, 997.0),  # after
+    ]
+    got = _slowest(slow, 10.0, 13.0)
+    assert [f["e2e_ms"] for f in got] == [400.0, 150.0, 120.0], "the three slowest inside, slowest first"
+    parts = {"before_batch_ms": 2.0, "until_outputs_ms": 8.0, "publishing_ms": 390.0}
+    assert got[0] == {"e2e_ms": 400.0, **parts}
 
 
 def _config(tmp_path: Path, clip: Path, broker: Broker, device_id: str) -> Path:

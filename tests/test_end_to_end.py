@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -178,3 +179,41 @@ def test_broker_down_at_start_loses_nothing(tmp_path: Path, clip: Path, world_on
     finally:
         broker.proc.terminate()
         broker.proc.wait(10)
+
+
+def test_a_slow_frame_is_kept_with_where_it_waited(tmp_path: Path, clip: Path) -> None:
+    """A frame slower than 100 ms capture -> publish is kept in ``stats.slow`` with its parts: waiting for
+    the inference thread to take it into a batch, from then until its outputs were in the publish thread's
+    hands, and publishing. Here the publisher is held once for 0.3 s: that frame's time is in publishing;
+    the frames behind it, inferred meanwhile, waited for the publish thread."""
+    from edge_daemon.app import build_pipeline, load_model
+    from edge_daemon.publish.base import NullPublisher
+    from tests.helpers.synthetic import synthetic_model
+
+    class HeldOnce(NullPublisher):
+        calls = 0
+
+        def publish_many(self, messages: Any) -> None:
+            HeldOnce.calls += 1
+            if HeldOnce.calls == 5:
+                time.sleep(0.3)
+            super().publish_many(messages)
+
+    model_path = synthetic_model("yolov8n.yaml", (192, 256))
+    cam = {"name": "cam0", "type": "file", "path": str(clip), "realtime": True, "max_frames": 30,
+           "drop_policy": "block"}  # fmt: skip
+    settings = Settings(cameras=[cam], model={"path": str(model_path), "cache_dir": str(tmp_path)},
+                        publish={"detections": "all"}, http={"enabled": False})  # fmt: skip
+    model = load_model(settings)
+    try:
+        pipeline = build_pipeline(settings, model, HeldOnce())
+        stats = pipeline.run(threading.Event())
+    finally:
+        model.engine.close()
+    assert stats.published == 30
+    held = [e for e in stats.slow if e[4] >= 290]
+    assert len(held) == 1, list(stats.slow)
+    _at, e2e, before, engine, after = held[0]
+    assert e2e >= 300 and abs(e2e - (before + engine + after)) < 1.0 and before < 200
+    # The frames behind it had their outputs early but waited for the publish thread to come back.
+    assert any(e[3] >= 100 for e in stats.slow if e is not held[0]), list(stats.slow)

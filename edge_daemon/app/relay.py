@@ -88,12 +88,13 @@ class RelayPublisher:
 
 
 class Reporter:
-    """Every ``period_s``: the pipeline's health, counters, the latency samples since the last report,
-    this process's CPU seconds and whether it is stuck in the engine."""
+    """Every ``period_s``: the pipeline's health, counters, the latency samples and slow frames since the
+    last report, this process's CPU seconds and whether it is stuck in the engine."""
 
     def __init__(self, relay: RelayPublisher, pipeline: Any, period_s: float) -> None:
         self._relay, self._pipeline, self._period = relay, pipeline, period_s
         self._sent = {"published": 0, "batches": 0}
+        self._slow_sent = 0.0  # when the newest slow frame already reported was published
         self._done = threading.Event()
         self._thread = thread(self._loop, "reporter")
         self._thread.start()
@@ -104,13 +105,16 @@ class Reporter:
         published, batches = s.published, s.batches
         e2e = _newest(s.end_to_end_ms, published - self._sent["published"])
         inference = _newest(s.inference_ms, batches - self._sent["batches"])
+        slow = [e for e in list(s.slow) if e[0] > self._slow_sent]
         self._sent = {"published": published, "batches": batches}
+        self._slow_sent = slow[-1][0] if slow else self._slow_sent
         t = os.times()
         return {
             "health": p.health(),
             "counters": {k: getattr(s, k) for k in COUNTERS},
             "e2e": e2e,
             "inference": inference,
+            "slow": slow,
             "cpu_s": t.user + t.system,
             "stuck": p.stuck(),
         }

@@ -13,9 +13,10 @@ systemd's watchdog. :class:`WorkerGroup` answers the daemon, the web server and 
 One duplex pipe per worker carries pickled tuples. Worker to here: ``("model", about)`` once its engine is
 loaded and its pipeline built; ``("send", method, args)``, a publisher call (one batch's detections, its
 events, a retained state); ``("report", report)`` every half second (its health, counters, the latency
-samples since the last report, its CPU seconds, whether it is stuck in the engine); ``("end", error,
-report)`` last. Here to a worker: ``("go",)`` once MQTT is set up, ``("control", camera, detect,
-threshold)``, ``("stop",)``. A worker whose pipe closes (this process died) stops by itself.
+samples and slow frames since the last report, its CPU seconds, whether it is stuck in the engine);
+``("end", error, report)`` last. Here to a worker: ``("go",)`` once MQTT is set up, ``("control",
+camera, detect, threshold)``, ``("stop",)``. A worker whose pipe closes (this process died) stops by
+itself.
 
 The first worker loads alone (a first boot builds the engine and fills the caches once), the others then
 together from the caches. A worker that fails or dies stops the daemon with its error (systemd restarts
@@ -301,6 +302,7 @@ class WorkerGroup:
             for value in report.get("e2e", ()):
                 s.end_to_end_ms.append(value)
                 s.end_to_end_hist.observe(value)
+            s.slow.extend(tuple(e) for e in report.get("slow", ()))
             for value in report.get("inference", ()):
                 s.inference_ms.append(value)
                 s.inference_hist.observe(value)

@@ -15,6 +15,7 @@ from typing import Any
 # Latency samples kept for the statistics (the most recent ones): bounded, so a daemon that runs for
 # months holds a fixed amount (about 0.7 MB per deque), not one float per frame it ever served.
 LATENCY_SAMPLES = 20_000
+SLOW_MS = 100.0  # a frame slower than this, capture to publish, is kept in ``slow`` with where it waited
 
 
 # Latency histogram bounds in milliseconds (Prometheus ``le`` buckets; +Inf implied).
@@ -78,6 +79,10 @@ class PipelineStats:
     first_publish: float | None = None
     end_to_end_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    # Frames over SLOW_MS: (published at, monotonic s; capture -> publish ms; of which: until the inference
+    # thread took it into a batch, then until its outputs were in the publish thread's hands (the engine,
+    # and waiting for that thread), then publishing: decode, analytics, messages).
+    slow: deque[tuple[float, float, float, float, float]] = field(default_factory=lambda: deque(maxlen=256))
     dropped: dict[str, int] = field(default_factory=dict)
     captured: dict[str, int] = field(default_factory=dict)
     rates: dict[str, Rate] = field(default_factory=dict)  # per camera: frames published per second

@@ -39,6 +39,7 @@ from edge_daemon.errors import EdgeError
 from edge_daemon.model.tasks import Decoder
 from edge_daemon.pipeline.batching import Batcher
 from edge_daemon.pipeline.health import (
+    SLOW_MS,
     BusyClock,
     PipelineStats,
     analytics_health,
@@ -308,11 +309,12 @@ class Pipeline:
     def _infer_loop(self) -> None:
         try:
             while (items := self._batcher.next_batch()) is not None:
+                taken = time.monotonic()
                 with self._busy.inside("inference"):
                     batch = self.stage.submit(items)
                 self.stats.inferred += len(items)
                 self.stats.batches += 1
-                if not self._results.put(batch):
+                if not self._results.put((batch, taken)):
                     self.stage.release(batch)
         finally:
             self._results.close()
@@ -320,37 +322,48 @@ class Pipeline:
     def _publish_loop(self) -> None:
         while True:
             try:
-                item = self._results.get(timeout=1.0)
+                got = self._results.get(timeout=1.0)
             except QueueClosed:
                 self._outputs.finish()
                 return
             self._outputs.idle(self._readers, self._sources)
-            if item is None:
+            if got is None:
                 continue
+            item, taken = got
             try:
                 with self._busy.inside("publish"):
                     outputs, inference_ms = self.stage.outputs(item)
+                ready = time.monotonic()
                 self.stats.inference_ms.append(inference_ms)
                 self.stats.inference_hist.observe(inference_ms)
                 results = [
                     (p.frame, self._decode(tuple(out[i] for out in outputs), p.meta))
                     for i, p in enumerate(item.items)
                 ]
-                self._publish(results, inference_ms)
+                self._publish(results, inference_ms, (taken, ready))
             finally:
                 self.stage.release(item)
 
-    def _publish(self, results: list[tuple[Frame, Detections]], inference_ms: float) -> None:
+    def _publish(
+        self, results: list[tuple[Frame, Detections]], inference_ms: float, times: tuple[float, float]
+    ) -> None:
+        """``times``: when the inference thread took the batch and when its outputs were ready here."""
         done = self._outputs.publish(results, inference_ms)
         now = time.monotonic()
         if self.stats.first_publish is None:
             self.stats.first_publish = now
+        taken, ready = times
         for frame, dets in done:
             self.stats.published += 1
             self.stats.detections += len(dets)
             e2e_ms = (now - frame.captured_mono) * 1000.0
             self.stats.end_to_end_ms.append(e2e_ms)
             self.stats.end_to_end_hist.observe(e2e_ms)
+            if e2e_ms >= SLOW_MS:
+                before = (taken - frame.captured_mono) * 1000.0
+                self.stats.slow.append(
+                    (now, e2e_ms, before, (ready - taken) * 1000.0, (now - ready) * 1000.0)
+                )
             if self._on_result is not None:
                 self._on_result(frame, dets)
 

@@ -73,6 +73,10 @@ class Trial:
     why: str = ""
     # cores per stream by kind of thread (edge_daemon.threads.kind), every process; the largest first
     cpu_by_thread: dict[str, float] = field(default_factory=dict)
+    # the slowest frames of the window (capture -> publish over 100 ms), where each spent its time: until
+    # the inference thread took it into a batch, from then until its outputs were in the publish thread's
+    # hands (the engine, and waiting for that thread), and publishing (decode, analytics, messages)
+    slowest: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -136,6 +140,10 @@ class StreamsReport:
             if t.cpu_by_thread:
                 top = ", ".join(f"{k} {v:.3f}" for k, v in list(t.cpu_by_thread.items())[:8])
                 lines.append(f"{'':>8}cores per stream by thread: {top}")
+            for f in t.slowest:
+                parts = f"{f['before_batch_ms']:.0f} + {f['until_outputs_ms']:.0f} + {f['publishing_ms']:.0f}"
+                lines.append(f"{'':>8}slow frame: {f['e2e_ms']:.0f} ms = {parts} (until batched + until its "
+                             "outputs reached the publish thread + publishing)")  # fmt: skip
         lines.append(f"held: {self.held} streams ({d['held_vs_limit']} of min(decode, engine) limit)")
         if self.ultralytics_fps:
             rates = ", ".join(f"batch {n}: {fps:.0f} FPS" for n, fps in sorted(self.ultralytics_fps.items()))
@@ -249,6 +257,7 @@ def trial(settings: Settings, model: Any, clip: Path, n: int, fps: int, warmup_s
         decode=str(next(iter(((publisher.info or {}).get("decode") or {"": "?"}).values()))),
         workers=workers,
         cpu_by_thread=_per_stream(base_threads, end_threads, wall * n),
+        slowest=_slowest(s.slow, base[4], end[4]),
     )
     why = []
     if t.dropped:
@@ -267,6 +276,13 @@ def _per_stream(base: dict[str, float], end: dict[str, float], stream_seconds: f
     (a thread that started in the window counts from its start)."""
     used = {k: (v - base.get(k, 0.0)) / stream_seconds for k, v in end.items()}
     return {k: round(v, 4) for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v >= 0.001}
+
+
+def _slowest(slow: Any, start: float, end: float, n: int = 3) -> list[dict[str, float]]:
+    """The ``n`` slowest frames published between ``start`` and ``end`` (monotonic), with their parts."""
+    inside = sorted((e for e in list(slow) if start <= e[0] <= end), key=lambda e: -e[1])[:n]
+    keys = ("e2e_ms", "before_batch_ms", "until_outputs_ms", "publishing_ms")
+    return [{k: round(v, 1) for k, v in zip(keys, e[1:], strict=True)} for e in inside]
 
 
 def search(run: Any, max_cameras: int) -> list[Trial]:
