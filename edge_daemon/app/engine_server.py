@@ -294,11 +294,7 @@ class _Server:
                         self._drop(conn)
                         continue
                     if message[0] == "attach":
-                        layout = Layout.of(self.bundle, message[1], message[2])
-                        block = Block(recv_handle(conn), layout)
-                        if self.io is not None:
-                            block.pin()
-                        self.blocks[conn] = block
+                        self._attach(conn, message[1], message[2])
                     elif message[0] == "run":
                         pending.append((conn, int(message[1]), int(message[2])))
                 while pending:  # as many of the waiting batches as fit in one (a worker's always fits)
@@ -316,6 +312,24 @@ class _Server:
                     buf.close()
                 self.stream.close()
 
+    def _attach(self, conn: Connection, batch: int, slots: int) -> None:
+        """A worker's block, from the descriptor that follows its message; one that cannot be opened (the
+        worker died meanwhile, no memory to page-lock) ends that worker alone."""
+        block: Block | None = None
+        try:
+            block = Block(recv_handle(conn), Layout.of(self.bundle, batch, slots))
+            if self.io is not None:
+                block.pin()
+        except Exception as exc:
+            log.error("a worker's shared block cannot be opened: %s", exc)
+            if block is not None:
+                block.close()
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(("error", f"its shared block: {type(exc).__name__}: {exc}"))
+            self._drop(conn)
+            return
+        self.blocks[conn] = block
+
     def _drop(self, conn: Connection) -> None:
         if conn in self.live:
             self.live.remove(conn)
@@ -332,6 +346,9 @@ class _Server:
                 self._run_host(take, total)
         except Exception as exc:
             log.exception("batch of %d failed in the engine", total)
+            if self.io is not None:  # copies already queued must not still touch a slot the worker reuses
+                with contextlib.suppress(Exception):
+                    self.stream.synchronize()
             for conn, slot, _ in take:
                 with contextlib.suppress(OSError, ValueError):
                     conn.send(("error", slot, f"{type(exc).__name__}: {exc}"))

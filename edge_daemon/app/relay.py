@@ -93,8 +93,7 @@ class Reporter:
 
     def __init__(self, relay: RelayPublisher, pipeline: Any, period_s: float) -> None:
         self._relay, self._pipeline, self._period = relay, pipeline, period_s
-        self._sent = {"published": 0, "batches": 0}
-        self._slow_sent = 0.0  # when the newest slow frame already reported was published
+        self._sent = {"published": 0, "batches": 0, "slow": 0}
         self._done = threading.Event()
         self._thread = thread(self._loop, "reporter")
         self._thread.start()
@@ -105,9 +104,9 @@ class Reporter:
         published, batches = s.published, s.batches
         e2e = _newest(s.end_to_end_ms, published - self._sent["published"])
         inference = _newest(s.inference_ms, batches - self._sent["batches"])
-        slow = [e for e in list(s.slow) if e[0] > self._slow_sent]
-        self._sent = {"published": published, "batches": batches}
-        self._slow_sent = slow[-1][0] if slow else self._slow_sent
+        count = s.slow_count
+        slow = _newest(s.slow, count - self._sent["slow"])
+        self._sent = {"published": published, "batches": batches, "slow": count}
         t = os.times()
         return {
             "health": p.health(),

@@ -69,6 +69,9 @@ class _Worker:
     ended: bool = False
     error: BaseException | None = None
     send_lock: threading.Lock = field(default_factory=threading.Lock)
+    # This process's copies of the pipe ends the child got: closed once it has started, so that the
+    # child's death is an end of file for whoever holds the other end (not for a copy kept here).
+    handed: list[Connection] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -111,14 +114,17 @@ class WorkerGroup:
             pipes = [ctx.Pipe() for _ in dealt]  # (engine process's end, worker's end)
             engines = [there for _, there in pipes]
             here, there = ctx.Pipe()
-            serving = (self.settings, there, [end for end, _ in pipes], self._level)
-            self._engine = _Worker(-1, [], ctx.Process(target=serve, args=serving, name="edge-engine"), here)
+            ends = [end for end, _ in pipes]
+            serving = (self.settings, there, ends, self._level)
+            process = ctx.Process(target=serve, args=serving, name="edge-engine")
+            self._engine = _Worker(-1, [], process, here, handed=[there, *ends])
         for i, cams in enumerate(dealt):
             here, there = ctx.Pipe()
             cfg = self.settings.model_copy(update={"cameras": cams})
             args = (cfg, i, there, self.run_id, self._level, engines[i])
             process = ctx.Process(target=worker_main, args=args, name=f"edge-worker-{i}")
-            self._workers.append(_Worker(i, [c.name for c in cams], process, here))
+            handed = [there] + ([engines[i]] if engines[i] is not None else [])
+            self._workers.append(_Worker(i, [c.name for c in cams], process, here, handed=handed))
         try:
             if self._engine is not None:  # loads (a first boot builds) once; the workers attach to it
                 self._start([self._engine], stop)
@@ -134,7 +140,10 @@ class WorkerGroup:
 
     def _start(self, workers: list[_Worker], stop: threading.Event) -> None:
         for w in workers:
-            w.process.start()
+            w.process.start()  # (spawn: the pipe ends have gone to the child by now)
+            for end in w.handed:
+                end.close()
+            w.handed.clear()
         for w in workers:
             while w.about is None:
                 if stop.is_set():
@@ -224,7 +233,8 @@ class WorkerGroup:
         assert e is not None
         if e.process.pid is None:
             return
-        self._drain_pipe(e, deadline)
+        if not self._relay.is_alive():  # otherwise the relay reads its end (and only the relay)
+            self._drain_pipe(e, deadline)
         e.process.join(max(0.1, deadline - time.monotonic()))
         if e.process.is_alive():
             self.abandoned.append("engine process")
@@ -247,7 +257,8 @@ class WorkerGroup:
     # ------------------------------------------------------------------------------------- the relay
 
     def _relay_loop(self) -> None:
-        conns = {w.conn: w for w in self._workers if not w.ended}
+        every = [*self._workers, *([self._engine] if self._engine is not None else [])]
+        conns = {w.conn: w for w in every if not w.ended}
         while conns:
             for conn in wait(list(conns), timeout=1.0):
                 w = conns[conn]  # type: ignore[index]
@@ -257,8 +268,8 @@ class WorkerGroup:
                     w.process.join(2.0)
                     if not w.ended:
                         w.ended = True
-                        w.error = EngineError(f"worker {w.index} ({', '.join(w.cameras)}) died "
-                                              f"(exit code {w.process.exitcode})")  # fmt: skip
+                        who = f"worker {w.index} ({', '.join(w.cameras)})" if w.index >= 0 else w.label
+                        w.error = EngineError(f"{who} died (exit code {w.process.exitcode})")
                         log.error("%s", w.error)
                         self._failed.set()
                     del conns[conn]  # type: ignore[arg-type]
@@ -266,7 +277,7 @@ class WorkerGroup:
                 try:
                     self._handle(w, message)
                 except Exception as exc:
-                    log.exception("relaying worker %d's messages failed", w.index)
+                    log.exception("relaying %s's messages failed", w.label)
                     self.error = self.error or exc
                     self._failed.set()
                 if w.ended:
@@ -284,7 +295,7 @@ class WorkerGroup:
                 self._merge(w, message[2])
             if message[1] is not None:
                 w.error = message[1]
-                log.error("worker %d failed: %s", w.index, message[1])
+                log.error("%s failed: %s", w.label, message[1])
                 self._failed.set()
 
     def _forward_control(self, camera: str) -> None:
@@ -328,6 +339,8 @@ class WorkerGroup:
         dead = [str(w.index) for w in self._workers if w.ended and w.error is not None]
         if dead and self.stats.finished is None:
             return f"worker {' and '.join(dead)} stopped"
+        if self._engine is not None and self._engine.error is not None and self.stats.finished is None:
+            return "the engine process stopped"
         stuck = self.stuck()
         return f"the {stuck[0]} thread is stuck in the engine for {stuck[1]:.0f}s" if stuck else None
 

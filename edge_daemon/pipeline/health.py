@@ -83,6 +83,7 @@ class PipelineStats:
     # thread took it into a batch, then until its outputs were in the publish thread's hands (the engine,
     # and waiting for that thread), then publishing: decode, analytics, messages).
     slow: deque[tuple[float, float, float, float, float]] = field(default_factory=lambda: deque(maxlen=256))
+    slow_count: int = 0  # frames ever put in ``slow``
     dropped: dict[str, int] = field(default_factory=dict)
     captured: dict[str, int] = field(default_factory=dict)
     rates: dict[str, Rate] = field(default_factory=dict)  # per camera: frames published per second

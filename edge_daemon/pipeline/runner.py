@@ -360,10 +360,13 @@ class Pipeline:
             self.stats.end_to_end_ms.append(e2e_ms)
             self.stats.end_to_end_hist.observe(e2e_ms)
             if e2e_ms >= SLOW_MS:
-                before = (taken - frame.captured_mono) * 1000.0
-                self.stats.slow.append(
-                    (now, e2e_ms, before, (ready - taken) * 1000.0, (now - ready) * 1000.0)
+                parts = (
+                    (taken - frame.captured_mono) * 1000.0,
+                    (ready - taken) * 1000.0,
+                    (now - ready) * 1000.0,
                 )
+                self.stats.slow.append((now, e2e_ms, *parts))
+                self.stats.slow_count += 1
             if self._on_result is not None:
                 self._on_result(frame, dets)
 

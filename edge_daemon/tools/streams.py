@@ -280,7 +280,8 @@ def _per_stream(base: dict[str, float], end: dict[str, float], stream_seconds: f
 
 def _slowest(slow: Any, start: float, end: float, n: int = 3) -> list[dict[str, float]]:
     """The ``n`` slowest frames published between ``start`` and ``end`` (monotonic), with their parts."""
-    inside = sorted((e for e in list(slow) if start <= e[0] <= end), key=lambda e: -e[1])[:n]
+    # (a set: a worker's report may repeat a frame counted just after the report read the count)
+    inside = sorted({e for e in list(slow) if start <= e[0] <= end}, key=lambda e: -e[1])[:n]
     keys = ("e2e_ms", "before_batch_ms", "until_outputs_ms", "publishing_ms")
     return [{k: round(v, 1) for k, v in zip(keys, e[1:], strict=True)} for e in inside]
 
