@@ -200,7 +200,8 @@ def test_a_worker_that_cannot_load_fails_the_daemon_with_its_error(
 def test_the_shared_block_layout_keeps_slots_and_outputs_apart_and_refuses_dynamic_outputs() -> None:
     from pathlib import Path as P
 
-    from edge_daemon.app.engine_server import Bundle, Layout
+    from edge_daemon.app.engine_server import Bundle
+    from edge_daemon.app.shared_memory import Layout
     from edge_daemon.errors import ConfigError as CE
     from edge_daemon.publish.payload import ModelTag
     from edge_daemon.runtime import Artifact, DeviceIO, EngineInfo
@@ -212,7 +213,7 @@ def test_the_shared_block_layout_keeps_slots_and_outputs_apart_and_refuses_dynam
     tag = ModelTag("m", "fp16", "torch", (32, 64), "detect")
     io = DeviceIO("float16", ((8, 84, 42), (8, 32, 8, 16)))
     bundle = Bundle(info, io, model, tag, P("m.torchscript"), Artifact(P("m.torchscript")), None, 0)
-    layout = Layout.of(bundle, 3, slots=2)
+    layout = Layout.of(bundle.info, bundle.io, 3, slots=2)
     assert layout.input_bytes == 3 * 32 * 64 * 2 and layout.output_bytes == [84 * 42 * 4, 32 * 8 * 16 * 4]
     regions = []
     for slot in range(2):
@@ -226,4 +227,4 @@ def test_the_shared_block_layout_keeps_slots_and_outputs_apart_and_refuses_dynam
         None, model, tag, P("m.onnx"), Artifact(P("m.onnx")), None, None,
     )  # fmt: skip
     with pytest.raises(CE, match=r"service\.shared_engine: output output0 has a dynamic shape"):
-        Layout.of(dynamic, 1)
+        Layout.of(dynamic.info, dynamic.io, 1)

@@ -8,10 +8,10 @@ engine once and runs it for every worker: whatever the workers have sent while t
 into the next one, so the batch grows with the load.
 
 A worker keeps its whole pipeline (decode, the CUDA stage's pre-processing, post-processing, analytics)
-and runs a :class:`RemoteEngine` in place of the engine. It makes a block of shared memory (an anonymous
-``memfd``, its descriptor handed over the pipe, so ``/dev/shm``'s size does not matter) with a slot for
-each batch it may have in flight. On a GPU the block is page-locked in both processes
-(``cudaHostRegister``) and every copy is DMA on a CUDA stream: the worker's stage
+and runs a :class:`RemoteEngine` in place of the engine. It makes a block of shared memory
+(:mod:`edge_daemon.app.shared_memory`) with a slot for each batch it may have in flight. On a GPU the
+block is page-locked in both processes (``cudaHostRegister``) and every copy is DMA on a CUDA stream:
+the worker's stage
 (:mod:`edge_daemon.app.shared_stage`) copies its pre-processed batch into a slot, the engine process copies
 every waiting worker's slot into one batch, runs it and copies each worker's outputs into its slot, and
 the worker's publish thread reads them there. On the CPU (ONNX Runtime, OpenVINO) the same block is read
@@ -27,9 +27,7 @@ without a report). The engine process ends when every worker has gone.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
-import mmap
 import os
 import signal
 import time
@@ -42,8 +40,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_daemon.app.shared_memory import Block, Layout
 from edge_daemon.config import Settings
-from edge_daemon.errors import ConfigError, EngineError
+from edge_daemon.errors import EngineError
 from edge_daemon.publish.payload import ModelTag
 from edge_daemon.runtime import Artifact, DeviceIO, EngineInfo, InferenceEngine, Outputs
 from edge_daemon.threads import set_os_name
@@ -66,96 +65,6 @@ class Bundle:
     device_index: int | None
 
 
-@dataclass(frozen=True)
-class Layout:
-    """A block of ``slots`` batches of up to ``batch`` images: where each slot keeps its input and each of
-    its outputs (byte offsets; sizes per image)."""
-
-    batch: int
-    slots: int
-    input_dtype: str
-    input_bytes: int  # per image
-    output_shapes: tuple[tuple[int, ...], ...]  # per image
-
-    @classmethod
-    def of(cls, bundle: Bundle, batch: int, slots: int = 1) -> Layout:
-        h, w = bundle.info.input_hw
-        dtype = bundle.io.input_dtype if bundle.io is not None else "float32"
-        shapes = []
-        for name, shape in zip(bundle.info.output_names, bundle.info.output_shapes, strict=True):
-            if any(d is None for d in shape):
-                raise ConfigError(f"service.shared_engine: output {name} has a dynamic shape {shape}")
-            shapes.append(tuple(int(d) for d in shape if d is not None))
-        return cls(batch, slots, dtype, 3 * h * w * np.dtype(dtype).itemsize, tuple(shapes))
-
-    @property
-    def output_bytes(self) -> list[int]:
-        return [int(np.prod(s)) * 4 for s in self.output_shapes]
-
-    @property
-    def slot_bytes(self) -> int:
-        return self.batch * (self.input_bytes + sum(self.output_bytes))
-
-    @property
-    def nbytes(self) -> int:
-        return self.slots * self.slot_bytes
-
-    def input_offset(self, slot: int) -> int:
-        return slot * self.slot_bytes
-
-    def output_offset(self, slot: int, i: int) -> int:
-        return slot * self.slot_bytes + self.batch * (self.input_bytes + sum(self.output_bytes[:i]))
-
-
-class Block:
-    """A shared memory block (memfd) laid out by ``layout``, mapped here; page-locked for the GPU on
-    :meth:`pin`. Made by the worker (:meth:`create`), opened by the engine process from the descriptor."""
-
-    def __init__(self, fd: int, layout: Layout) -> None:
-        self.fd, self.layout = fd, layout
-        self.map = mmap.mmap(fd, layout.nbytes)
-        self._anchor = ctypes.c_char.from_buffer(self.map)
-        self.address = ctypes.addressof(self._anchor)
-        self.pinned = False
-
-    @classmethod
-    def create(cls, layout: Layout) -> Block:
-        fd = os.memfd_create("edge-daemon-engine", os.MFD_CLOEXEC)
-        os.ftruncate(fd, layout.nbytes)
-        return cls(fd, layout)
-
-    def input(self, slot: int, n: int) -> npt.NDArray[Any]:
-        """The first ``n`` images of a slot's input, flat."""
-        count = n * self.layout.input_bytes // np.dtype(self.layout.input_dtype).itemsize
-        return np.frombuffer(self.map, self.layout.input_dtype, count, self.layout.input_offset(slot))
-
-    def output(self, slot: int, i: int, n: int) -> npt.NDArray[np.float32]:
-        """Output ``i`` of a slot's first ``n`` images."""
-        shape = self.layout.output_shapes[i]
-        count = n * int(np.prod(shape))
-        flat = np.frombuffer(self.map, np.float32, count, self.layout.output_offset(slot, i))
-        return flat.reshape(n, *shape)
-
-    def pin(self) -> None:
-        from edge_daemon.gpu import cuda
-
-        cuda.host_register(self.address, self.layout.nbytes)
-        self.pinned = True
-
-    def close(self) -> None:
-        if self.pinned:
-            from edge_daemon.gpu import cuda
-
-            with contextlib.suppress(cuda.CudaError):
-                cuda.host_unregister(self.address)
-            self.pinned = False
-        del self._anchor
-        with contextlib.suppress(BufferError):
-            self.map.close()
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
-
-
 class RemoteEngine(InferenceEngine):
     """The engine of the engine process, as a worker's pipeline sees it: at most ``batch`` images a call
     (the worker's cameras). :meth:`run` (host arrays, the CPU stage) waits for its batch; on a GPU the
@@ -166,7 +75,7 @@ class RemoteEngine(InferenceEngine):
     def __init__(self, conn: Connection, bundle: Bundle, batch: int, slots: int = 2) -> None:
         self._conn = conn
         self.bundle = bundle
-        self.layout = Layout.of(bundle, max(1, min(batch, bundle.info.max_batch)), slots)
+        self.layout = Layout.of(bundle.info, bundle.io, max(1, min(batch, bundle.info.max_batch)), slots)
         self.info = replace(bundle.info, max_batch=self.layout.batch)
         self._io = None
         if bundle.io is not None:
@@ -270,16 +179,15 @@ class _Server:
         self.engine, self.bundle = engine, bundle
         self.blocks: dict[Connection, Block] = {}
         self.live = list(conns)
-        self.batches = self.images = 0
         self.io = engine.device_io()
+        self.one = Layout.of(bundle.info, self.io, 1)  # the sizes of one image
         if self.io is not None:
             from edge_daemon.gpu import cuda
 
             cuda.init_context(bundle.device_index or 0)
-            one = Layout.of(bundle, 1)
             self.stream = cuda.Stream()
-            self.input = cuda.DeviceBuffer(bundle.info.max_batch * one.input_bytes)
-            self.outputs = [cuda.DeviceBuffer(bundle.info.max_batch * b) for b in one.output_bytes]
+            self.input = cuda.DeviceBuffer(bundle.info.max_batch * self.one.input_bytes)
+            self.outputs = [cuda.DeviceBuffer(bundle.info.max_batch * b) for b in self.one.output_bytes]
             engine.prepare_device(self.input.ptr, [[o.ptr for o in self.outputs]], self.stream.handle)
 
     def loop(self) -> None:
@@ -317,7 +225,7 @@ class _Server:
         worker died meanwhile, no memory to page-lock) ends that worker alone."""
         block: Block | None = None
         try:
-            block = Block(recv_handle(conn), Layout.of(self.bundle, batch, slots))
+            block = Block(recv_handle(conn), Layout.of(self.bundle.info, self.bundle.io, batch, slots))
             if self.io is not None:
                 block.pin()
         except Exception as exc:
@@ -354,8 +262,6 @@ class _Server:
                     conn.send(("error", slot, f"{type(exc).__name__}: {exc}"))
             return
         ms = (time.perf_counter() - t0) * 1000.0
-        self.batches += 1
-        self.images += total
         for conn, slot, _ in take:
             with contextlib.suppress(OSError, ValueError):
                 conn.send(("done", slot, ms))
@@ -363,7 +269,7 @@ class _Server:
     def _run_device(self, take: list[tuple[Connection, int, int]], total: int) -> None:
         from edge_daemon.gpu import cuda
 
-        one = Layout.of(self.bundle, 1)
+        one = self.one
         handle, offset = self.stream.handle, 0
         for conn, slot, n in take:
             block = self.blocks[conn]
