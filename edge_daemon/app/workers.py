@@ -18,6 +18,9 @@ samples and slow frames since the last report, its CPU seconds, whether it is st
 camera, detect, threshold)``, ``("stop",)``. A worker whose pipe closes (this process died) stops by
 itself.
 
+One room at about 400 lines: starting the children, relaying their messages and stopping them share
+one lifecycle and one set of pipes (the engine process's own side is :mod:`.engine_server`).
+
 The first worker loads alone (a first boot builds the engine and fills the caches once), the others then
 together from the caches. A worker that fails or dies stops the daemon with its error (systemd restarts
 it). Costs: a CUDA context and an engine per worker in GPU memory, and each engine batches only its own
@@ -257,8 +260,7 @@ class WorkerGroup:
     # ------------------------------------------------------------------------------------- the relay
 
     def _relay_loop(self) -> None:
-        every = [*self._workers, *([self._engine] if self._engine is not None else [])]
-        conns = {w.conn: w for w in every if not w.ended}
+        conns = {w.conn: w for w in self._processes() if not w.ended}
         while conns:
             for conn in wait(list(conns), timeout=1.0):
                 w = conns[conn]  # type: ignore[index]
@@ -385,8 +387,11 @@ class WorkerGroup:
 
     def pids(self) -> list[int]:
         """The worker processes' ids, and the engine process's (profilers)."""
-        every = [*self._workers, *([self._engine] if self._engine is not None else [])]
-        return [w.process.pid for w in every if w.process.pid is not None]
+        return [w.process.pid for w in self._processes() if w.process.pid is not None]
+
+    def _processes(self) -> list[_Worker]:
+        """Every child process: the workers, and the engine process (service.shared_engine)."""
+        return [*self._workers, *([self._engine] if self._engine is not None else [])]
 
     def cpu_seconds(self) -> float:
         """Host CPU seconds used so far: this process, what the workers last reported, and the engine
